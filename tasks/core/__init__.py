@@ -1,0 +1,1 @@
+"""Small pieces every stage and mechanism uses: errors, subprocesses, waits."""

@@ -1,0 +1,16 @@
+"""Errors meant for people.
+
+A ``UserError`` is one line that says what failed, which config key or file,
+and what to do. Details go to a log whose path the message names; the doit
+actions print ``str(err)`` and fail the task without a traceback.
+"""
+
+
+class UserError(Exception):
+    """A failure the user can act on; ``str()`` is the whole message."""
+
+    def __init__(self, message: str, log: "str | None" = None):
+        self.log = log
+        if log:
+            message = f"{message} (details: {log})"
+        super().__init__(message)
