@@ -1,0 +1,168 @@
+"""Stage 4, build: per [builds.NAME], revive a throwaway copy of the
+snapshot (its own disk overlay), mount the build's inputs read-only and a
+fresh exchange folder read-write, run the command under its deadline, and
+collect outputs, the combined log and the exit code into
+artifacts/builds/NAME/. The copy is then killed and its overlay removed."""
+
+import json
+import os
+import shlex
+import shutil
+import time
+from pathlib import Path
+
+from .common import Paths, Stopwatch, action, config_slice, files_under, say, settings
+from .core.errors import UserError
+from .core.files import atomic_path, remove
+from .core.proc import run
+from .guests import linux
+from .machine import snapshot as snap
+from .machine.qemu import launch_with_port
+from .remote import ssh
+
+
+def build_slice(build) -> dict:
+    return {"command": build.command, "outputs": list(build.outputs),
+            "timeout": build.timeout, "env": build.env,
+            "shares": {n: str(p) for n, p in build.shares.items()}}
+
+
+def revive(paths: Paths, meta: dict, *, name: str, work: Path, shares: "dict[str, Path]",
+           timeout: float, watch: Stopwatch):
+    """Start a copy of the snapshot; return (machine, session). The caller
+    owns both and must close them (a context manager does)."""
+    overlay = work / "disk.qcow2"
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+         "-b", paths.snapshot / snap.DISK, overlay],
+        log=paths.logs / f"{name}-qemu-img.log", what="qemu-img create")
+    values = {"artifacts": str(paths.artifacts), "disk": str(overlay),
+              "ram": str(paths.snapshot / snap.RAM), "ram-share": "off", "smb": str(work / "smb"),
+              **{f"share.{n}": str(p) for n, p in shares.items()}}
+    template = meta["argv"] + ["-incoming", "defer", "-S"]
+    with watch.phase("revive"):
+        machine, port = launch_with_port(lambda port: snap.fill(template, {**values, "port": port}),
+                                         name=name, logdir=paths.logs)
+    try:
+        with watch.phase("revive"):
+            snap.incoming(machine, paths.snapshot, meta["save_method"], timeout)
+        with watch.phase("connect"):
+            session = ssh.connect(port, user="root", key_file=paths.key,
+                                  host_key=meta["host_key"], timeout=timeout,
+                                  alive=machine.dead, log=str(machine.qemu_log))
+    except BaseException:
+        machine.kill()
+        raise
+    return machine, session
+
+
+def _guest_shares(meta: dict):
+    from .config import Share
+    return [Share(name=n, guest=s["guest"], mode=s["mode"], transport=s["transport"], host=None)
+            for n, s in meta["shares"].items()]
+
+
+@action
+def run_build(cfg, paths: Paths, build) -> None:
+    meta = snap.read_meta(paths.snapshot)
+    snap.check(paths.snapshot, meta)
+    watch = Stopwatch()
+    work = paths.work / f"build-{build.name}-{os.getpid()}"
+    remove(work)
+    exchange_host = work / "xchg"
+    exchange_host.mkdir(parents=True)
+    exchange = cfg.exchange
+    shares = {**{n: p.resolve() for n, p in build.shares.items()}, exchange.name: exchange_host}
+    for share_name, folder in shares.items():
+        if not folder.is_dir():
+            raise UserError(f"config.toml: [builds.{build.name}] shares.{share_name}: "
+                            f"host folder {folder} does not exist")
+    target = paths.builds / build.name
+    try:
+        with atomic_path(target) as out:
+            out.mkdir()
+            result = _run_in_copy(cfg, paths, meta, build, work, shares, out, watch)
+            (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    finally:
+        remove(work)
+    _report(build, target, result)
+
+
+def _run_in_copy(cfg, paths, meta, build, work, shares, out, watch) -> dict:
+    machine, session = revive(paths, meta, name=f"build-{build.name}", work=work,
+                              shares=shares, timeout=cfg.timeouts.revive, watch=watch)
+    try:
+        with watch.phase("prepare"):
+            # A revived guest's clock is where the snapshot left it.
+            session.check(f"date -s @{time.time():.3f} >/dev/null 2>&1; "
+                          f"{linux.mount_command(_guest_shares(meta))}",
+                          timeout=60, what="mounting the shares in the guest")
+        with open(out / "log", "wb") as log, watch.phase("command"):
+            result = session.run(_command_line(build, meta), timeout=build.timeout,
+                                 sink=log.write)
+        with watch.phase("collect"):
+            collected, missing = _collect(build, shares[cfg.exchange.name], out / "outputs")
+    finally:
+        session.close()
+        machine.kill()
+    return {"build": build.name, "exit_code": result.exit_code,
+            "timed_out": result.exit_code is None, "outputs": collected,
+            "missing_outputs": missing, "timings": {**watch.phases, "total": watch.total()},
+            "snapshot": {"qemu": meta["qemu"], "accelerator": meta["accelerator"],
+                         "save_method": meta["save_method"]}}
+
+
+def _command_line(build, meta: dict) -> str:
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in build.env.items())
+    prefix = f"export {exports}; " if exports else ""
+    user = meta.get("user", "root")
+    if user != "root":
+        return f"{prefix}exec su -s /bin/sh {shlex.quote(user)} -c {shlex.quote(build.command)}"
+    return prefix + build.command
+
+
+def _collect(build, exchange: Path, dest: Path) -> "tuple[list[str], list[str]]":
+    dest.mkdir()
+    collected, missing = [], []
+    for rel in build.outputs:
+        src = exchange / rel
+        if src.is_dir():
+            shutil.copytree(src, dest / rel, symlinks=True)
+        elif src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+        else:
+            missing.append(rel)
+            continue
+        collected.append(rel)
+    return collected, missing
+
+
+def _report(build, target: Path, result: dict) -> None:
+    log = target / "log"
+    t = result["timings"]
+    say(f"build {build.name}: exit {result['exit_code']} (revive {t.get('revive')} s, "
+        f"command {t.get('command')} s, total {t.get('total')} s) → {target}")
+    if result["timed_out"]:
+        raise UserError(f"build {build.name}: the command did not finish within "
+                        f"[builds.{build.name}] timeout = {build.timeout:.0f} s; log: {log}")
+    if result["exit_code"] != 0:
+        raise UserError(f"build {build.name}: the command exited with code "
+                        f"{result['exit_code']}; log: {log}")
+    if result["missing_outputs"]:
+        raise UserError(f"build {build.name}: declared outputs not produced: "
+                        f"{', '.join(result['missing_outputs'])} ([builds.{build.name}] "
+                        f"outputs); log: {log}")
+
+
+def task_build():
+    """Run each [builds.NAME] in a throwaway copy revived from the snapshot."""
+    cfg = settings()
+    paths = Paths(cfg)
+    for build in cfg.builds.values():
+        sources = [f for p in build.shares.values() for f in files_under(p)]
+        yield {"name": build.name,
+               "actions": [(run_build, [cfg, paths, build])],
+               "file_dep": [paths.snapshot_meta, *sources],
+               "targets": [paths.builds / build.name / "result.json"],
+               "uptodate": [config_slice(f"builds.{build.name}", build_slice(build))],
+               "doc": f"build {build.name}: {build.command}"}

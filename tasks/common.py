@@ -1,0 +1,146 @@
+"""What the stage modules share: the project's config and paths, the
+config-slice up-to-date check, and actions that fail in one line."""
+
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from doit.exceptions import TaskFailed
+
+from . import config as config_mod
+from .core.errors import UserError
+
+
+@functools.lru_cache(maxsize=None)
+def _load(path: str, mtime_ns: int) -> config_mod.Config:
+    return config_mod.load(path)
+
+
+def settings() -> config_mod.Config:
+    """The project's config; a mistake in it ends doit with one line."""
+    path = Path(os.environ.get("REVIVE_CONFIG", "config.toml")).resolve()
+    try:
+        return _load(str(path), path.stat().st_mtime_ns if path.exists() else 0)
+    except UserError as err:
+        print(f"revive: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+class Paths:
+    """Where every artifact of a project lives."""
+
+    def __init__(self, cfg: config_mod.Config):
+        a = cfg.artifacts
+        self.artifacts = a
+        self.cache = Path(os.environ.get("REVIVE_CACHE", a / "cache"))
+        self.logs = a / "logs"
+        self.key = a / "keys" / "id_ed25519"
+        self.public_key = a / "keys" / "id_ed25519.pub"
+        self.payload = a / "payload"
+        self.payload_manifest = a / "payload" / "manifest.json"
+        self.iso = a / "media" / "install.iso"
+        self.floppy = a / "media" / "answers.img"
+        self.base = a / "base.qcow2"
+        self.base_meta = a / "base.json"
+        self.snapshot = a / "snapshot"
+        self.snapshot_meta = a / "snapshot" / "meta.json"
+        self.builds = a / "builds"
+        self.work = a / "work"
+        self.accel_cache = self.cache / "accel.json"
+
+
+class config_slice:
+    """doit uptodate check on the plain-data slice of config a stage reads.
+
+    Unlike doit's ``config_changed`` it keeps the slice itself, so that
+    ``doit info`` can say which key changed, not just that something did.
+    """
+
+    def __init__(self, name: str, data: dict):
+        self.name = name
+        self.data = json.loads(json.dumps(data, sort_keys=True, default=str))
+        self.changes: "list[str]" = []
+
+    def configure_task(self, task) -> None:
+        task.value_savers.append(lambda: {f"_config_{self.name}": self.data})
+
+    def __call__(self, task, values) -> bool:
+        before = values.get(f"_config_{self.name}")
+        if before is None:
+            self.changes = ["no successful run recorded"]
+        else:
+            self.changes = list(_differences(before, self.data, ""))
+        return not self.changes
+
+    def __str__(self) -> str:
+        what = "; ".join(self.changes) or "unchanged"
+        return f"config.toml ({self.name}) changed: {what}"
+
+    __repr__ = __str__
+
+
+def _differences(old, new, where: str):
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            sub = f"{where}.{key}" if where else key
+            if key not in old:
+                yield f"{sub} added"
+            elif key not in new:
+                yield f"{sub} removed"
+            else:
+                yield from _differences(old[key], new[key], sub)
+    elif old != new:
+        yield f"{where}: {old!r} -> {new!r}"
+
+
+def action(fn):
+    """Wrap a stage function as a doit python-action: a ``UserError``
+    becomes a one-line task failure, never a traceback."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            fn(*args, **kwargs)
+        except UserError as err:
+            return TaskFailed(f"revive: {err}")
+        return None
+    return run
+
+
+class Stopwatch:
+    """Named phase timings for result.json and the benchmark."""
+
+    def __init__(self):
+        self.phases: "dict[str, float]" = {}
+        self._start = time.monotonic()
+
+    def phase(self, name: str):
+        watch = self
+
+        class _Phase:
+            def __enter__(self):
+                self.t = time.monotonic()
+
+            def __exit__(self, *exc):
+                watch.phases[name] = round(time.monotonic() - self.t, 3)
+        return _Phase()
+
+    def total(self) -> float:
+        return round(time.monotonic() - self._start, 3)
+
+
+def say(message: str) -> None:
+    print(f"revive: {message}", flush=True)
+
+
+def files_under(folder: Path) -> "list[str]":
+    """Every file below ``folder`` (the build's sources), sorted, for file_dep."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        found.extend(str(Path(dirpath) / f) for f in sorted(filenames))
+    return found

@@ -1,0 +1,280 @@
+"""config.toml → one frozen, validated ``Config``.
+
+Every problem is a ``UserError`` of one line naming the key and what to do.
+Each stage hashes only its own slice (``stage_slice``), as plain data.
+"""
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import UserError
+
+GUEST_KINDS = ("tiny", "debian", "windows")
+ACCELS = ("auto", "kvm", "tcg")
+SAVE_METHODS = ("auto", "file", "zstd")
+SHARE_MODES = ("ro", "rw")
+TRANSPORTS = ("9p", "smb")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
+_SIZE = re.compile(r"^(\d+)\s*([KMGT]?)i?B?$", re.I)
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h)?$")
+
+
+@dataclass(frozen=True)
+class Share:
+    name: str
+    guest: str
+    mode: str
+    transport: str
+    host: "Path | None"  # default host folder; None for the exchange folder
+
+
+@dataclass(frozen=True)
+class Build:
+    name: str
+    command: str
+    shares: "dict[str, Path]"   # share name → host folder, defaults applied
+    outputs: "tuple[str, ...]"
+    timeout: float
+    env: "dict[str, str]"
+
+
+@dataclass(frozen=True)
+class Answers:
+    hostname: str
+    user: str
+    disk_size_mb: int
+
+
+@dataclass(frozen=True)
+class VM:
+    memory_mb: int
+    cpus: int
+    accel: str
+    save: str
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    install: float
+    boot: float
+    revive: float
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path
+    path: Path
+    guest_kind: str
+    guest: "dict[str, Any]"     # the [guest] table as written, for kind modules
+    answers: Answers
+    vm: VM
+    timeouts: Timeouts
+    shares: "dict[str, Share]"
+    builds: "dict[str, Build]"
+    raw: "dict[str, Any]" = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def exchange(self) -> Share:
+        return next(s for s in self.shares.values() if s.mode == "rw")
+
+
+def load(path: "Path | str") -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file; copy config.toml from the "
+                        "revive repository or an examples/*.toml") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"{path.name}: not valid TOML: {err}") from None
+    return parse(raw, path)
+
+
+def parse(raw: dict, path: Path) -> Config:
+    root = path.parent.resolve()
+    t = _Table(raw, "", path.name)
+    t.only("guest", "answers", "vm", "timeouts", "shares", "builds")
+    guest = t.table("guest")
+    kind = guest.choice("kind", GUEST_KINDS, "tiny")
+    answers = t.table("answers")
+    vm = t.table("vm")
+    timeouts = t.table("timeouts")
+    answers.only("hostname", "user", "disk_size")
+    vm.only("memory", "cpus", "accel", "save")
+    timeouts.only("install", "boot", "revive")
+    answers_ = Answers(
+        hostname=answers.match("hostname", _HOSTNAME, "revive",
+                               "letters, digits and '-', up to 63"),
+        user=answers.match("user", _USER, "root",
+                           "a lower-case login name such as 'root' or 'builder'"),
+        disk_size_mb=answers.size_mb("disk_size", "2G"))
+    vm_ = VM(memory_mb=vm.size_mb("memory", "512M"),
+             cpus=vm.integer("cpus", 1, 1, 64),
+             accel=vm.choice("accel", ACCELS, "auto"),
+             save=vm.choice("save", SAVE_METHODS, "auto"))
+    timeouts_ = Timeouts(install=timeouts.duration("install", "20m"),
+                         boot=timeouts.duration("boot", "5m"),
+                         revive=timeouts.duration("revive", "2m"))
+    shares = _shares(t.table("shares"), root)
+    cfg = Config(root=root, path=path.resolve(), guest_kind=kind,
+                 guest=dict(guest.data), answers=answers_, vm=vm_,
+                 timeouts=timeouts_, shares=shares,
+                 builds=_builds(t.table("builds"), shares, root), raw=raw)
+    if cfg.vm.memory_mb < 128:
+        raise UserError(f"{path.name}: [vm] memory: at least 128M is needed")
+    return cfg
+
+
+def _shares(t: "_Table", root: Path) -> "dict[str, Share]":
+    shares = {}
+    for name in t.data:
+        s = t.table(name, named=True)
+        s.only("guest", "mode", "host", "transport")
+        mode = s.choice("mode", SHARE_MODES, "ro")
+        host = s.optional_str("host")
+        if mode == "rw" and host is not None:
+            raise s.error("host", "the rw share is the exchange folder, made "
+                          "fresh for every build; remove 'host'")
+        guest_path = s.string("guest")
+        if not guest_path.startswith("/"):
+            raise s.error("guest", f"{guest_path!r} must be an absolute path in the guest")
+        shares[name] = Share(name=name, guest=guest_path, mode=mode,
+                             transport=s.choice("transport", TRANSPORTS, "9p"),
+                             host=(root / host) if host is not None else None)
+    exchanges = [s.name for s in shares.values() if s.mode == "rw"]
+    if len(exchanges) != 1:
+        raise t.error(None, "exactly one share must have mode = \"rw\" (the exchange "
+                      f"folder the outputs are collected from); found {len(exchanges)}")
+    return shares
+
+
+def _builds(t: "_Table", shares: "dict[str, Share]", root: Path) -> "dict[str, Build]":
+    builds = {}
+    for name in t.data:
+        b = t.table(name, named=True)
+        b.only("command", "shares", "outputs", "timeout", "env")
+        given = b.table("shares")
+        mapped = {}
+        for share in shares.values():
+            if share.mode == "rw":
+                if share.name in given.data:
+                    raise given.error(share.name, "the exchange folder cannot be "
+                                      "mapped; it is fresh for every build")
+                continue
+            folder = given.optional_str(share.name)
+            path = (root / folder) if folder is not None else share.host
+            if path is None:
+                raise given.error(share.name, "no host folder: set it here or "
+                                  f"as [shares.{share.name}] host")
+            mapped[share.name] = path
+        for extra in given.data:
+            if extra not in shares:
+                raise given.error(extra, f"no share named {extra!r}; define "
+                                  f"[shares.{extra}] first")
+        env = b.table("env")
+        builds[name] = Build(
+            name=name, command=b.string("command"), shares=mapped,
+            outputs=tuple(b.string_list("outputs", [])),
+            timeout=b.duration("timeout", "30m"),
+            env={k: env.string(k) for k in env.data})
+        for out in builds[name].outputs:
+            if out.startswith("/") or ".." in Path(out).parts:
+                raise b.error("outputs", f"{out!r} must be a path relative to "
+                              "the exchange folder")
+    return builds
+
+
+class _Table:
+    """A TOML table with typed getters whose errors name the full key."""
+
+    def __init__(self, data, where: str, file: str):
+        self.data = data
+        self.where = where
+        self.file = file
+
+    def error(self, key, problem: str) -> UserError:
+        place = f"[{self.where}]" if self.where else ""
+        if key is not None:
+            place = f"{place} {key}".strip()
+        return UserError(f"{self.file}: {place}: {problem}")
+
+    def only(self, *known: str) -> None:
+        for key in self.data:
+            if key not in known:
+                raise self.error(key, f"unknown key; expected one of {', '.join(known)}")
+
+    def table(self, key: str, named: bool = False) -> "_Table":
+        value = self.data.get(key, {})
+        where = f"{self.where}.{key}" if self.where else key
+        if not isinstance(value, dict):
+            raise self.error(key, "must be a table")
+        if named and not _NAME.match(key):
+            raise self.error(key, "names are letters, digits, '-' and '_', up to 32")
+        return _Table(value, where, self.file)
+
+    def _get(self, key, default, kind, kind_name):
+        value = self.data.get(key, default)
+        if value is None:
+            raise self.error(key, f"missing; it must be {kind_name}")
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise self.error(key, f"{value!r} must be {kind_name}")
+        return value
+
+    def string(self, key: str, default=None) -> str:
+        value = self._get(key, default, str, "a string")
+        if not value.strip():
+            raise self.error(key, "must not be empty")
+        return value
+
+    def optional_str(self, key: str) -> "str | None":
+        return None if key not in self.data else self.string(key)
+
+    def string_list(self, key: str, default) -> "list[str]":
+        value = self._get(key, default, list, "a list of strings")
+        if not all(isinstance(v, str) and v for v in value):
+            raise self.error(key, "must be a list of non-empty strings")
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self._get(key, default, int, "a whole number")
+        if not low <= value <= high:
+            raise self.error(key, f"{value} must be between {low} and {high}")
+        return value
+
+    def choice(self, key: str, choices, default: str) -> str:
+        value = self._get(key, default, str, "a string")
+        if value not in choices:
+            raise self.error(key, f"{value!r} must be one of: {', '.join(choices)}")
+        return value
+
+    def match(self, key: str, pattern, default: str, shape: str) -> str:
+        value = self._get(key, default, str, "a string")
+        if not pattern.match(value):
+            raise self.error(key, f"{value!r} is not valid: {shape}")
+        return value
+
+    def size_mb(self, key: str, default: str) -> int:
+        value = self._get(key, default, (str, int), "a size like \"512M\" or \"2G\"")
+        m = _SIZE.match(str(value).strip())
+        if not m:
+            raise self.error(key, f"{value!r} must be a size like \"512M\" or \"2G\"")
+        scale = {"": 1 / (1 << 20), "K": 1 / 1024, "M": 1, "G": 1024, "T": 1 << 20}
+        return int(int(m.group(1)) * scale[m.group(2).upper()])
+
+    def duration(self, key: str, default: str) -> float:
+        value = self._get(key, default, (str, int, float), "a duration like \"30s\", \"10m\" or \"1h\"")
+        m = _DURATION.match(str(value).strip())
+        if not m or float(m.group(1)) <= 0:
+            raise self.error(key, f"{value!r} must be a duration like \"30s\", \"10m\" or \"1h\"")
+        return float(m.group(1)) * {"s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]

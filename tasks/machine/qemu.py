@@ -1,0 +1,242 @@
+"""One QEMU process: launched, watched, talked to over QMP, always reaped.
+
+Modelled on QEMU's own python/qemu/machine: ``__init__`` records, ``launch()``
+starts, the context manager's exit shuts down (QMP ``quit`` first, then kill)
+on every path, Ctrl-C included. QMP runs over a socketpair; the serial console
+goes to a log file whose tail every error carries.
+"""
+
+import ctypes
+import functools
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+from ..core.errors import UserError
+from ..core.wait import wait_for
+
+BINARY = "qemu-system-x86_64"
+INSTALL_HINT = ("install QEMU: run ./setup.sh, or apt-get install "
+                "qemu-system-x86 qemu-utils")
+
+
+@functools.lru_cache(maxsize=None)
+def binary() -> str:
+    path = shutil.which(BINARY)
+    if not path:
+        raise UserError(f"{BINARY} not found; {INSTALL_HINT}")
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def version() -> str:
+    """The version QEMU reports, e.g. "7.2.22"."""
+    out = subprocess.run([binary(), "-version"], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, timeout=30).stdout
+    m = re.search(r"version (\d+\.\d+\.\d+)", out)
+    if not m:
+        raise UserError(f"{binary()} -version printed no version; {INSTALL_HINT}")
+    return m.group(1)
+
+
+def _die_with_parent() -> None:
+    # If revive itself is killed outright, the kernel kills QEMU too.
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    # Ctrl-C reaches revive, which shuts QEMU down itself; QEMU must not race it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+class Machine:
+    """A QEMU process. ``args`` is the device model; this class adds the
+    QMP channel, the serial console and the process plumbing."""
+
+    def __init__(self, args: "list[str]", *, name: str, logdir: Path,
+                 quit_timeout: float = 10):
+        self.args = [str(a) for a in args]
+        self.name = name
+        self.serial_log = Path(logdir) / f"{name}-serial.log"
+        self.qemu_log = Path(logdir) / f"{name}-qemu.log"
+        self.quit_timeout = quit_timeout
+        self.proc: Optional[subprocess.Popen] = None
+        self.qmp: Optional[QEMUMonitorProtocol] = None
+        self.argv: "list[str]" = []
+
+    # -- lifecycle -------------------------------------------------------
+    def launch(self, connect_timeout: float = 30) -> "Machine":
+        self.serial_log.parent.mkdir(parents=True, exist_ok=True)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.argv = [binary(), "-nodefaults", "-display", "none",
+                     "-chardev", f"socket,id=qmp,fd={theirs.fileno()}",
+                     "-mon", "chardev=qmp,mode=control",
+                     "-chardev", f"file,id=serial0,path={self.serial_log}",
+                     "-serial", "chardev:serial0", *self.args]
+        with open(self.qemu_log, "w") as log:
+            log.write("+ " + shlex.join(self.argv) + "\n")
+            log.flush()
+            try:
+                self.proc = subprocess.Popen(
+                    self.argv, stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, pass_fds=[theirs.fileno()],
+                    preexec_fn=_die_with_parent)
+            finally:
+                theirs.close()
+        try:
+            self.qmp = QEMUMonitorProtocol(ours)
+            self.qmp.settimeout(connect_timeout)
+            self._connect(connect_timeout)
+            self.qmp.settimeout(30)
+        except BaseException:
+            self.shutdown()
+            raise
+        return self
+
+    def _connect(self, timeout: float) -> None:
+        try:
+            self.qmp.connect()
+        except Exception:
+            dead = self.dead()
+            raise self.error(f"QEMU did not start ({dead or 'no QMP greeting'})") from None
+
+    def __enter__(self) -> "Machine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def shutdown(self, graceful: bool = True) -> Optional[int]:
+        """Stop QEMU and reap it; safe to call twice and after a failed launch."""
+        if self.proc is None:
+            return None
+        try:
+            if graceful and self.proc.poll() is None and self.qmp is not None:
+                try:
+                    self.qmp.settimeout(2)
+                    self.qmp.cmd("quit")
+                except Exception:
+                    pass
+                try:
+                    self.proc.wait(timeout=self.quit_timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            if self.qmp is not None:
+                try:
+                    self.qmp.close()
+                except Exception:
+                    pass
+                self.qmp = None
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        self.shutdown(graceful=False)
+
+    # -- watching --------------------------------------------------------
+    def dead(self) -> Optional[str]:
+        """None while QEMU runs, else how it ended (for waits)."""
+        if self.proc is None:
+            return "QEMU was never started"
+        code = self.proc.poll()
+        if code is None:
+            return None
+        last = tail(self.qemu_log, 1).strip()
+        return f"QEMU exited with code {code}" + (f": {last}" if last else "")
+
+    def error(self, problem: str) -> UserError:
+        """A one-line error naming the logs (the serial tail goes there)."""
+        with open(self.qemu_log, "a") as log:
+            log.write(f"\n--- {problem}\n--- serial console tail "
+                      f"({self.serial_log}):\n{tail(self.serial_log, 40)}\n")
+        return UserError(f"{self.name}: {problem}", log=str(self.qemu_log))
+
+    def wait_serial(self, marker: str, timeout: float, what: str,
+                    progress=None) -> str:
+        """Wait until the serial console prints ``marker``; return the console."""
+        def seen():
+            text = self.serial_log.read_text(errors="replace") if self.serial_log.exists() else ""
+            if progress:
+                progress(text)
+            return text if marker in text else None
+        try:
+            return wait_for(seen, timeout=timeout, what=what, alive=self.dead,
+                            interval=0.05, last_seen=lambda: tail(self.serial_log, 1))
+        except UserError as err:
+            raise self.error(str(err)) from None
+
+    # -- QMP -------------------------------------------------------------
+    def cmd(self, name: str, **args):
+        try:
+            return self.qmp.cmd(name, **args)
+        except Exception as err:
+            raise self.error(f"QMP {name} failed: {err}") from None
+
+    def status(self) -> str:
+        return self.cmd("query-status")["status"]
+
+    def screendump(self, path: Path) -> Optional[Path]:
+        """Save the screen as PNG (QEMU ≥ 7.1), or PPM on older ones."""
+        path = Path(path)
+        try:
+            self.qmp.cmd("screendump", filename=str(path), format="png")
+            return path
+        except Exception:
+            try:
+                ppm = path.with_suffix(".ppm")
+                self.qmp.cmd("screendump", filename=str(ppm))
+                return ppm
+            except Exception:
+                return None
+
+
+def free_port() -> int:
+    """A loopback port free right now; callers retry if QEMU loses the race."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(machine: Machine) -> bool:
+    text = machine.qemu_log.read_text(errors="replace") if machine.qemu_log.exists() else ""
+    return "host forwarding rule" in text or "Address already in use" in text
+
+
+def launch_with_port(make_args, *, name: str, logdir: Path, tries: int = 5) -> "tuple[Machine, int]":
+    """Launch a machine whose argv needs a host port, retrying on collision."""
+    for attempt in range(tries):
+        port = free_port()
+        machine = Machine(make_args(port), name=name, logdir=logdir)
+        try:
+            machine.launch()
+            return machine, port
+        except UserError:
+            machine.shutdown(graceful=False)
+            if attempt + 1 < tries and port_in_use(machine):
+                time.sleep(0.05)
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")

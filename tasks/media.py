@@ -1,0 +1,110 @@
+"""Stage 1, media: the project's SSH key pair, the guest's payload (built on
+the host from pinned packages), the install ISO and the answer floppy."""
+
+import json
+from pathlib import Path
+
+from doit.tools import run_once
+
+from . import guests
+from .common import Paths, action, config_slice, say, settings
+from .core.files import atomic_path, remove
+from .formats.fat12 import write_floppy
+from .formats.iso import write_iso
+from .remote.ssh import generate_keypair
+
+
+def answers(cfg) -> dict:
+    """The answer file's settings, as plain data (also the floppy's slice)."""
+    return {
+        "hostname": cfg.answers.hostname,
+        "user": cfg.answers.user,
+        "disk": {"device": "/dev/vda", "filesystem": "ext2",
+                 "size_mb": cfg.answers.disk_size_mb},
+        "shares": [{"name": s.name, "guest": s.guest, "mode": s.mode,
+                    "transport": s.transport} for s in cfg.shares.values()],
+    }
+
+
+def guest_slice(cfg) -> dict:
+    return {"kind": cfg.guest_kind, "guest": cfg.guest}
+
+
+@action
+def make_keys(paths: Paths) -> None:
+    paths.key.parent.mkdir(parents=True, exist_ok=True)
+    remove(paths.public_key)
+    generate_keypair(paths.key)
+
+
+@action
+def make_payload(cfg, paths: Paths) -> None:
+    kind = guests.module_for(cfg.guest_kind)
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    log = paths.logs / "payload.log"
+    with atomic_path(paths.payload) as tmp:
+        tmp.mkdir()
+        kind.build_payload(paths.cache / "debs", tmp, log)
+        if not (tmp / "manifest.json").exists():
+            raise AssertionError("guest payload wrote no manifest.json")
+    say(f"payload ready in {paths.payload}")
+
+
+@action
+def make_iso(cfg, paths: Paths) -> None:
+    kind = guests.module_for(cfg.guest_kind)
+    root = paths.payload / "iso"
+    tree = {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
+    write_iso(paths.iso, tree, volume_id="REVIVE_INSTALL", boot=kind.ISO_BOOT)
+    say(f"install ISO: {paths.iso} ({paths.iso.stat().st_size >> 20} MiB, {len(tree)} files)")
+
+
+@action
+def make_floppy(cfg, paths: Paths) -> None:
+    kind = guests.module_for(cfg.guest_kind)
+    data = answers(cfg)
+    data["ssh_public_key"] = paths.public_key.read_text().strip()
+    write_floppy(paths.floppy, kind.answer_files(data))
+    say(f"answer floppy: {paths.floppy}")
+
+
+def task_keys():
+    """The project's SSH key pair (private key 0600, never committed)."""
+    paths = Paths(settings())
+    return {"actions": [(make_keys, [paths])],
+            "targets": [paths.key, paths.public_key],
+            "uptodate": [run_once], "clean": True}
+
+
+def task_payload():
+    """The guest's setup payload, assembled on the host from pinned packages."""
+    cfg = settings()
+    paths = Paths(cfg)
+    kind = guests.module_for(cfg.guest_kind)
+    return {"actions": [(make_payload, [cfg, paths])],
+            "file_dep": [str(p) for p in kind.source_files()],
+            "targets": [paths.payload_manifest],
+            "uptodate": [config_slice("guest", guest_slice(cfg))]}
+
+
+def task_iso():
+    """The install ISO (pycdlib): installer, target system, boot loader."""
+    cfg = settings()
+    paths = Paths(cfg)
+    return {"actions": [(make_iso, [cfg, paths])],
+            "file_dep": [paths.payload_manifest],
+            "targets": [paths.iso]}
+
+
+def task_floppy():
+    """The answer file on a 1.44 MB FAT12 floppy image."""
+    cfg = settings()
+    paths = Paths(cfg)
+    return {"actions": [(make_floppy, [cfg, paths])],
+            "file_dep": [paths.public_key],
+            "targets": [paths.floppy],
+            "uptodate": [config_slice("answers", {"kind": cfg.guest_kind, **answers(cfg)})]}
+
+
+def manifest(paths: Paths) -> dict:
+    return json.loads(Path(paths.payload_manifest).read_text())

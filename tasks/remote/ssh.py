@@ -1,0 +1,139 @@
+"""SSH to the guest with paramiko: the project's key, the guest's recorded
+host key (anything else is refused), deadlines everywhere.
+
+Output is read as it comes (stdout and stderr combined, as the build log
+wants) before the exit status is asked for — reading after
+``recv_exit_status()`` deadlocks once the output outgrows the window.
+"""
+
+import base64
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from ..core.errors import UserError
+from ..core.files import write_atomic
+from ..core.wait import wait_for
+
+
+def generate_keypair(private: Path, comment: str = "revive") -> str:
+    """Write an Ed25519 key pair (private 0600, OpenSSH formats); return the
+    public line."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM,
+                            serialization.PrivateFormat.OpenSSH,
+                            serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH)
+    line = f"{public.decode()} {comment}\n"
+    write_atomic(Path(f"{private}.pub"), line)
+    write_atomic(private, pem, mode=0o600)
+    return line
+
+
+@dataclass
+class CommandResult:
+    command: str
+    exit_code: Optional[int]     # None when the deadline ended it
+    output: str
+    seconds: float
+
+    def __repr__(self) -> str:
+        return (f"CommandResult(exit_code={self.exit_code}, "
+                f"seconds={self.seconds:.2f}, command={self.command!r})")
+
+
+class Session:
+    """One SSH connection to a guest on a loopback port."""
+
+    def __init__(self, client: paramiko.SSHClient):
+        self.client = client
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def run(self, command: str, *, timeout: float,
+            sink: Optional[Callable[[bytes], None]] = None) -> CommandResult:
+        """Run ``command``; stream its combined output to ``sink``; stop at
+        ``timeout`` (exit_code None)."""
+        start = time.monotonic()
+        chan = self.client.get_transport().open_session(timeout=30)
+        chan.set_combine_stderr(True)
+        chan.settimeout(0.2)
+        chan.exec_command(command)
+        out = bytearray()
+        deadline = start + timeout
+        try:
+            while True:
+                try:
+                    chunk = chan.recv(65536)
+                except socket.timeout:
+                    chunk = None
+                if chunk:
+                    out += chunk
+                    if sink:
+                        sink(chunk)
+                elif chunk == b"" and chan.exit_status_ready():
+                    break
+                elif chunk == b"" and chan.closed:
+                    break
+                if time.monotonic() > deadline:
+                    return CommandResult(command, None, out.decode(errors="replace"),
+                                         time.monotonic() - start)
+            code = chan.recv_exit_status()
+        finally:
+            chan.close()
+        return CommandResult(command, code, out.decode(errors="replace"),
+                             time.monotonic() - start)
+
+    def check(self, command: str, *, timeout: float = 60, what: str = "") -> str:
+        result = self.run(command, timeout=timeout)
+        if result.exit_code != 0:
+            why = "timed out" if result.exit_code is None else f"exit {result.exit_code}"
+            last = result.output.strip().splitlines()[-1:] or [""]
+            raise UserError(f"{what or 'guest command'} failed ({why}): {last[0]}")
+        return result.output
+
+
+def connect(port: int, *, user: str, key_file: Path, host_key: str,
+            timeout: float, alive: Callable[[], Optional[str]],
+            log: "str | None" = None) -> Session:
+    """Connect to 127.0.0.1:port until the guest answers, or fail when the
+    deadline passes or ``alive`` says QEMU died."""
+    pkey = paramiko.Ed25519Key.from_private_key_file(str(key_file))
+    kind, blob = host_key.split()[:2]
+    known = paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
+    last_error = [""]
+
+    def attempt() -> Optional[Session]:
+        client = paramiko.SSHClient()
+        client.get_host_keys().add(f"[127.0.0.1]:{port}", kind, known)
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            client.connect("127.0.0.1", port=port, username=user, pkey=pkey,
+                           timeout=5, banner_timeout=5, auth_timeout=5,
+                           allow_agent=False, look_for_keys=False)
+            return Session(client)
+        except paramiko.BadHostKeyException as err:
+            client.close()
+            raise UserError(f"the guest's SSH host key is not the one recorded at "
+                            f"install ({err}); rerun the install stage") from None
+        except (OSError, paramiko.SSHException, EOFError) as err:
+            client.close()
+            last_error[0] = f"{type(err).__name__}: {err}"
+            return None
+
+    return wait_for(attempt, timeout=timeout, what=f"SSH to the guest on port {port}",
+                    alive=alive, interval=0.05, last_seen=lambda: last_error[0], log=log)

@@ -1,0 +1,128 @@
+"""Stage 3, snapshot: boot the installed disk once more (through an overlay,
+so base.qcow2 is never written), wait for SSH, prepare the shares, stop the
+machine and save its memory and device state → artifacts/snapshot/."""
+
+import json
+import time
+
+from .common import Paths, Stopwatch, action, config_slice, say, settings
+from .core.files import atomic_path
+from .core.proc import run
+from .guests import linux
+from .install import choose_accel, cpu_for
+from .machine import qemu
+from .machine import snapshot as snap
+from .machine.qemu import launch_with_port
+from .remote import ssh
+
+
+def snapshot_slice(cfg) -> dict:
+    return {"kind": cfg.guest_kind, "qemu": qemu.version(),
+            "vm": {"memory_mb": cfg.vm.memory_mb, "cpus": cfg.vm.cpus,
+                   "accel": cfg.vm.accel, "save": cfg.vm.save},
+            "shares": {n: {"guest": s.guest, "mode": s.mode, "transport": s.transport,
+                           "host": str(s.host) if s.host else None}
+                       for n, s in cfg.shares.items()}}
+
+
+def resolved_machine(vm: qemu.Machine, alias: str = "pc") -> str:
+    """The versioned machine type behind an alias (pc → pc-i440fx-7.2), so a
+    later QEMU reviving this snapshot builds the same board."""
+    for m in vm.cmd("query-machines"):
+        if m.get("alias") == alias:
+            return m["name"]
+    return alias
+
+
+def empty_share_dirs(cfg, work) -> "dict[str, str]":
+    """Host folders the snapshot run exposes: each share's default, or an
+    empty folder (the shares are only mounted to check them, then unmounted)."""
+    values = {}
+    for name, share in cfg.shares.items():
+        folder = share.host if share.host and share.host.is_dir() else work / f"share-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        values[f"share.{name}"] = str(folder)
+    return values
+
+
+@action
+def take_snapshot(cfg, paths: Paths) -> None:
+    from .guests import module_for
+    kind = module_for(cfg.guest_kind)
+    base = json.loads(paths.base_meta.read_text())
+    accel_name, why = choose_accel(cfg, paths)
+    say(f"accelerator: {accel_name} ({why})")
+    watch = Stopwatch()
+    work = paths.work / "snapshot"
+    work.mkdir(parents=True, exist_ok=True)
+    with atomic_path(paths.snapshot) as folder:
+        folder.mkdir()
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+             "-b", "../base.qcow2", folder / snap.DISK],
+            log=paths.logs / "snapshot-qemu-img.log", what="qemu-img create")
+        method = _probe_method(cfg, paths)
+        template = linux.device_template(cfg, machine=_machine_name(paths), accel=accel_name,
+                                         cpu=cpu_for(accel_name), save_method=method,
+                                         cmdline=kind.boot_cmdline())
+        values = {"artifacts": str(paths.artifacts), "disk": str(folder / snap.DISK),
+                  "ram": str(folder / snap.RAM), "ram-share": "on", "smb": str(work),
+                  **empty_share_dirs(cfg, work)}
+        machine, port = launch_with_port(
+            lambda port: snap.fill(template, {**values, "port": port}),
+            name="snapshot", logdir=paths.logs)
+        with machine:
+            with watch.phase("boot_to_ssh"):
+                session = ssh.connect(port, user="root", key_file=paths.key,
+                                      host_key=base["host_key"], timeout=cfg.timeouts.boot,
+                                      alive=machine.dead, log=str(machine.qemu_log))
+            with session, watch.phase("prepare_shares"):
+                shares = list(cfg.shares.values())
+                session.check(f"{linux.mount_command(shares)} && {linux.unmount_command(shares)}"
+                              " && sync && echo 3 > /proc/sys/vm/drop_caches",
+                              timeout=120, what="preparing the shares in the guest")
+            with watch.phase("save"):
+                snap.save(machine, folder, method, timeout=cfg.timeouts.boot)
+        meta = {"qemu": qemu.version(), "machine": _machine_name(paths), "cpu": cpu_for(accel_name),
+                "accelerator": accel_name, "memory_mb": cfg.vm.memory_mb, "cpus": cfg.vm.cpus,
+                "argv": template, "save_method": method, "guest": cfg.guest_kind,
+                "host_key": base["host_key"], "user": cfg.answers.user,
+                "shares": {n: {"guest": s.guest, "mode": s.mode, "transport": s.transport}
+                           for n, s in cfg.shares.items()},
+                "timings": watch.phases}
+        (folder / snap.DISK).chmod(0o444)
+        snap.write_meta(folder, meta)
+    say(f"snapshot saved in {paths.snapshot} ({method}; boot→SSH "
+        f"{watch.phases['boot_to_ssh']} s, save {watch.phases['save']} s)")
+
+
+_facts: dict = {}
+
+
+def _machine_facts(paths: Paths) -> dict:
+    """The versioned machine type and migration capabilities of this QEMU,
+    asked of a short-lived QEMU (features are detected, not assumed)."""
+    if not _facts:
+        with qemu.Machine(["-machine", "none", "-S"], name="features",
+                          logdir=paths.logs) as vm:
+            vm.launch()
+            _facts["machine"] = resolved_machine(vm)
+            _facts["capabilities"] = snap.capabilities(vm)
+    return _facts
+
+
+def _machine_name(paths: Paths) -> str:
+    return _machine_facts(paths)["machine"]
+
+
+def _probe_method(cfg, paths: Paths) -> str:
+    return snap.choose_method(cfg.vm.save, _machine_facts(paths)["capabilities"])
+
+
+def task_snapshot():
+    """Boot the installed guest, prepare the shares, save memory and device state."""
+    cfg = settings()
+    paths = Paths(cfg)
+    return {"actions": [(take_snapshot, [cfg, paths])],
+            "file_dep": [paths.base_meta, paths.payload_manifest, paths.public_key],
+            "targets": [paths.snapshot_meta],
+            "uptodate": [config_slice("snapshot", snapshot_slice(cfg))]}
