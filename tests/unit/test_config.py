@@ -1,0 +1,104 @@
+"""config.toml → Config: defaults, and one-line errors naming the key."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tasks.config import load, parse
+from tasks.core.errors import UserError
+
+REPO = Path(__file__).resolve().parents[2]
+MINIMAL = """
+[shares.src]
+guest = "/mnt/src"
+host = "src"
+[shares.xchg]
+guest = "/mnt/xchg"
+mode = "rw"
+"""
+
+
+def cfg(text: str):
+    return parse(tomllib.loads(text), Path("/project/config.toml"))
+
+
+def error(text: str) -> str:
+    with pytest.raises(UserError) as err:
+        cfg(text)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_the_shipped_config_builds_the_demo():
+    c = load(REPO / "config.toml")
+    assert c.guest_kind == "tiny"
+    assert c.vm.memory_mb == 512 and c.vm.accel == "auto"
+    assert c.exchange.name == "xchg" and c.exchange.guest == "/mnt/xchg"
+    hello = c.builds["hello"]
+    assert hello.shares == {"src": REPO / "examples" / "hello"}
+    assert hello.timeout == 600 and "hello" in hello.outputs
+
+
+def test_defaults_and_units():
+    c = cfg(MINIMAL + '[vm]\nmemory = "1G"\n[timeouts]\ninstall = "1h"\nboot = 90\n'
+            '[builds.b]\ncommand = "true"\ntimeout = "2.5m"\n')
+    assert c.vm.memory_mb == 1024 and c.vm.cpus == 1
+    assert c.timeouts.install == 3600 and c.timeouts.boot == 90
+    assert c.builds["b"].timeout == 150
+    assert c.builds["b"].shares == {"src": Path("/project/src")}
+    assert c.answers.hostname == "revive" and c.answers.disk_size_mb == 2048
+
+
+def test_a_build_points_a_share_elsewhere():
+    c = cfg(MINIMAL + '[builds.b]\ncommand = "true"\nshares = { src = "other" }\n')
+    assert c.builds["b"].shares["src"] == Path("/project/other")
+
+
+@pytest.mark.parametrize("text, names", [
+    ('[vm]\nmemory = "lots"', "[vm] memory"),
+    ('[vm]\ncpus = "2"', "[vm] cpus"),
+    ('[vm]\ncpus = 0', "[vm] cpus"),
+    ('[vm]\naccel = "hax"', "[vm] accel"),
+    ('[vm]\nmemroy = "1G"', "[vm] memroy"),
+    ('[answers]\nhostname = "no spaces"', "[answers] hostname"),
+    ('[answers]\nuser = "Root; rm"', "[answers] user"),
+    ('[builds.b]\ncommand = 1', "[builds.b] command"),
+    ('[builds.b]\n', "[builds.b] command"),
+    ('[builds.b]\ncommand = "x"\ntimeout = "10x"', "[builds.b] timeout"),
+    ('[builds.b]\ncommand = "x"\nshares = { nope = "d" }', "[builds.b.shares] nope"),
+    ('[builds.b]\ncommand = "x"\nshares = { xchg = "d" }', "[builds.b.shares] xchg"),
+    ('[builds.b]\ncommand = "x"\noutputs = ["../etc"]', "[builds.b] outputs"),
+    ('[shares.extra]\nguest = "relative"', "[shares.extra] guest"),
+    ('[guest]\nkind = "plan9"', "[guest] kind"),
+    ('[bogus]', "bogus"),
+])
+def test_mistakes_name_the_key(text, names):
+    assert names in error(MINIMAL + text)
+
+
+def test_exactly_one_exchange_folder():
+    assert "exactly one share" in error('[shares.a]\nguest = "/a"\nhost = "a"\n')
+    assert "exchange" in error(MINIMAL + '[shares.b]\nguest = "/b"\nmode = "rw"\n')
+
+
+def test_broken_toml_is_one_line(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("[vm\nmemory = 1")
+    with pytest.raises(UserError, match="not valid TOML"):
+        load(path)
+
+
+def test_doit_reports_a_bad_config_in_one_line_without_traceback(tmp_path):
+    (tmp_path / "config.toml").write_text(MINIMAL + '[vm]\nmemory = "lots"\n')
+    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"),
+                           "-d", str(tmp_path), "list"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["revive: config.toml: [vm] memory: 'lots' must be a size like "
+                     "\"512M\" or \"2G\""]
