@@ -124,7 +124,8 @@ class Stopwatch:
                 self.t = time.monotonic()
 
             def __exit__(self, *exc):
-                watch.phases[name] = round(time.monotonic() - self.t, 3)
+                spent = time.monotonic() - self.t
+                watch.phases[name] = round(watch.phases.get(name, 0) + spent, 3)
         return _Phase()
 
     def total(self) -> float:

@@ -21,8 +21,10 @@ def answers(cfg) -> dict:
         "user": cfg.answers.user,
         "disk": {"device": "/dev/vda", "filesystem": "ext2",
                  "size_mb": cfg.answers.disk_size_mb},
-        "shares": [{"name": s.name, "guest": s.guest, "mode": s.mode,
-                    "transport": s.transport} for s in cfg.shares.values()],
+        # Only what the guest must be able to do at install time: the shares
+        # themselves are attached at the snapshot stage, so changing them
+        # never reinstalls.
+        "share_transports": sorted({s.transport for s in cfg.shares.values()}),
     }
 
 

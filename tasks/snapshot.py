@@ -6,7 +6,7 @@ import json
 import time
 
 from .common import Paths, Stopwatch, action, config_slice, say, settings
-from .core.files import atomic_path
+from .core.files import atomic_path, remove
 from .core.proc import run
 from .guests import linux
 from .install import choose_accel, cpu_for
@@ -91,6 +91,7 @@ def take_snapshot(cfg, paths: Paths) -> None:
                 "timings": watch.phases}
         (folder / snap.DISK).chmod(0o444)
         snap.write_meta(folder, meta)
+    remove(work)
     say(f"snapshot saved in {paths.snapshot} ({method}; boot→SSH "
         f"{watch.phases['boot_to_ssh']} s, save {watch.phases['save']} s)")
 

@@ -26,11 +26,13 @@ def wait_for(check: Callable[[], Optional[T]], *, timeout: float, what: str,
     deadline = time.monotonic() + timeout
     while True:
         dead = alive()
-        if dead:
-            raise UserError(f"{what}: {dead}", log=log)
         result = check()
         if result:
             return result
+        if dead:
+            # Checked after the predicate: a guest may print its last words
+            # and power off between two rounds.
+            raise UserError(f"{what}: {dead}", log=log)
         if time.monotonic() >= deadline:
             result = check()
             if result:

@@ -160,8 +160,9 @@ class Machine:
         code = self.proc.poll()
         if code is None:
             return None
-        last = tail(self.qemu_log, 1).strip()
-        return f"QEMU exited with code {code}" + (f": {last}" if last else "")
+        lines = [l for l in tail(self.qemu_log, 5).splitlines()
+                 if l.strip() and not l.startswith(("+ ", "---"))]
+        return f"QEMU exited with code {code}" + (f": {lines[-1].strip()}" if lines else "")
 
     def error(self, problem: str) -> UserError:
         """A one-line error naming the logs (the serial tail goes there)."""

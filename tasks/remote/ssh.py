@@ -7,6 +7,7 @@ wants) before the exit status is asked for — reading after
 """
 
 import base64
+import logging
 import socket
 import time
 from dataclasses import dataclass
@@ -20,6 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from ..core.errors import UserError
 from ..core.files import write_atomic
 from ..core.wait import wait_for
+
+# Connection attempts while the guest boots fail by design; paramiko's
+# transport thread would print each one with a traceback.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 
 def generate_keypair(private: Path, comment: str = "revive") -> str:
