@@ -1,0 +1,139 @@
+"""A throwaway revive project for the integration tests: one install and
+snapshot per test session, shared by the tests that follow (they run in
+file order and put back what they change)."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DOIT = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
+
+CONFIG = """
+[guest]
+kind = "tiny"
+
+[answers]
+hostname = "revive-test"
+
+[vm]
+memory = "256M"
+
+[timeouts]
+install = "10m"
+boot = "3m"
+revive = "1m"
+
+[shares.src]
+guest = "/mnt/src"
+host = "hello"
+
+[shares.xchg]
+guest = "/mnt/xchg"
+mode = "rw"
+
+[builds.hello]
+command = "sh /mnt/src/build.sh"
+shares = { src = "hello" }
+outputs = ["hello", "hello.txt"]
+timeout = "2m"
+
+[builds.other]
+command = "cat /mnt/src/data.txt > /mnt/xchg/copy.txt && ls /mnt/src"
+shares = { src = "other" }
+outputs = ["copy.txt"]
+timeout = "2m"
+"""
+
+
+class Project:
+    def __init__(self, root: Path):
+        self.root = root
+        self.artifacts = root / "artifacts"
+        self.config = root / "config.toml"
+
+    def doit(self, *args, check=True, timeout=900):
+        env = dict(os.environ, REVIVE_CACHE=str(REPO / "artifacts" / "cache"))
+        proc = subprocess.run([*DOIT, "-d", str(self.root), *args], env=env,
+                              capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+        proc.executed = executed(proc.stdout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"doit {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def spawn(self, *args):
+        env = dict(os.environ, REVIVE_CACHE=str(REPO / "artifacts" / "cache"))
+        return subprocess.Popen([*DOIT, "-d", str(self.root), *args], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def result(self, build: str) -> dict:
+        return json.loads((self.artifacts / "builds" / build / "result.json").read_text())
+
+    def edit_config(self, old: str, new: str) -> None:
+        text = self.config.read_text()
+        assert old in text
+        self.config.write_text(text.replace(old, new, 1))
+
+
+def executed(doit_stdout: str) -> "set[str]":
+    """The tasks doit ran: it prints '.  name' for those, '-- name' for the rest."""
+    return {m.group(1) for m in re.finditer(r"^\.  (\S+)", doit_stdout, re.M)}
+
+
+def qemu_processes(marker: str) -> "list[str]":
+    """Running QEMU processes whose command line mentions ``marker``
+    (read from /proc: ps cuts long command lines)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        line = b" ".join(args).decode(errors="replace")
+        if args and b"qemu-system" in args[0] and marker in line:
+            found.append(line)
+    return found
+
+
+@pytest.fixture(scope="session")
+def fresh_project(tmp_path_factory) -> Project:
+    root = tmp_path_factory.mktemp("project")
+    shutil.copytree(REPO / "examples" / "hello", root / "hello")
+    (root / "other").mkdir()
+    (root / "other" / "data.txt").write_text("other build's input\n")
+    (root / "config.toml").write_text(CONFIG)
+    return Project(root)
+
+
+@pytest.fixture(scope="session")
+def built(fresh_project) -> Project:
+    """The project after its first full `doit build`."""
+    proc = fresh_project.doit("build")
+    fresh_project.first_run = proc
+    return fresh_project
+
+
+@pytest.fixture(autouse=True)
+def no_qemu_left_behind(request):
+    yield
+    if "fresh_project" in request.fixturenames:
+        root = str(request.getfixturevalue("fresh_project").root)
+        deadline = time.monotonic() + 10
+        while qemu_processes(root) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert qemu_processes(root) == []
+
+
+def interrupt(proc: subprocess.Popen, sig=signal.SIGINT) -> None:
+    """What a terminal's Ctrl-C does: the signal to the whole process group."""
+    os.killpg(proc.pid, sig)

@@ -1,0 +1,195 @@
+"""The whole pipeline on the tiny guest, under real QEMU: media checked by
+real readers, builds collected, partial reruns, failures and Ctrl-C.
+
+Tests run in file order on one project; each puts back what it changes.
+"""
+
+import json
+import subprocess
+import time
+
+import pytest
+
+import signal
+
+from tasks.machine.qemu import version as qemu_version
+
+from .conftest import REPO, interrupt, qemu_processes
+
+pytestmark = pytest.mark.integration
+
+STAGES = {"keys", "payload", "iso", "floppy", "install", "snapshot"}
+
+
+def test_first_build_runs_every_stage_and_collects_outputs(built):
+    assert built.first_run.executed == STAGES | {"build:hello", "build:other"}
+    hello = built.result("hello")
+    assert hello["exit_code"] == 0 and hello["timed_out"] is False
+    assert hello["outputs"] == ["hello", "hello.txt"]
+    out = built.artifacts / "builds" / "hello" / "outputs"
+    assert (out / "hello.txt").read_text() == "hello from revive-test, built in a revived VM\n"
+    log = (built.artifacts / "builds" / "hello" / "log").read_text()
+    assert "building hello on Linux" in log and "as root" in log
+    assert set(hello["timings"]) >= {"revive", "connect", "prepare", "command", "collect", "total"}
+    other = built.artifacts / "builds" / "other" / "outputs" / "copy.txt"
+    assert other.read_text() == "other build's input\n"
+
+
+def test_media_pass_real_readers(built):
+    floppy = built.artifacts / "media" / "answers.img"
+    listing = subprocess.run(["mdir", "-i", floppy, "::"], capture_output=True, text=True,
+                             check=True).stdout
+    assert "REVIVE" in listing and "AUTHKEYS" in listing
+    answers = subprocess.run(["mtype", "-i", floppy, "::REVIVE.CFG"], capture_output=True,
+                             text=True, check=True).stdout
+    assert "REVIVE_HOSTNAME='revive-test'" in answers
+    key = subprocess.run(["mtype", "-i", floppy, "::AUTHKEYS"], capture_output=True,
+                         text=True, check=True).stdout
+    assert key.strip() == (built.artifacts / "keys" / "id_ed25519.pub").read_text().strip()
+    iso = built.artifacts / "media" / "install.iso"
+    names = subprocess.run(["isoinfo", "-R", "-f", "-i", iso], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert {"/vmlinuz", "/install.img", "/isolinux/isolinux.bin"} <= set(names)
+    for disk in ("base.qcow2", "snapshot/disk.qcow2"):
+        subprocess.run(["qemu-img", "check", built.artifacts / disk], check=True,
+                       capture_output=True)
+
+
+def test_snapshot_meta_describes_the_machine(built):
+    meta = json.loads((built.artifacts / "snapshot" / "meta.json").read_text())
+    assert meta["qemu"] == qemu_version()
+    assert meta["machine"].startswith("pc-i440fx-")
+    assert meta["memory_mb"] == 256
+    assert "-incoming" not in meta["argv"]
+    assert set(meta["files"]) >= {"disk.qcow2", "state"}
+    probe = json.loads((REPO / "artifacts" / "cache" / "accel.json").read_text())
+    assert meta["accelerator"] == ("kvm" if probe["usable"] else "tcg")
+
+
+def test_the_guest_is_revived_not_booted(built):
+    """The build's console shows no kernel boot: the guest came from memory."""
+    console = (built.artifacts / "logs" / "build-hello-serial.log").read_text(errors="replace")
+    assert "Linux version" not in console
+    assert built.result("hello")["timings"]["revive"] < 30
+
+
+def test_nothing_changed_runs_nothing(built):
+    proc = built.doit("build")
+    assert proc.executed == set()
+
+
+def test_one_source_file_reruns_only_that_build(built):
+    data = built.root / "other" / "data.txt"
+    data.write_text("changed input\n")
+    info = built.doit("info", "build:other", check=False)
+    assert str(data) in info.stdout
+    proc = built.doit("build")
+    assert proc.executed == {"build:other"}
+    out = built.artifacts / "builds" / "other" / "outputs" / "copy.txt"
+    assert out.read_text() == "changed input\n"
+
+
+def test_doit_info_names_the_changed_config_key(built):
+    built.edit_config('command = "sh /mnt/src/build.sh"', 'command = "sh /mnt/src/build.sh "')
+    try:
+        info = built.doit("info", "build:hello", check=False)
+        assert "builds.hello" in info.stdout
+        assert "command: 'sh /mnt/src/build.sh' -> 'sh /mnt/src/build.sh '" in info.stdout
+    finally:
+        built.edit_config('command = "sh /mnt/src/build.sh "', 'command = "sh /mnt/src/build.sh"')
+    assert built.doit("build").executed == set()
+
+
+def test_changing_shares_reruns_snapshot_and_builds_only(built):
+    built.edit_config('guest = "/mnt/xchg"', 'guest = "/mnt/exchange"')
+    built.edit_config('cat /mnt/src/data.txt > /mnt/xchg/copy.txt',
+                      'cat /mnt/src/data.txt > /mnt/exchange/copy.txt')
+    (built.root / "hello" / "build.sh").write_text(
+        (built.root / "hello" / "build.sh").read_text().replace("out=/mnt/xchg", "out=/mnt/exchange"))
+    info = built.doit("info", "snapshot", check=False)
+    assert "shares.xchg.guest: '/mnt/xchg' -> '/mnt/exchange'" in info.stdout
+    proc = built.doit("build")
+    assert proc.executed == {"snapshot", "build:hello", "build:other"}
+    assert built.result("hello")["exit_code"] == 0
+
+
+def test_a_failing_build_collects_everything_then_fails_in_one_line(built):
+    built.config.write_text(built.config.read_text() + """
+[builds.fails]
+command = "echo partial > /mnt/exchange/partial.txt; echo to stderr >&2; exit 3"
+outputs = ["partial.txt"]
+timeout = "1m"
+""")
+    proc = built.doit("build:fails", check=False)
+    assert proc.returncode != 0
+    log = built.artifacts / "builds" / "fails" / "log"
+    assert f"revive: build fails: the command exited with code 3; log: {log}" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    result = built.result("fails")
+    assert result["exit_code"] == 3
+    assert "to stderr" in log.read_text()
+    assert (built.artifacts / "builds" / "fails" / "outputs" / "partial.txt").read_text() == "partial\n"
+    assert not list((built.artifacts / "work").glob("build-fails-*"))
+
+
+def test_a_build_past_its_deadline_is_stopped(built):
+    built.edit_config('timeout = "1m"\n', 'timeout = "3s"\n')
+    built.edit_config("exit 3", "sleep 60")
+    start = time.monotonic()
+    proc = built.doit("build:fails", check=False)
+    assert proc.returncode != 0 and time.monotonic() - start < 40
+    assert "did not finish within [builds.fails] timeout = 3 s" in proc.stdout
+    assert built.result("fails")["timed_out"] is True
+
+
+def test_ctrl_c_during_a_build_leaves_no_qemu_and_no_target(built):
+    built.edit_config('timeout = "3s"\n', 'timeout = "5m"\n')
+    target = built.artifacts / "builds" / "fails"
+    proc = built.spawn("build:fails")
+    try:
+        deadline = time.monotonic() + 60
+        while not qemu_processes(str(built.root)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert qemu_processes(str(built.root)), "the build never started QEMU"
+        time.sleep(2)                       # into the command's `sleep 60`
+        interrupt(proc)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert qemu_processes(str(built.root)) == []
+    assert not list((built.artifacts / "work").glob("build-fails-*"))
+    assert not list((built.artifacts / "builds").glob(".fails.tmp-*"))
+
+
+def test_killing_doit_outright_still_takes_qemu_down(built):
+    proc = built.spawn("build:fails")
+    try:
+        deadline = time.monotonic() + 60
+        while not qemu_processes(str(built.root)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert qemu_processes(str(built.root))
+        interrupt(proc, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # PR_SET_PDEATHSIG: the kernel kills QEMU when its parent dies.
+    deadline = time.monotonic() + 10
+    while qemu_processes(str(built.root)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert qemu_processes(str(built.root)) == []
+
+
+def test_changing_an_answer_reinstalls(built):
+    text = built.config.read_text()
+    built.config.write_text(text[:text.index("[builds.fails]")])
+    built.edit_config('hostname = "revive-test"', 'hostname = "renamed"')
+    info = built.doit("info", "floppy", check=False)
+    assert "hostname: 'revive-test' -> 'renamed'" in info.stdout
+    proc = built.doit("build")
+    assert proc.executed == {"floppy", "install", "snapshot", "build:hello", "build:other"}
+    out = built.artifacts / "builds" / "hello" / "outputs" / "hello.txt"
+    assert out.read_text() == "hello from renamed, built in a revived VM\n"
