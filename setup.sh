@@ -11,7 +11,7 @@ packages=(
   samba                         # smbd behind QEMU's smb= shares
   mtools dosfstools             # readers that check the answer floppy (tests)
   xorriso genisoimage           # readers that check the ISOs (tests)
-  cpio                          # reads initramfs images back (tests)
+  cpio busybox                  # read initramfs images back, run the guest's shell (tests)
   python3-venv python3-pip      # the virtual environment
 )
 

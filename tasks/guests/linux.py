@@ -68,9 +68,11 @@ def mount_command(shares: "list[Share]") -> str:
             steps.append(f"mkdir -p {guest} && mount -t 9p -o trans=virtio,version=9p2000.L,"
                          f"msize=262144,{s.mode} {s.name} {guest}")
         else:
+            # QEMU's smbd serves one folder as \\10.0.2.4\qemu; each share is
+            # a subfolder. No mount.cifs helper: the kernel wants username=
+            # (an empty password makes it a guest logon) and the address.
             steps.append(f"mkdir -p {guest} && mount -t cifs //10.0.2.4/qemu/{s.name} {guest} "
-                         f"-o guest,vers=3.0,ip=10.0.2.4,{s.mode},"
-                         "uid=0,gid=0,file_mode=0777,dir_mode=0777")
+                         f"-o username=guest,password=,vers=3.0,ip=10.0.2.4,{s.mode}")
     return " && ".join(steps) or "true"
 
 

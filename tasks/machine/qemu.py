@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -110,11 +111,19 @@ class Machine:
         return self
 
     def _connect(self, timeout: float) -> None:
+        # The QMP library's connect() has no deadline of its own; a QEMU that
+        # never greets is killed, which closes the socket and ends the wait.
+        watchdog = threading.Timer(timeout, self.proc.kill)
+        watchdog.start()
         try:
             self.qmp.connect()
         except Exception:
             dead = self.dead()
+            if watchdog.finished.is_set():
+                dead = f"no QMP greeting within {timeout:.0f} s"
             raise self.error(f"QEMU did not start ({dead or 'no QMP greeting'})") from None
+        finally:
+            watchdog.cancel()
 
     def __enter__(self) -> "Machine":
         return self
