@@ -9,7 +9,6 @@ command answered (medians of --runs), and their ratio.
 """
 
 import argparse
-import json
 import os
 import shutil
 import statistics

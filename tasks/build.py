@@ -6,7 +6,6 @@ artifacts/builds/NAME/. The copy is then killed and its overlay removed."""
 
 import json
 import os
-import shlex
 import shutil
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from .common import Paths, Stopwatch, action, config_slice, files_under, say, se
 from .core.errors import UserError
 from .core.files import atomic_path, remove
 from .core.proc import run
-from .guests import linux
+from . import guests
 from .machine import snapshot as snap
 from .machine.qemu import launch_with_port
 from .remote import ssh
@@ -28,7 +27,7 @@ def build_slice(build) -> dict:
 
 
 def revive(paths: Paths, meta: dict, *, name: str, work: Path, shares: "dict[str, Path]",
-           timeout: float, watch: Stopwatch):
+           timeout: float, watch: Stopwatch, extra: "dict[str, str] | None" = None):
     """Start a copy of the snapshot; return (machine, session). The caller
     owns both and must close them (a context manager does)."""
     overlay = work / "disk.qcow2"
@@ -36,7 +35,8 @@ def revive(paths: Paths, meta: dict, *, name: str, work: Path, shares: "dict[str
          "-b", paths.snapshot / snap.DISK, overlay],
         log=paths.logs / f"{name}-qemu-img.log", what="qemu-img create")
     values = {"artifacts": str(paths.artifacts), "disk": str(overlay),
-              "ram": str(paths.snapshot / snap.RAM), "ram-share": "off", "smb": str(work / "smb"),
+              "ram": str(paths.snapshot / snap.RAM), "ram-share": "off",
+              "smb": str(work / "smb"), **(extra or {}),
               **{f"share.{n}": str(p) for n, p in shares.items()}}
     template = meta["argv"] + ["-incoming", "defer", "-S"]
     with watch.phase("revive"):
@@ -46,7 +46,7 @@ def revive(paths: Paths, meta: dict, *, name: str, work: Path, shares: "dict[str
         with watch.phase("revive"):
             snap.incoming(machine, paths.snapshot, meta["save_method"], timeout)
         with watch.phase("connect"):
-            session = ssh.connect(port, user="root", key_file=paths.key,
+            session = ssh.connect(port, user=meta.get("ssh_user", "root"), key_file=paths.key,
                                   host_key=meta["host_key"], timeout=timeout,
                                   alive=machine.dead, log=str(machine.qemu_log))
     except BaseException:
@@ -68,14 +68,8 @@ def run_build(cfg, paths: Paths, build) -> None:
     watch = Stopwatch()
     work = paths.work / f"build-{build.name}-{os.getpid()}"
     remove(work)
-    exchange_host = work / "xchg"
-    exchange_host.mkdir(parents=True)
-    exchange = cfg.exchange
-    shares = {**{n: p.resolve() for n, p in build.shares.items()}, exchange.name: exchange_host}
-    for share_name, folder in shares.items():
-        if not folder.is_dir():
-            raise UserError(f"config.toml: [builds.{build.name}] shares.{share_name}: "
-                            f"host folder {folder} does not exist")
+    work.mkdir(parents=True)
+    shares = share_folders(cfg, build, work)
     target = paths.builds / build.name
     try:
         with atomic_path(target) as out:
@@ -87,18 +81,45 @@ def run_build(cfg, paths: Paths, build) -> None:
     _report(build, target, result)
 
 
+def share_folders(cfg, build, work: Path) -> "dict[str, Path]":
+    """The host folder behind each share for this build.
+
+    9p shares are the build's folders themselves. QEMU's smbd serves one
+    folder (work/smb, as \\10.0.2.4\qemu) and refuses links out of it, so
+    an SMB input is copied in as a subfolder and the exchange folder is
+    made there.
+    """
+    folders = {}
+    for name, share in cfg.shares.items():
+        source = build.shares.get(name)
+        if source is not None and not source.is_dir():
+            raise UserError(f"config.toml: [builds.{build.name}] shares.{name}: "
+                            f"host folder {source} does not exist")
+        if share.transport == "smb":
+            folder = work / "smb" / name
+            if source is not None:
+                shutil.copytree(source, folder, symlinks=True)
+        else:
+            folder = source.resolve() if source is not None else work / name
+        folder.mkdir(parents=True, exist_ok=True)
+        folders[name] = folder
+    return folders
+
+
 def _run_in_copy(cfg, paths, meta, build, work, shares, out, watch) -> dict:
+    kind = guests.kind_for(cfg)
     machine, session = revive(paths, meta, name=f"build-{build.name}", work=work,
-                              shares=shares, timeout=cfg.timeouts.revive, watch=watch)
+                              shares=shares, timeout=cfg.timeouts.revive, watch=watch,
+                              extra=kind.vm_values(paths, work))
+    guest_shares = _guest_shares(meta)
     try:
         with watch.phase("prepare"):
-            # A revived guest's clock is where the snapshot left it.
-            session.check(f"date -s @{time.time():.3f} >/dev/null 2>&1; "
-                          f"{linux.mount_command(_guest_shares(meta))}",
+            session.check(kind.after_revive(guest_shares, time.time()),
                           timeout=60, what="mounting the shares in the guest")
+        command = kind.command_line(build.command, build.env, meta.get("user", "root"),
+                                    guest_shares)
         with open(out / "log", "wb") as log, watch.phase("command"):
-            result = session.run(_command_line(build, meta), timeout=build.timeout,
-                                 sink=log.write)
+            result = session.run(command, timeout=build.timeout, sink=log.write)
         with watch.phase("collect"):
             collected, missing = _collect(build, shares[cfg.exchange.name], out / "outputs")
     finally:
@@ -109,15 +130,6 @@ def _run_in_copy(cfg, paths, meta, build, work, shares, out, watch) -> dict:
             "missing_outputs": missing, "timings": {**watch.phases, "total": watch.total()},
             "snapshot": {"qemu": meta["qemu"], "accelerator": meta["accelerator"],
                          "save_method": meta["save_method"]}}
-
-
-def _command_line(build, meta: dict) -> str:
-    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in build.env.items())
-    prefix = f"export {exports}; " if exports else ""
-    user = meta.get("user", "root")
-    if user != "root":
-        return f"{prefix}exec su -s /bin/sh {shlex.quote(user)} -c {shlex.quote(build.command)}"
-    return prefix + build.command
 
 
 def _collect(build, exchange: Path, dest: Path) -> "tuple[list[str], list[str]]":

@@ -10,32 +10,19 @@ import json
 import time
 
 from . import guests
-from .common import Paths, action, say, settings
+from .common import Paths, action, config_slice, say, settings
 from .core.errors import UserError
 from .core.files import atomic_path, sha256_file, write_atomic
 from .core.proc import run
-from .guests import linux
+from .core.wait import wait_for
 from .machine import accel, qemu
 from .machine.qemu import Machine, tail
 
 PROGRESS_EVERY = 15.0
 
 
-def _progress_printer():
-    last = [time.monotonic(), 0]
-
-    def show(console: str) -> None:
-        now = time.monotonic()
-        if now - last[0] >= PROGRESS_EVERY:
-            last[0] = now
-            lines = [l for l in console.splitlines() if l.startswith("revive:")]
-            say(f"install running: {lines[-1] if lines else 'booting the installer'}")
-    return show
-
-
-def choose_accel(cfg, paths: Paths) -> "tuple[str, str]":
-    kernel = paths.payload / "boot" / "vmlinuz"
-    return accel.choose(cfg.vm.accel, kernel, paths.accel_cache)
+def choose_accel(cfg, paths: Paths, kind) -> "tuple[str, str]":
+    return accel.choose(cfg.vm.accel, lambda: kind.probe_kernel(paths), paths.accel_cache)
 
 
 def cpu_for(accel_name: str) -> str:
@@ -44,58 +31,71 @@ def cpu_for(accel_name: str) -> str:
 
 @action
 def install(cfg, paths: Paths) -> None:
+    kind = guests.kind_for(cfg)
     paths.logs.mkdir(parents=True, exist_ok=True)
-    accel_name, why = choose_accel(cfg, paths)
+    log = paths.logs / "install.log"
+    kind.check_install_inputs(paths, log)
+    accel_name, why = choose_accel(cfg, paths, kind)
     say(f"accelerator: {accel_name} ({why})")
-    log = paths.logs / "install-qemu-img.log"
     start = time.monotonic()
     with atomic_path(paths.base) as disk:
         run(["qemu-img", "create", "-q", "-f", "qcow2", disk, f"{cfg.answers.disk_size_mb}M"],
             log=log, what="qemu-img create")
-        args = linux.install_args(iso=paths.iso, floppy=paths.floppy, disk=disk,
-                                  memory_mb=cfg.vm.memory_mb, accel=accel_name,
-                                  cpu=cpu_for(accel_name))
+        args = kind.install_args(paths, disk, accel_name, cpu_for(accel_name))
         with Machine(args, name="install", logdir=paths.logs) as vm:
             vm.launch()
-            console = _wait_installed(vm, cfg.timeouts.install, paths)
-            vm.proc.wait(timeout=60)
-        host_key = linux.parse_host_key(console)
-        if not host_key:
-            raise UserError("install: the installer printed no SSH host key "
-                            f"({linux.HOSTKEY.strip()})", log=str(vm.serial_log))
+            report = _wait_installed(vm, kind, cfg.timeouts.install, paths)
+            # The guest powers itself off once it printed its report.
+            wait_for(lambda: vm.proc.poll() is not None, timeout=300,
+                     what="waiting for the installed guest to power off",
+                     log=str(vm.qemu_log))
+        if not report["host_key"]:
+            raise UserError("install: the guest printed no SSH host key "
+                            "(REVIVE-HOSTKEY line)", log=str(vm.serial_log))
         run(["qemu-img", "check", "-q", disk], log=log, what="qemu-img check")
+        kind.after_install(paths, disk)
         disk.chmod(0o444)
-        meta = {"host_key": host_key, "sha256": sha256_file(disk),
-                "qemu": qemu.version(), "seconds": round(time.monotonic() - start, 1)}
+        meta = {"host_key": report["host_key"], "sha256": sha256_file(disk),
+                "qemu": qemu.version(), "accelerator": accel_name,
+                "seconds": round(time.monotonic() - start, 1)}
         write_atomic(paths.base_meta, json.dumps(meta, indent=2) + "\n")
     say(f"installed {paths.base} in {meta['seconds']} s")
 
 
-def _wait_installed(vm: Machine, timeout: float, paths: Paths) -> str:
-    show = _progress_printer()
+def _wait_installed(vm: Machine, kind, timeout: float, paths: Paths) -> dict:
+    """Wait for the guest's report on the serial console: done, or failed.
+    Shows progress every PROGRESS_EVERY seconds rather than silence."""
+    start = time.monotonic()
+    last_shown = [start]
 
-    def finished(console: str) -> None:
-        show(console)
-        if linux.INSTALL_FAILED in console:
-            line = next(l for l in console.splitlines() if linux.INSTALL_FAILED in l)
-            raise vm.error(f"the installer failed: {line.split(linux.INSTALL_FAILED, 1)[1].strip()}")
+    def finished():
+        console = vm.serial_log.read_text(errors="replace") if vm.serial_log.exists() else ""
+        report = kind.install_report(console)
+        now = time.monotonic()
+        kind.during_install(vm, now - start)
+        if now - last_shown[0] >= PROGRESS_EVERY:
+            last_shown[0] = now
+            say(f"install running for {now - start:.0f} s: "
+                f"{report['step'] or 'booting the installer'}")
+        if report["failed"]:
+            raise vm.error(f"the installer failed: {report['failed']}")
+        return report if report["done"] else None
     try:
-        return vm.wait_serial(linux.INSTALL_OK, timeout, "waiting for the install "
-                              f"to finish ([timeouts] install = {timeout:.0f} s)",
-                              progress=finished)
-    except UserError:
+        return wait_for(finished, timeout=timeout, alive=vm.dead, interval=0.2,
+                        what=f"waiting for the install to finish ([timeouts] install = "
+                             f"{timeout:.0f} s)",
+                        last_seen=lambda: tail(vm.serial_log, 1))
+    except UserError as err:
         shot = vm.screendump(paths.logs / "install-screen.png")
-        if shot:
-            say(f"screen at the failure: {shot}")
-        raise
+        raise vm.error(str(err) + (f"; screen saved as {shot}" if shot else "")) from None
 
 
 def task_install():
     """Install the guest unattended onto a blank disk → artifacts/base.qcow2."""
     cfg = settings()
     paths = Paths(cfg)
-    from .common import config_slice
+    kind = guests.kind_for(cfg)
     return {"actions": [(install, [cfg, paths])],
-            "file_dep": [paths.iso, paths.floppy, paths.payload_manifest],
+            "file_dep": kind.install_inputs(paths),
             "targets": [paths.base, paths.base_meta],
             "uptodate": [config_slice("install", {"kind": cfg.guest_kind})]}

@@ -21,15 +21,10 @@ def answers(cfg) -> dict:
         "user": cfg.answers.user,
         "disk": {"device": "/dev/vda", "filesystem": "ext2",
                  "size_mb": cfg.answers.disk_size_mb},
-        # Only what the guest must be able to do at install time: the shares
-        # themselves are attached at the snapshot stage, so changing them
-        # never reinstalls.
-        "share_transports": sorted({s.transport for s in cfg.shares.values()}),
+        # No share settings here: guests are installed able to mount every
+        # transport, and the shares are prepared at the snapshot stage, so
+        # changing [shares] never reinstalls.
     }
-
-
-def guest_slice(cfg) -> dict:
-    return {"kind": cfg.guest_kind, "guest": cfg.guest}
 
 
 @action
@@ -41,12 +36,12 @@ def make_keys(paths: Paths) -> None:
 
 @action
 def make_payload(cfg, paths: Paths) -> None:
-    kind = guests.module_for(cfg.guest_kind)
+    kind = guests.kind_for(cfg)
     paths.logs.mkdir(parents=True, exist_ok=True)
     log = paths.logs / "payload.log"
     with atomic_path(paths.payload) as tmp:
         tmp.mkdir()
-        kind.build_payload(paths.cache / "debs", tmp, log)
+        kind.build_payload(paths, tmp, log)
         if not (tmp / "manifest.json").exists():
             raise AssertionError("guest payload wrote no manifest.json")
     say(f"payload ready in {paths.payload}")
@@ -54,19 +49,19 @@ def make_payload(cfg, paths: Paths) -> None:
 
 @action
 def make_iso(cfg, paths: Paths) -> None:
-    kind = guests.module_for(cfg.guest_kind)
+    kind = guests.kind_for(cfg)
     root = paths.payload / "iso"
     tree = {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
-    write_iso(paths.iso, tree, volume_id="REVIVE_INSTALL", boot=kind.ISO_BOOT)
+    write_iso(paths.iso, tree, volume_id=kind.iso_volume, boot=kind.iso_boot)
     say(f"install ISO: {paths.iso} ({paths.iso.stat().st_size >> 20} MiB, {len(tree)} files)")
 
 
 @action
 def make_floppy(cfg, paths: Paths) -> None:
-    kind = guests.module_for(cfg.guest_kind)
+    kind = guests.kind_for(cfg)
     data = answers(cfg)
     data["ssh_public_key"] = paths.public_key.read_text().strip()
-    write_floppy(paths.floppy, kind.answer_files(data))
+    write_floppy(paths.floppy, kind.floppy_files(data))
     say(f"answer floppy: {paths.floppy}")
 
 
@@ -82,11 +77,12 @@ def task_payload():
     """The guest's setup payload, assembled on the host from pinned packages."""
     cfg = settings()
     paths = Paths(cfg)
-    kind = guests.module_for(cfg.guest_kind)
+    kind = guests.kind_for(cfg)
+    key = [paths.public_key] if kind.payload_needs_key() else []
     return {"actions": [(make_payload, [cfg, paths])],
-            "file_dep": [str(p) for p in kind.source_files()],
+            "file_dep": [str(p) for p in kind.source_files()] + key,
             "targets": [paths.payload_manifest],
-            "uptodate": [config_slice("guest", guest_slice(cfg))]}
+            "uptodate": [config_slice("guest", kind.payload_slice())]}
 
 
 def task_iso():
@@ -105,7 +101,8 @@ def task_floppy():
     return {"actions": [(make_floppy, [cfg, paths])],
             "file_dep": [paths.public_key],
             "targets": [paths.floppy],
-            "uptodate": [config_slice("answers", {"kind": cfg.guest_kind, **answers(cfg)})]}
+            "uptodate": [config_slice("answers", {"kind": cfg.guest_kind, **answers(cfg),
+                                                  **guests.kind_for(cfg).floppy_slice()})]}
 
 
 def manifest(paths: Paths) -> dict:

@@ -3,12 +3,11 @@ so base.qcow2 is never written), wait for SSH, prepare the shares, stop the
 machine and save its memory and device state → artifacts/snapshot/."""
 
 import json
-import time
 
 from .common import Paths, Stopwatch, action, config_slice, say, settings
 from .core.files import atomic_path, remove
 from .core.proc import run
-from .guests import linux
+from . import guests
 from .install import choose_accel, cpu_for
 from .machine import qemu
 from .machine import snapshot as snap
@@ -35,11 +34,11 @@ def resolved_machine(vm: qemu.Machine, alias: str = "pc") -> str:
 
 
 def empty_share_dirs(cfg, work) -> "dict[str, str]":
-    """Host folders the snapshot run exposes: each share's default, or an
-    empty folder (the shares are only mounted to check them, then unmounted)."""
-    values = {}
+    """Empty host folders for the snapshot run: the shares are only mounted
+    to check them, then unmounted; each build brings its own folders."""
+    values = {"smb": str(work / "smb")}
     for name, share in cfg.shares.items():
-        folder = share.host if share.host and share.host.is_dir() else work / f"share-{name}"
+        folder = work / ("smb" if share.transport == "smb" else "9p") / name
         folder.mkdir(parents=True, exist_ok=True)
         values[f"share.{name}"] = str(folder)
     return values
@@ -47,45 +46,44 @@ def empty_share_dirs(cfg, work) -> "dict[str, str]":
 
 @action
 def take_snapshot(cfg, paths: Paths) -> None:
-    from .guests import module_for
-    kind = module_for(cfg.guest_kind)
+    kind = guests.kind_for(cfg)
     base = json.loads(paths.base_meta.read_text())
-    accel_name, why = choose_accel(cfg, paths)
+    accel_name, why = choose_accel(cfg, paths, kind)
     say(f"accelerator: {accel_name} ({why})")
     watch = Stopwatch()
     work = paths.work / "snapshot"
-    work.mkdir(parents=True, exist_ok=True)
+    remove(work)
+    work.mkdir(parents=True)
+    machine_name = _machine_facts(paths)[kind.machine_alias()]
     with atomic_path(paths.snapshot) as folder:
         folder.mkdir()
         run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
              "-b", "../base.qcow2", folder / snap.DISK],
             log=paths.logs / "snapshot-qemu-img.log", what="qemu-img create")
-        method = _probe_method(cfg, paths)
-        template = linux.device_template(cfg, machine=_machine_name(paths), accel=accel_name,
-                                         cpu=cpu_for(accel_name), save_method=method,
-                                         cmdline=kind.boot_cmdline())
+        method = snap.choose_method(cfg.vm.save, _machine_facts(paths)["capabilities"])
+        template = kind.device_template(machine=machine_name, accel=accel_name,
+                                        cpu=cpu_for(accel_name), save_method=method)
         values = {"artifacts": str(paths.artifacts), "disk": str(folder / snap.DISK),
-                  "ram": str(folder / snap.RAM), "ram-share": "on", "smb": str(work),
-                  **empty_share_dirs(cfg, work)}
+                  "ram": str(folder / snap.RAM), "ram-share": "on",
+                  **empty_share_dirs(cfg, work), **kind.vm_values(paths, work)}
         machine, port = launch_with_port(
             lambda port: snap.fill(template, {**values, "port": port}),
             name="snapshot", logdir=paths.logs)
         with machine:
             with watch.phase("boot_to_ssh"):
-                session = ssh.connect(port, user="root", key_file=paths.key,
+                session = ssh.connect(port, user=kind.ssh_user(), key_file=paths.key,
                                       host_key=base["host_key"], timeout=cfg.timeouts.boot,
                                       alive=machine.dead, log=str(machine.qemu_log))
             with session, watch.phase("prepare_shares"):
-                shares = list(cfg.shares.values())
-                session.check(f"{linux.mount_command(shares)} && {linux.unmount_command(shares)}"
-                              " && sync && echo 3 > /proc/sys/vm/drop_caches",
+                session.check(kind.prepare_shares(list(cfg.shares.values())),
                               timeout=120, what="preparing the shares in the guest")
             with watch.phase("save"):
                 snap.save(machine, folder, method, timeout=cfg.timeouts.boot)
-        meta = {"qemu": qemu.version(), "machine": _machine_name(paths), "cpu": cpu_for(accel_name),
+        meta = {"qemu": qemu.version(), "machine": machine_name, "cpu": cpu_for(accel_name),
                 "accelerator": accel_name, "memory_mb": cfg.vm.memory_mb, "cpus": cfg.vm.cpus,
                 "argv": template, "save_method": method, "guest": cfg.guest_kind,
-                "host_key": base["host_key"], "user": cfg.answers.user,
+                "host_key": base["host_key"], "ssh_user": kind.ssh_user(),
+                "user": cfg.answers.user if cfg.guest_kind != "windows" else kind.ssh_user(),
                 "shares": {n: {"guest": s.guest, "mode": s.mode, "transport": s.transport}
                            for n, s in cfg.shares.items()},
                 "timings": watch.phases}
@@ -100,23 +98,17 @@ _facts: dict = {}
 
 
 def _machine_facts(paths: Paths) -> dict:
-    """The versioned machine type and migration capabilities of this QEMU,
-    asked of a short-lived QEMU (features are detected, not assumed)."""
+    """The versioned machine types behind the aliases and the migration
+    capabilities of this QEMU, asked of a short-lived QEMU (features are
+    detected, not assumed)."""
     if not _facts:
         with qemu.Machine(["-machine", "none", "-S"], name="features",
                           logdir=paths.logs) as vm:
             vm.launch()
-            _facts["machine"] = resolved_machine(vm)
+            for alias in ("pc", "q35"):
+                _facts[alias] = resolved_machine(vm, alias)
             _facts["capabilities"] = snap.capabilities(vm)
     return _facts
-
-
-def _machine_name(paths: Paths) -> str:
-    return _machine_facts(paths)["machine"]
-
-
-def _probe_method(cfg, paths: Paths) -> str:
-    return snap.choose_method(cfg.vm.save, _machine_facts(paths)["capabilities"])
 
 
 def task_snapshot():

@@ -17,6 +17,7 @@ ACCELS = ("auto", "kvm", "tcg")
 SAVE_METHODS = ("auto", "file", "zstd")
 SHARE_MODES = ("ro", "rw")
 TRANSPORTS = ("9p", "smb")
+_DRIVE = re.compile(r"^[A-Za-z]:\\?$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
@@ -126,7 +127,7 @@ def parse(raw: dict, path: Path) -> Config:
     timeouts_ = Timeouts(install=timeouts.duration("install", "20m"),
                          boot=timeouts.duration("boot", "5m"),
                          revive=timeouts.duration("revive", "2m"))
-    shares = _shares(t.table("shares"), root)
+    shares = _shares(t.table("shares"), root, kind)
     cfg = Config(root=root, path=path.resolve(), guest_kind=kind,
                  guest=dict(guest.data), answers=answers_, vm=vm_,
                  timeouts=timeouts_, shares=shares,
@@ -136,7 +137,7 @@ def parse(raw: dict, path: Path) -> Config:
     return cfg
 
 
-def _shares(t: "_Table", root: Path) -> "dict[str, Share]":
+def _shares(t: "_Table", root: Path, kind: str) -> "dict[str, Share]":
     shares = {}
     for name in t.data:
         s = t.table(name, named=True)
@@ -147,10 +148,14 @@ def _shares(t: "_Table", root: Path) -> "dict[str, Share]":
             raise s.error("host", "the rw share is the exchange folder, made "
                           "fresh for every build; remove 'host'")
         guest_path = s.string("guest")
-        if not guest_path.startswith("/"):
-            raise s.error("guest", f"{guest_path!r} must be an absolute path in the guest")
+        drive = kind == "windows" and _DRIVE.match(guest_path)
+        if not guest_path.startswith("/") and not drive:
+            raise s.error("guest", f"{guest_path!r} must be an absolute path in the guest"
+                          + (" or a drive letter like \"S:\"" if kind == "windows" else ""))
+        # Windows reaches shares over SMB; Linux guests default to virtio-9p.
+        default_transport = "smb" if kind == "windows" else "9p"
         shares[name] = Share(name=name, guest=guest_path, mode=mode,
-                             transport=s.choice("transport", TRANSPORTS, "9p"),
+                             transport=s.choice("transport", TRANSPORTS, default_transport),
                              host=(root / host) if host is not None else None)
     exchanges = [s.name for s in shares.values() if s.mode == "rw"]
     if len(exchanges) != 1:

@@ -1,13 +1,21 @@
 """Guest kinds. Each provides the install media, its device model, how it
 reaches SSH, how it mounts shares and a readiness check; everything else
-(stages, waits, snapshots, collection) is shared."""
+(stages, waits, snapshots, collection) is shared.
+
+``kind_for(cfg)`` returns an object with the methods the stages call; see
+``linux.LinuxKind`` for the full list.
+"""
 
 from ..core.errors import UserError
 
 
-def module_for(kind: str):
-    if kind == "tiny":
+def kind_for(cfg):
+    if cfg.guest_kind == "tiny":
         from . import tiny
-        return tiny
-    raise UserError(f"config.toml: [guest] kind = {kind!r} is not available in this "
-                    "version of revive; use kind = \"tiny\"")
+        from .linux import LinuxKind
+        return LinuxKind(cfg, tiny)
+    if cfg.guest_kind == "windows":
+        from .windows.kind import WindowsKind
+        return WindowsKind(cfg)
+    raise UserError(f"config.toml: [guest] kind = {cfg.guest_kind!r} is not available "
+                    "in this version of revive; use kind = \"tiny\" or \"windows\"")

@@ -87,3 +87,93 @@ def parse_host_key(console: str) -> "str | None":
             if len(fields) >= 2:
                 return f"{fields[0]} {fields[1]}"
     return None
+
+
+class LinuxKind:
+    """A Linux guest kind (tiny, debian) for the stages: its module builds
+    the payload and answer files; this class holds what all share."""
+
+    iso_volume = "REVIVE_INSTALL"
+
+    def __init__(self, cfg: Config, module):
+        self.cfg = cfg
+        self.module = module
+        self.name = cfg.guest_kind
+        self.iso_boot = module.ISO_BOOT
+
+    # -- media -------------------------------------------------------------
+    def source_files(self) -> "list[Path]":
+        return list(self.module.source_files())
+
+    def payload_slice(self) -> dict:
+        return {"kind": self.name, "guest": self.cfg.guest}
+
+    def payload_needs_key(self) -> bool:
+        return False
+
+    def build_payload(self, paths, out: Path, log: Path) -> None:
+        self.module.build_payload(paths.cache / "debs", out, log)
+
+    def floppy_files(self, answers: dict) -> "dict[str, bytes]":
+        return self.module.answer_files(answers)
+
+    def floppy_slice(self) -> dict:
+        return {}
+
+    # -- install -----------------------------------------------------------
+    def probe_kernel(self, paths) -> Path:
+        return paths.payload / "boot" / "vmlinuz"
+
+    def check_install_inputs(self, paths, log: Path) -> None:
+        pass
+
+    def install_inputs(self, paths) -> "list[Path]":
+        return [paths.iso, paths.floppy, paths.payload_manifest]
+
+    def install_args(self, paths, disk: Path, accel: str, cpu: str) -> "list[str]":
+        return install_args(iso=paths.iso, floppy=paths.floppy, disk=disk,
+                            memory_mb=self.cfg.vm.memory_mb, accel=accel, cpu=cpu)
+
+    def install_report(self, console: str) -> dict:
+        failed = next((l.split(INSTALL_FAILED, 1)[1].strip()
+                       for l in console.splitlines() if INSTALL_FAILED in l), None)
+        steps = [l for l in console.splitlines() if l.startswith("revive:")]
+        return {"done": INSTALL_OK in console, "failed": failed,
+                "host_key": parse_host_key(console), "step": steps[-1] if steps else None}
+
+    def during_install(self, vm, elapsed: float) -> None:
+        pass
+
+    # -- snapshot and builds -----------------------------------------------
+    def ssh_user(self) -> str:
+        return "root"
+
+    def device_template(self, *, machine: str, accel: str, cpu: str, save_method: str) -> "list[str]":
+        return device_template(self.cfg, machine=machine, accel=accel, cpu=cpu,
+                               save_method=save_method, cmdline=self.module.boot_cmdline())
+
+    def machine_alias(self) -> str:
+        return "pc"
+
+    def after_install(self, paths, disk: Path) -> None:
+        pass
+
+    def vm_values(self, paths, work: Path) -> "dict[str, str]":
+        return {}
+
+    def prepare_shares(self, shares: "list[Share]") -> str:
+        """At the snapshot: check every share mounts, then leave none mounted
+        (migration is refused while a 9p share is mounted)."""
+        return (f"{mount_command(shares)} && {unmount_command(shares)} && sync && "
+                "echo 3 > /proc/sys/vm/drop_caches")
+
+    def after_revive(self, shares: "list[Share]", now: float) -> str:
+        # A revived guest's clock is where the snapshot left it.
+        return f"date -s @{now:.3f} >/dev/null 2>&1; {mount_command(shares)}"
+
+    def command_line(self, command: str, env: "dict[str, str]", user: str, shares=()) -> str:
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        prefix = f"export {exports}; " if exports else ""
+        if user != "root":
+            return f"{prefix}exec su -s /bin/sh {shlex.quote(user)} -c {shlex.quote(command)}"
+        return prefix + command

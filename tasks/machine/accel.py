@@ -54,8 +54,9 @@ def _boot_id() -> str:
         return "unknown"
 
 
-def choose(requested: str, kernel: Path, cache: Path) -> "tuple[str, str]":
-    """(accelerator, why) for ``[vm] accel`` = auto | kvm | tcg."""
+def choose(requested: str, kernel, cache: Path) -> "tuple[str, str]":
+    """(accelerator, why) for ``[vm] accel`` = auto | kvm | tcg. ``kernel()``
+    gives the probe kernel; it is called only when a probe must run."""
     if requested == "tcg":
         return "tcg", "config asks for tcg"
     key = {"boot_id": _boot_id(), "qemu": qemu.version()}
@@ -65,7 +66,7 @@ def choose(requested: str, kernel: Path, cache: Path) -> "tuple[str, str]":
     except (OSError, ValueError, KeyError):
         ok, why = None, ""
     if ok is None:
-        ok, why = kvm_usable(kernel)
+        ok, why = kvm_usable(kernel())
         write_atomic(cache, json.dumps({"key": key, "usable": ok, "why": why}))
     if ok:
         return "kvm", why

@@ -79,6 +79,7 @@ class Machine:
         self.quit_timeout = quit_timeout
         self.proc: Optional[subprocess.Popen] = None
         self.qmp: Optional[QEMUMonitorProtocol] = None
+        self._sock: Optional[socket.socket] = None
         self.argv: "list[str]" = []
 
     # -- lifecycle -------------------------------------------------------
@@ -100,6 +101,7 @@ class Machine:
                     preexec_fn=_die_with_parent)
             finally:
                 theirs.close()
+        self._sock = ours
         try:
             self.qmp = QEMUMonitorProtocol(ours)
             self.qmp.settimeout(connect_timeout)
@@ -151,6 +153,13 @@ class Machine:
                 self.proc.kill()
             self.proc.wait()
             if self.qmp is not None:
+                # The library's close() waits without a deadline for its
+                # reader to finish; a socket shut down here ends it at once.
+                if self._sock is not None:
+                    try:
+                        self._sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
                 try:
                     self.qmp.close()
                 except Exception:

@@ -47,7 +47,7 @@ outputs = ["hello", "hello.txt"]
 timeout = "2m"
 
 [builds.other]
-command = "cat /mnt/src/data.txt > /mnt/xchg/copy.txt && ls /mnt/src"
+command = "cat /mnt/src/data.txt > /mnt/xchg/copy.txt && grep ' /mnt/src ' /proc/mounts"
 shares = { src = "other" }
 outputs = ["copy.txt"]
 timeout = "2m"

@@ -33,6 +33,8 @@ def test_first_build_runs_every_stage_and_collects_outputs(built):
     assert set(hello["timings"]) >= {"revive", "connect", "prepare", "command", "collect", "total"}
     other = built.artifacts / "builds" / "other" / "outputs" / "copy.txt"
     assert other.read_text() == "other build's input\n"
+    mounts = (built.artifacts / "builds" / "other" / "log").read_text()
+    assert mounts.startswith("src /mnt/src 9p ro,")
 
 
 def test_media_pass_real_readers(built):
@@ -144,7 +146,6 @@ def test_a_build_past_its_deadline_is_stopped(built):
 
 def test_ctrl_c_during_a_build_leaves_no_qemu_and_no_target(built):
     built.edit_config('timeout = "3s"\n', 'timeout = "5m"\n')
-    target = built.artifacts / "builds" / "fails"
     proc = built.spawn("build:fails")
     try:
         deadline = time.monotonic() + 60
@@ -183,9 +184,26 @@ def test_killing_doit_outright_still_takes_qemu_down(built):
     assert qemu_processes(str(built.root)) == []
 
 
-def test_changing_an_answer_reinstalls(built):
+def test_smb_shares_work_on_the_linux_guest(built):
     text = built.config.read_text()
-    built.config.write_text(text[:text.index("[builds.fails]")])
+    text = text[:text.index("[builds.fails]")]
+    for guest in ('guest = "/mnt/src"\n', 'guest = "/mnt/exchange"\n'):
+        text = text.replace(guest, guest + 'transport = "smb"\n', 1)
+    built.config.write_text(text)
+    proc = built.doit("build")
+    assert proc.executed == {"snapshot", "build:hello", "build:other"}
+    meta = json.loads((built.artifacts / "snapshot" / "meta.json").read_text())
+    assert any(",smb=@smb@" in arg for arg in meta["argv"])
+    assert not any("virtio-9p" in arg for arg in meta["argv"])
+    mounts = (built.artifacts / "builds" / "other" / "log").read_text()
+    assert mounts.startswith("//10.0.2.4/qemu/src /mnt/src cifs ro,")
+    copy = built.artifacts / "builds" / "other" / "outputs" / "copy.txt"
+    assert copy.read_text() == "changed input\n"
+    hello = built.artifacts / "builds" / "hello" / "outputs" / "hello.txt"
+    assert hello.read_text() == "hello from revive-test, built in a revived VM\n"
+
+
+def test_changing_an_answer_reinstalls(built):
     built.edit_config('hostname = "revive-test"', 'hostname = "renamed"')
     info = built.doit("info", "floppy", check=False)
     assert "hostname: 'revive-test' -> 'renamed'" in info.stdout

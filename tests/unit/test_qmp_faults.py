@@ -64,6 +64,7 @@ def fake_machine(tmp_path, replies, process):
     machine = Machine([], name="fake", logdir=tmp_path)
     machine.qemu_log.write_text("+ qemu (fake)\n")
     machine.proc = process
+    machine._sock = ours
     machine.qmp = QEMUMonitorProtocol(ours)
     machine.qmp.connect()
     machine.qmp.settimeout(5)

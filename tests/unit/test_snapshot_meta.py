@@ -1,6 +1,5 @@
 """Snapshot metadata: argv templates, and refusing snapshots that don't match."""
 
-import json
 
 import pytest
 

@@ -16,7 +16,6 @@ prints ``REVIVE-READY``.
 
 import json
 import os
-import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -303,3 +302,16 @@ def _share_line(share: dict) -> str:
         raise UserError(f"answers: share {share['name']!r}: mode must be ro|rw "
                         "and transport 9p|smb")
     return " ".join(fields) + "\n"
+
+
+def probe_kernel(cache: Path, log: Path) -> Path:
+    """The pinned kernel alone, for the KVM probe of guests that bring no
+    Linux kernel of their own (Windows); fetched and unpacked once."""
+    target = cache / f"vmlinuz-{pins.KERNEL_RELEASE}"
+    if not target.exists():
+        packages = debs.fetch([pins.KERNEL], cache, log)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            debs.extract(packages[pins.KERNEL.package], Path(tmp),
+                         [f"boot/vmlinuz-{pins.KERNEL_RELEASE}"])
+            os.replace(Path(tmp) / "boot" / f"vmlinuz-{pins.KERNEL_RELEASE}", target)
+    return target
