@@ -1,0 +1,141 @@
+import re
+from pathlib import Path
+
+import pytest
+
+from tasks.guests.windows.profile import (OVMF_CODE, copy_ovmf_vars,
+                                          machine_argv)
+from tasks.guests.windows.settings import from_table
+
+DISK = Path("/vm/base.qcow2")
+INSTALL = Path("/isos/win.iso")
+PAYLOAD = Path("/vm/payload.iso")
+
+
+def settings(**overrides):
+    base = {"iso": "w.iso", "iso_sha256": "a" * 64, "image": 1,
+            "windows_version": "10", "cygwin_mirror": "m"}
+    base.update(overrides)
+    return from_table(base, Path("/cfg"))
+
+
+def options(argv, flag):
+    """Values of every ``flag`` in argv, each parsed into (first, {key: value})."""
+    found = []
+    for i, arg in enumerate(argv):
+        if arg == flag:
+            parts = re.split(r"(?<!,),(?!,)", argv[i + 1])
+            props = dict(p.split("=", 1) for p in parts if "=" in p)
+            first = parts[0] if "=" not in parts[0] else None
+            found.append((first, {k: v.replace(",,", ",") for k, v in props.items()}))
+    return found
+
+
+def devices(argv, driver):
+    return [props for first, props in options(argv, "-device") if first == driver]
+
+
+def drive(argv, drive_id):
+    [props] = [p for _, p in options(argv, "-drive") if p.get("id") == drive_id]
+    return props
+
+
+def single(argv, flag):
+    values = [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+    assert len(values) == 1, (flag, values)
+    return values[0]
+
+
+def bios_argv(**kw):
+    return machine_argv(settings(), disk=DISK, install_iso=INSTALL, payload_iso=PAYLOAD,
+                        smb_dir=Path("/vm/smb"), ssh_port=40022, **kw)
+
+
+def test_bios_machine_disk_and_cdroms_on_ahci():
+    argv = bios_argv()
+    assert single(argv, "-machine") == "q35"
+    assert options(argv, "-device").count(("ahci", {"id": "ahci"})) == 1
+    [hd] = devices(argv, "ide-hd")
+    assert (hd["drive"], hd["bus"], hd["bootindex"]) == ("disk0", "ahci.0", "1")
+    assert (drive(argv, "disk0")["file"], drive(argv, "disk0")["format"]) == \
+        (str(DISK), "qcow2")
+    cds = devices(argv, "ide-cd")
+    assert [(c["bus"], drive(argv, c["drive"])["file"]) for c in cds] == \
+        [("ahci.1", str(INSTALL)), ("ahci.2", str(PAYLOAD))]
+    assert all(drive(argv, c["drive"])["readonly"] == "on" for c in cds)
+    assert [int(c["bootindex"]) for c in cds] == [2, 3]     # after the disk
+    assert not [p for _, p in options(argv, "-drive") if p.get("if") == "pflash"]
+
+
+def test_network_usb_and_clock():
+    argv = bios_argv()
+    [(kind, netdev)] = options(argv, "-netdev")
+    assert kind == "user" and netdev["id"] == "net0"
+    assert netdev["restrict"] == "on"
+    assert netdev["smb"] == "/vm/smb"
+    assert netdev["hostfwd"] == "tcp:127.0.0.1:40022-:22"
+    [nic] = devices(argv, "e1000e")
+    assert nic["netdev"] == "net0"
+    [xhci] = devices(argv, "qemu-xhci")
+    assert devices(argv, "usb-tablet") == [{"bus": f"{xhci['id']}.0"}]
+    assert single(argv, "-rtc") == "base=localtime,clock=vm"
+    argv = machine_argv(settings(rtc="utc"), disk=DISK)
+    assert single(argv, "-rtc") == "base=utc,clock=vm"
+    [(_, netdev)] = options(argv, "-netdev")
+    assert "smb" not in netdev and "hostfwd" not in netdev and netdev["restrict"] == "on"
+
+
+def test_bios_floppy_on_q35_needs_an_isa_controller():
+    argv = bios_argv(floppy=Path("/vm/answers.img"))
+    [fdc] = devices(argv, "isa-fdc")
+    [fd] = devices(argv, "floppy")
+    assert fd["bus"] == f"{fdc['id']}.0"
+    assert drive(argv, fd["drive"]) == {"if": "none", "id": fd["drive"],
+                                       "format": "raw", "readonly": "on",
+                                       "file": "/vm/answers.img"}
+
+
+def test_uefi_pflash_code_readonly_and_vars_copy(tmp_path):
+    source = tmp_path / "OVMF_VARS_4M.fd"
+    source.write_bytes(b"\x00vars" * 100)
+    vars_copy = copy_ovmf_vars(tmp_path / "vm-vars.fd", source)
+    assert vars_copy.read_bytes() == source.read_bytes() and vars_copy != source
+    argv = machine_argv(settings(firmware="uefi"), disk=DISK, ovmf_vars=vars_copy)
+    flash = sorted((p for _, p in options(argv, "-drive") if p.get("if") == "pflash"),
+                   key=lambda p: p["unit"])
+    assert [(p["unit"], p.get("readonly"), p["file"]) for p in flash] == \
+        [("0", "on", str(OVMF_CODE)), ("1", None, str(vars_copy))]
+    assert OVMF_CODE.name == "OVMF_CODE_4M.fd"
+    assert single(argv, "-machine") == "q35"
+
+
+def test_uefi_refuses_floppy_and_needs_vars():
+    with pytest.raises(ValueError):
+        machine_argv(settings(firmware="uefi"), disk=DISK, ovmf_vars=Path("/v"),
+                     floppy=Path("/f.img"))
+    with pytest.raises(ValueError):
+        machine_argv(settings(firmware="uefi"), disk=DISK)
+
+
+def test_xp_uses_pc_ide_rtl8139_and_uhci_tablet():
+    xp = settings(windows_version="xp", image=None,
+                  product_key="AAAAA-BBBBB-CCCCC-DDDDD-EEEEE")
+    argv = machine_argv(xp, disk=DISK, install_iso=INSTALL, payload_iso=PAYLOAD,
+                        floppy=Path("/vm/winnt.img"))
+    assert single(argv, "-machine") == "pc"
+    assert not devices(argv, "ahci") and not devices(argv, "e1000e")
+    [hd] = devices(argv, "ide-hd")
+    assert (hd["bus"], hd["unit"]) == ("ide.0", "0")
+    assert [(c["bus"], c["unit"]) for c in devices(argv, "ide-cd")] == \
+        [("ide.1", "0"), ("ide.1", "1")]
+    assert devices(argv, "rtl8139") == [{"netdev": "net0"}]
+    assert "-usb" in argv and devices(argv, "usb-tablet") == [{}]
+    [floppy] = [p for _, p in options(argv, "-drive") if p.get("if") == "floppy"]
+    assert floppy["file"] == "/vm/winnt.img"
+
+
+def test_commas_in_paths_are_escaped():
+    argv = machine_argv(settings(), disk=Path("/vm/a,b.qcow2"), smb_dir=Path("/s,m"))
+    assert "file=/vm/a,,b.qcow2" in single(argv, "-drive")
+    assert drive(argv, "disk0")["file"] == "/vm/a,b.qcow2"
+    assert options(argv, "-netdev")[0][1]["smb"] == "/s,m"
