@@ -98,4 +98,5 @@ def task_install():
     return {"actions": [(install, [cfg, paths])],
             "file_dep": kind.install_inputs(paths),
             "targets": [paths.base, paths.base_meta],
-            "uptodate": [config_slice("install", {"kind": cfg.guest_kind})]}
+            "uptodate": [config_slice("install", {"kind": cfg.guest_kind,
+                                                  **kind.install_slice()})]}

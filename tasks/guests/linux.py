@@ -120,6 +120,9 @@ class LinuxKind:
     def floppy_slice(self) -> dict:
         return {}
 
+    def install_slice(self) -> dict:
+        return {}
+
     # -- install -----------------------------------------------------------
     def probe_kernel(self, paths) -> Path:
         return paths.payload / "boot" / "vmlinuz"

@@ -35,8 +35,12 @@ class WindowsKind:
     def source_files(self) -> "list[Path]":
         return sorted(p for p in HERE.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
+    def _answers_slice(self) -> dict:
+        # The user's ISO is the install stage's input, not the media's.
+        return {k: v for k, v in self.s.slice().items() if k != "iso_sha256"}
+
     def payload_slice(self) -> dict:
-        return {"kind": self.name, "settings": self.s.slice()}
+        return {"kind": self.name, "settings": self._answers_slice()}
 
     def payload_needs_key(self) -> bool:
         return True
@@ -58,7 +62,10 @@ class WindowsKind:
         return {name: data}
 
     def floppy_slice(self) -> dict:
-        return {"settings": self.s.slice()}
+        return {"settings": self._answers_slice()}
+
+    def install_slice(self) -> dict:
+        return {"iso_sha256": self.s.iso_sha256}
 
     # -- install -----------------------------------------------------------
     def probe_kernel(self, paths) -> Path:
