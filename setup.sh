@@ -9,6 +9,7 @@ packages=(
   qemu-system-x86 qemu-utils   # the VMs and their disk images
   zstd                          # compressed machine state ([vm] save = "zstd")
   samba                         # smbd behind QEMU's smb= shares
+  ovmf                          # UEFI firmware for Windows guests (firmware = "uefi")
   mtools dosfstools             # readers that check the answer floppy (tests)
   xorriso genisoimage           # readers that check the ISOs (tests)
   cpio busybox                  # read initramfs images back, run the guest's shell (tests)

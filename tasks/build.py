@@ -46,9 +46,13 @@ def revive(paths: Paths, meta: dict, *, name: str, work: Path, shares: "dict[str
         with watch.phase("revive"):
             snap.incoming(machine, paths.snapshot, meta["save_method"], timeout)
         with watch.phase("connect"):
-            session = ssh.connect(port, user=meta.get("ssh_user", "root"), key_file=paths.key,
-                                  host_key=meta["host_key"], timeout=timeout,
-                                  alive=machine.dead, log=str(machine.qemu_log))
+            try:
+                session = ssh.connect(port, user=meta.get("ssh_user", "root"),
+                                      key_file=paths.key, host_key=meta["host_key"],
+                                      timeout=timeout, alive=machine.dead,
+                                      log=str(machine.qemu_log))
+            except UserError as err:
+                raise machine.error_with_screen(err) from None
     except BaseException:
         machine.kill()
         raise

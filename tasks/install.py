@@ -86,8 +86,7 @@ def _wait_installed(vm: Machine, kind, timeout: float, paths: Paths) -> dict:
                              f"{timeout:.0f} s)",
                         last_seen=lambda: tail(vm.serial_log, 1))
     except UserError as err:
-        shot = vm.screendump(paths.logs / "install-screen.png")
-        raise vm.error(str(err) + (f"; screen saved as {shot}" if shot else "")) from None
+        raise vm.error_with_screen(err) from None
 
 
 def task_install():

@@ -5,6 +5,7 @@ machine and save its memory and device state → artifacts/snapshot/."""
 import json
 
 from .common import Paths, Stopwatch, action, config_slice, say, settings
+from .core.errors import UserError
 from .core.files import atomic_path, remove
 from .core.proc import run
 from . import guests
@@ -71,9 +72,12 @@ def take_snapshot(cfg, paths: Paths) -> None:
             name="snapshot", logdir=paths.logs)
         with machine:
             with watch.phase("boot_to_ssh"):
-                session = ssh.connect(port, user=kind.ssh_user(), key_file=paths.key,
-                                      host_key=base["host_key"], timeout=cfg.timeouts.boot,
-                                      alive=machine.dead, log=str(machine.qemu_log))
+                try:
+                    session = ssh.connect(port, user=kind.ssh_user(), key_file=paths.key,
+                                          host_key=base["host_key"], timeout=cfg.timeouts.boot,
+                                          alive=machine.dead, log=str(machine.qemu_log))
+                except UserError as err:
+                    raise machine.error_with_screen(err) from None
             with session, watch.phase("prepare_shares"):
                 session.check(kind.prepare_shares(list(cfg.shares.values())),
                               timeout=120, what="preparing the shares in the guest")

@@ -213,6 +213,12 @@ class Machine:
     def status(self) -> str:
         return self.cmd("query-status")["status"]
 
+    def error_with_screen(self, err: Exception) -> UserError:
+        """A deadline's error, with the screen saved beside the serial log
+        (guests without a display have none)."""
+        shot = self.screendump(self.serial_log.with_name(f"{self.name}-screen.png"))
+        return self.error(str(err) + (f"; screen saved as {shot}" if shot else ""))
+
     def screendump(self, path: Path) -> Optional[Path]:
         """Save the screen as PNG (QEMU ≥ 7.1), or PPM on older ones."""
         path = Path(path)
