@@ -1,6 +1,7 @@
 """What the stage modules share: the project's config and paths, the
 config-slice up-to-date check, and actions that fail in one line."""
 
+import fcntl
 import functools
 import json
 import os
@@ -23,10 +24,31 @@ def settings() -> config_mod.Config:
     """The project's config; a mistake in it ends doit with one line."""
     path = Path(os.environ.get("REVIVE_CONFIG", "config.toml")).resolve()
     try:
-        return _load(str(path), path.stat().st_mtime_ns if path.exists() else 0)
+        cfg = _load(str(path), path.stat().st_mtime_ns if path.exists() else 0)
+        _lock_project(cfg.artifacts)
+        return cfg
     except UserError as err:
         print(f"revive: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+_locks: dict = {}
+
+
+def _lock_project(artifacts: Path) -> None:
+    """One doit per project at a time: two would both write doit's state
+    file and the same targets. Held until this process ends."""
+    if str(artifacts) in _locks:
+        return
+    artifacts.mkdir(parents=True, exist_ok=True)
+    fh = open(artifacts / ".lock", "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise UserError(f"another doit is running in this project ({artifacts}); "
+                        "wait for it to finish") from None
+    _locks[str(artifacts)] = fh
 
 
 class Paths:

@@ -102,3 +102,22 @@ def test_doit_reports_a_bad_config_in_one_line_without_traceback(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert lines == ["revive: config.toml: [vm] memory: 'lots' must be a size like "
                      "\"512M\" or \"2G\""]
+
+
+def test_a_second_doit_in_the_same_project_is_refused_in_one_line(tmp_path):
+    import fcntl
+    (tmp_path / "config.toml").write_text(MINIMAL)
+    (tmp_path / "artifacts").mkdir()
+    with open(tmp_path / "artifacts" / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"),
+                               "-d", str(tmp_path), "list"],
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        f"revive: another doit is running in this project ({tmp_path / 'artifacts'}); "
+        "wait for it to finish"]
+    free = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"),
+                           "-d", str(tmp_path), "list"], capture_output=True, text=True,
+                          timeout=60)
+    assert free.returncode == 0, free.stderr
