@@ -117,8 +117,9 @@ def fresh_project(tmp_path_factory) -> Project:
 
 @pytest.fixture(scope="session")
 def built(fresh_project) -> Project:
-    """The project after its first full `doit build`."""
-    proc = fresh_project.doit("build")
+    """The project after its first full `doit build`, with builds run in
+    parallel (two copies revived from one snapshot at once)."""
+    proc = fresh_project.doit("-n", "2", "build")
     fresh_project.first_run = proc
     return fresh_project
 
