@@ -10,6 +10,7 @@ packages=(
   zstd                          # compressed machine state ([vm] save = "zstd")
   samba                         # smbd behind QEMU's smb= shares
   ovmf                          # UEFI firmware for Windows guests (firmware = "uefi")
+  mmdebstrap uidmap             # the Debian guest's root, made without a VM (uidmap: as non-root)
   mtools dosfstools             # readers that check the answer floppy (tests)
   xorriso genisoimage           # readers that check the ISOs (tests)
   cpio busybox                  # read initramfs images back, run the guest's shell (tests)

@@ -14,8 +14,11 @@ def kind_for(cfg):
         from . import tiny
         from .linux import LinuxKind
         return LinuxKind(cfg, tiny)
+    if cfg.guest_kind == "debian":
+        from .debian import DebianKind
+        return DebianKind(cfg)
     if cfg.guest_kind == "windows":
         from .windows.kind import WindowsKind
         return WindowsKind(cfg)
     raise UserError(f"config.toml: [guest] kind = {cfg.guest_kind!r} is not available "
-                    "in this version of revive; use kind = \"tiny\" or \"windows\"")
+                    "in this version of revive; use kind = \"tiny\", \"debian\" or \"windows\"")

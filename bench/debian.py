@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""The Debian guest, measured in one run on a throwaway project made from
+examples/debian.toml: each stage from scratch (the root filesystem comes
+from the cache when an identical one was made before; its own making time
+is shown), cold boot → first SSH command answered against revive → first
+SSH command answered (medians of --runs), and the GNU hello build's wall
+time (configure, make, make check in a revived copy).
+
+    .venv/bin/python bench/debian.py [--runs 5]
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from revive_vs_boot import cold_boot, doit, revived  # noqa: E402
+
+from tasks.common import Paths  # noqa: E402
+from tasks.config import load  # noqa: E402
+from tasks.guests.debian import from_table, rootfs, sources  # noqa: E402
+from tasks.machine import snapshot as snap  # noqa: E402
+
+STAGES = ["keys", "payload", "iso", "floppy", "install", "snapshot"]
+
+
+def make_project(root: Path) -> Path:
+    (root / "config.toml").write_text((REPO / "examples" / "debian.toml").read_text())
+    settings = from_table({})
+    sources.fetch("hello", root / "artifacts" / "sources" / "hello", suite=settings.suite,
+                  sources=settings.sources(), cache=REPO / "artifacts" / "cache",
+                  log=root / "sources.log")
+    return root
+
+
+def cached_root(project: Path) -> Path:
+    """The cache folder of the root this project's payload uses."""
+    cfg = load(project / "config.toml")
+    settings = from_table(cfg.guest)
+    # The cache doit() gives the stages.
+    return rootfs.folder_for(settings.suite, settings.sources(), settings.all_packages,
+                             REPO / "artifacts" / "cache")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="revive-bench-debian-") as tmp:
+        project = make_project(Path(tmp))
+        root = cached_root(project)
+        fresh = not (root / rootfs.INFO).exists()
+        stage_times = {stage: doit(project, stage) for stage in STAGES}
+        cfg = load(project / "config.toml")
+        paths = Paths(cfg)
+        manifest = json.loads(paths.payload_manifest.read_text())
+        mmdebstrap = json.loads((root / rootfs.INFO).read_text())["seconds"]
+        meta = snap.read_meta(paths.snapshot)
+        base = json.loads(paths.base_meta.read_text())
+        work = paths.work / "bench"
+        cold = [cold_boot(paths, meta, cfg, work) for _ in range(args.runs)]
+        warm = [revived(paths, meta, cfg, work) for _ in range(args.runs)]
+        build_wall = doit(project, "build:hello")
+        result = json.loads((paths.builds / "hello" / "result.json").read_text())
+        iso_mib = paths.iso.stat().st_size / 2**20
+    cold_s, warm_s = statistics.median(cold), statistics.median(warm)
+    print(f"\nrevive benchmark, Debian guest ({manifest['suite']}, "
+          f"{len(manifest['packages'])} packages) — QEMU {meta['qemu']}, "
+          f"{meta['accelerator']}, {meta['memory_mb']} MB, {meta['cpus']} CPU, "
+          f"save {meta['save_method']}, medians of {args.runs}\n")
+    print("| measure | seconds |\n|---|---|")
+    print(f"| root filesystem (mmdebstrap{'' if fresh else ', cached: time when made'}) "
+          f"| {mmdebstrap:.1f} |")
+    for stage, seconds in stage_times.items():
+        extra = f" ({iso_mib:.0f} MiB)" if stage == "iso" else ""
+        print(f"| {stage} (doit){extra} | {seconds:.1f} |")
+    print(f"| install, in the guest (base.json) | {base['seconds']:.1f} |")
+    print(f"| snapshot: boot → SSH, save | {meta['timings']['boot_to_ssh']:.1f}, "
+          f"{meta['timings']['save']:.2f} |")
+    print(f"| cold boot → first SSH command answered | {cold_s:.2f} |")
+    print(f"| revive → first SSH command answered | {warm_s:.2f} |")
+    print(f"| ratio cold / revive | {cold_s / warm_s:.1f}× |")
+    print(f"| build:hello wall time (doit), exit {result['exit_code']} | {build_wall:.1f} |")
+    print(f"| build:hello in the guest: command, revive | {result['timings']['command']:.1f}, "
+          f"{result['timings']['revive']:.2f} |")
+
+
+if __name__ == "__main__":
+    start = time.monotonic()
+    main()
+    print(f"\n(whole benchmark: {time.monotonic() - start:.0f} s)")

@@ -1,0 +1,219 @@
+"""The Debian guest without a VM: its [guest] keys, the host's apt sources
+it reuses, the mirror state it records, and the installer hooks' shell."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tasks.config import parse
+from tasks.core.errors import UserError
+from tasks.guests import debian, kind_for
+from tasks.guests.debian import apt, rootfs
+
+SIGNED = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+DEB822 = f"""\
+Types: deb
+# a comment inside a stanza
+URIs: http://archive.example/debian
+Suites: bookworm bookworm-updates
+Components: main contrib
+Signed-By: {SIGNED}
+
+Types: deb deb-src
+URIs: http://security.example/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: -----BEGIN PGP PUBLIC KEY BLOCK-----
+ .
+ mQINBGPL0BUBEADmW5NlOZiMkd
+ -----END PGP PUBLIC KEY BLOCK-----
+
+Enabled: no
+Types: deb
+URIs: http://disabled.example/debian
+Suites: bookworm
+Components: main
+
+Types: deb-src
+URIs: http://source-only.example/debian
+Suites: bookworm
+Components: main
+"""
+
+ONE_LINE = """\
+# the host's sources.list
+deb [arch=amd64 signed-by=/etc/keys/a.gpg] http://one.example/debian trixie main
+deb-src http://one.example/debian trixie main
+deb http://one.example/debian trixie-backports main   # not a companion suite
+"""
+
+
+def config(guest: str):
+    text = f"""
+[guest]
+{guest}
+
+[shares.xchg]
+guest = "/mnt/xchg"
+mode = "rw"
+"""
+    import tomllib
+    return parse(tomllib.loads(text), Path("/tmp/project/config.toml"))
+
+
+def host_root(tmp_path: Path) -> Path:
+    (tmp_path / "etc/apt/sources.list.d").mkdir(parents=True)
+    (tmp_path / "etc/apt/sources.list").write_text(ONE_LINE)
+    (tmp_path / "etc/apt/sources.list.d/debian.sources").write_text(DEB822)
+    (tmp_path / "etc/apt/sources.list.d/other.list.disabled").write_text(
+        "deb http://ignored.example/ bookworm main\n")
+    return tmp_path
+
+
+# --- [guest] ----------------------------------------------------------------
+
+def test_defaults():
+    s = debian.from_table({"kind": "debian"})
+    assert (s.suite, s.mirror, s.packages) == ("bookworm", "host", ("build-essential",))
+    assert set(debian.REQUIRED) <= set(s.all_packages)
+    assert "build-essential" in s.all_packages
+
+
+def test_the_required_packages_stay_when_the_user_lists_others():
+    s = debian.from_table({"packages": ["git"]})
+    assert "build-essential" not in s.all_packages
+    assert {"git", "openssh-server", "systemd-sysv"} <= set(s.all_packages)
+
+
+@pytest.mark.parametrize("table, key", [
+    ({"packages": ["Build essential"]}, "packages"),
+    ({"packages": "build-essential"}, "packages"),
+    ({"packages": ["gcc=12"]}, "packages"),
+    ({"suite": "Bookworm"}, "suite"),
+    ({"suite": 12}, "suite"),
+    ({"mirror": "archive.example/debian"}, "mirror"),
+    ({"mirror": "http://a b/"}, "mirror"),
+    ({"mirrors": "host"}, "mirrors"),
+])
+def test_mistakes_are_one_line_naming_the_key(table, key):
+    with pytest.raises(UserError) as err:
+        debian.from_table(table)
+    message = str(err.value)
+    assert message.startswith(f"config.toml: [guest] {key}: ")
+    assert "\n" not in message
+
+
+def test_a_mistake_is_reported_by_the_payload_task_not_while_tasks_load():
+    kind = kind_for(config('kind = "debian"\npackages = ["No Such"]'))
+    assert "packages" in kind.payload_slice()["problem"]
+    with pytest.raises(UserError, match=r"\[guest\] packages"):
+        kind.build_payload(None, Path("/nonexistent"), Path("/nonexistent.log"))
+
+
+def test_payload_slice_changes_with_the_package_list_only():
+    base = kind_for(config('kind = "debian"\nmirror = "http://archive.example/debian"'))
+    same = kind_for(config('kind = "debian"\nmirror = "http://archive.example/debian/"\n'
+                           'suite = "bookworm"\npackages = ["build-essential"]'))
+    more = kind_for(config('kind = "debian"\nmirror = "http://archive.example/debian"\n'
+                           'packages = ["build-essential", "git"]'))
+    assert base.payload_slice() == same.payload_slice()
+    assert base.payload_slice() != more.payload_slice()
+    assert "git" in more.payload_slice()["guest"]["packages"]
+
+
+def test_the_guest_boots_the_payload_kernel_without_a_bootloader():
+    kind = kind_for(config('kind = "debian"\nmirror = "http://archive.example/debian"'))
+    assert kind.iso_boot == debian.tiny.ISO_BOOT
+    assert "root=/dev/vda1" in debian.boot_cmdline()
+    names = {p.name for p in debian.source_files()}
+    assert {"installer-hooks.sh", "installer-init", "boot-init"} <= names
+    assert "sources.py" not in names
+
+
+# --- the host's apt sources -------------------------------------------------
+
+def test_host_sources_read_both_formats_in_apt_order(tmp_path):
+    found = apt.host_sources(host_root(tmp_path))
+    assert [(s.uri, s.suite) for s in found] == [
+        ("http://one.example/debian", "trixie"),
+        ("http://one.example/debian", "trixie-backports"),
+        ("http://archive.example/debian", "bookworm"),
+        ("http://archive.example/debian", "bookworm-updates"),
+        ("http://security.example/debian-security", "bookworm-security"),
+    ]
+    assert found[0].signed_by == "/etc/keys/a.gpg"
+    assert found[2].components == ("main", "contrib")
+    assert found[4].signed_by.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n")
+
+
+def test_a_suite_takes_its_updates_and_security_companions(tmp_path):
+    host = apt.host_sources(host_root(tmp_path))
+    chosen = apt.sources_for("bookworm", "host", host)
+    assert [s.suite for s in chosen] == ["bookworm", "bookworm-updates", "bookworm-security"]
+    assert [s.suite for s in apt.sources_for("trixie", "host", host)] == ["trixie"]
+
+
+def test_a_suite_the_host_does_not_carry_says_what_it_has(tmp_path):
+    with pytest.raises(UserError) as err:
+        apt.sources_for("sid", "host", apt.host_sources(host_root(tmp_path)))
+    assert "[guest] suite" in str(err.value) and "bookworm" in str(err.value)
+
+
+def test_an_explicit_mirror_is_used_alone():
+    chosen = apt.sources_for("bookworm", "http://mirror.example/debian", [])
+    assert chosen == [apt.Source("http://mirror.example/debian", "bookworm", ("main",))]
+
+
+def test_deb822_round_trips_inline_keys(tmp_path):
+    found = apt.host_sources(host_root(tmp_path))
+    again = apt.parse_deb822(apt.deb822(found))
+    assert again == found
+    assert "Types: deb-src\n" in apt.deb822(found[:1], types="deb-src")
+
+
+# --- the recorded mirror state ----------------------------------------------
+
+def test_release_fields_are_grouped_by_list_file():
+    text = ("a_dists_bookworm_InRelease:Origin: Debian\n"
+            "a_dists_bookworm_InRelease:Suite: oldstable\n"
+            "a_dists_bookworm_InRelease:Date: Sat, 11 Jul 2026 10:16:37 UTC\n"
+            "b_dists_bookworm-security_InRelease:Date: Wed, 25 Nov 2026 22:33:12 UTC\n")
+    releases = rootfs.parse_releases(text)
+    assert releases["a_dists_bookworm_InRelease"] == {
+        "Origin": "Debian", "Suite": "oldstable", "Date": "Sat, 11 Jul 2026 10:16:37 UTC"}
+    assert set(releases) == {"a_dists_bookworm_InRelease", "b_dists_bookworm-security_InRelease"}
+
+
+def test_the_cache_key_follows_the_recipe():
+    src = [apt.Source("http://mirror.example/debian", "bookworm", ("main",))]
+    one = rootfs.cache_key(rootfs.recipe("bookworm", src, ["b", "a"]))
+    assert one == rootfs.cache_key(rootfs.recipe("bookworm", src, ["a", "b", "a"]))
+    assert one != rootfs.cache_key(rootfs.recipe("bookworm", src, ["a", "b", "c"]))
+    assert one != rootfs.cache_key(rootfs.recipe("trixie", src, ["a", "b"]))
+
+
+def test_the_packages_listing_starts_with_the_mirror_state():
+    info = {"suite": "bookworm", "mmdebstrap": "mmdebstrap 1.3.5", "packages": ["a"],
+            "sources": apt.deb822([apt.Source("http://m.example/debian", "bookworm", ("main",))]),
+            "releases": {"x_InRelease": {"Suite": "oldstable", "Codename": "bookworm",
+                                         "Date": "Sat, 11 Jul 2026"}},
+            "installed": [["a", "1.0"], ["libc6:amd64", "2.36"]]}
+    text = rootfs.packages_listing(info)
+    assert "dated Sat, 11 Jul 2026" in text
+    assert text.endswith("a\t1.0\nlibc6:amd64\t2.36\n")
+
+
+# --- the installer hooks ----------------------------------------------------
+
+@pytest.mark.skipif(not shutil.which("busybox"), reason="busybox is not installed")
+def test_the_installer_hooks_parse_in_busybox_sh():
+    hooks = Path(debian.HERE, "installer-hooks.sh")
+    subprocess.run(["busybox", "sh", "-n", str(hooks)], check=True)
+    text = hooks.read_text()
+    for step in ("copy_system()", "apply_answers()", "make_host_key()"):
+        assert step in text
+    # busybox runs its own applet for a bare name it knows (depmod).
+    assert "in_target /sbin/depmod" in text
