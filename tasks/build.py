@@ -106,6 +106,10 @@ def share_folders(cfg, build, work: Path) -> "dict[str, Path]":
         else:
             folder = source.resolve() if source is not None else work / name
         folder.mkdir(parents=True, exist_ok=True)
+        if share.mode == "rw":
+            # The build may run as a non-root user in the guest; the folder
+            # is this build's alone and thrown away after collection.
+            folder.chmod(0o777)
         folders[name] = folder
     return folders
 
@@ -142,15 +146,26 @@ def _collect(build, exchange: Path, dest: Path) -> "tuple[list[str], list[str]]"
     for rel in build.outputs:
         src = exchange / rel
         if src.is_dir():
-            shutil.copytree(src, dest / rel, symlinks=True)
+            shutil.copytree(src, dest / rel, symlinks=True, copy_function=_copy_output)
         elif src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
+            _copy_output(src, dest / rel)
         else:
             missing.append(rel)
             continue
         collected.append(rel)
     return collected, missing
+
+
+def _copy_output(src, dst) -> None:
+    """Copy an output with the mode the guest gave it: over 9p mapped-xattr
+    the host file is 0600 and the guest's mode is in an xattr."""
+    shutil.copy2(src, dst)
+    try:
+        mode = int.from_bytes(os.getxattr(src, "user.virtfs.mode"), "little")
+    except OSError:
+        return
+    os.chmod(dst, mode & 0o7777)
 
 
 def _report(build, target: Path, result: dict) -> None:

@@ -51,6 +51,17 @@ def _lock_project(artifacts: Path) -> None:
     _locks[str(artifacts)] = fh
 
 
+def guest_kind(cfg: config_mod.Config):
+    """The guest kind's object; a mistake in its [guest] keys ends doit with
+    one line, like any other config mistake."""
+    from . import guests
+    try:
+        return guests.kind_for(cfg)
+    except UserError as err:
+        print(f"revive: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 class Paths:
     """Where every artifact of a project lives."""
 

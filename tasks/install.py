@@ -10,7 +10,7 @@ import json
 import time
 
 from . import guests
-from .common import Paths, action, config_slice, say, settings
+from .common import Paths, guest_kind, action, config_slice, say, settings
 from .core.errors import UserError
 from .core.files import atomic_path, sha256_file, write_atomic
 from .core.proc import run
@@ -93,7 +93,7 @@ def task_install():
     """Install the guest unattended onto a blank disk → artifacts/base.qcow2."""
     cfg = settings()
     paths = Paths(cfg)
-    kind = guests.kind_for(cfg)
+    kind = guest_kind(cfg)
     return {"actions": [(install, [cfg, paths])],
             "file_dep": kind.install_inputs(paths),
             "targets": [paths.base, paths.base_meta],

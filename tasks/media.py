@@ -7,8 +7,8 @@ from pathlib import Path
 from doit.tools import run_once
 
 from . import guests
-from .common import Paths, action, config_slice, say, settings
-from .core.files import atomic_path, remove
+from .common import Paths, guest_kind, action, config_slice, say, settings
+from .core.files import atomic_path, remove, sha256_file
 from .formats.fat12 import write_floppy
 from .formats.iso import write_iso
 from .remote.ssh import generate_keypair
@@ -42,8 +42,14 @@ def make_payload(cfg, paths: Paths) -> None:
     with atomic_path(paths.payload) as tmp:
         tmp.mkdir()
         kind.build_payload(paths, tmp, log)
-        if not (tmp / "manifest.json").exists():
-            raise AssertionError("guest payload wrote no manifest.json")
+        manifest_path = tmp / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        # The ISO task depends on this file alone: it must change whenever
+        # any file of the payload does.
+        manifest["payload_sha256"] = {str(p.relative_to(tmp)): sha256_file(p)
+                                      for p in sorted(tmp.rglob("*"))
+                                      if p.is_file() and p != manifest_path}
+        manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     say(f"payload ready in {paths.payload}")
 
 
@@ -77,7 +83,7 @@ def task_payload():
     """The guest's setup payload, assembled on the host from pinned packages."""
     cfg = settings()
     paths = Paths(cfg)
-    kind = guests.kind_for(cfg)
+    kind = guest_kind(cfg)
     key = [paths.public_key] if kind.payload_needs_key() else []
     return {"actions": [(make_payload, [cfg, paths])],
             "file_dep": [str(p) for p in kind.source_files()] + key,
@@ -102,7 +108,7 @@ def task_floppy():
             "file_dep": [paths.public_key],
             "targets": [paths.floppy],
             "uptodate": [config_slice("answers", {"kind": cfg.guest_kind, **answers(cfg),
-                                                  **guests.kind_for(cfg).floppy_slice()})]}
+                                                  **guest_kind(cfg).floppy_slice()})]}
 
 
 def manifest(paths: Paths) -> dict:

@@ -48,9 +48,12 @@ def device_template(cfg: Config, *, machine: str, accel: str, cpu: str,
             "-netdev", netdev,
             "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56"]
     for share in _ninep(cfg):
-        ro = ",readonly=on" if share.mode == "ro" else ""
-        args += ["-fsdev", f"local,id=fs_{share.name},path=@share.{share.name}@,"
-                           f"security_model=none{ro}",
+        # The exchange folder keeps the guest's owners and modes in xattrs
+        # (mapped-xattr), so a non-root build user owns what it creates;
+        # inputs are read as the host has them.
+        access = "security_model=none,readonly=on" if share.mode == "ro" \
+            else "security_model=mapped-xattr"
+        args += ["-fsdev", f"local,id=fs_{share.name},path=@share.{share.name}@,{access}",
                  "-device", f"virtio-9p-pci,fsdev=fs_{share.name},mount_tag={share.name}"]
     return args
 
@@ -72,7 +75,10 @@ def mount_command(shares: "list[Share]") -> str:
             # a subfolder. No mount.cifs helper: the kernel wants username=
             # (an empty password makes it a guest logon) and the address.
             steps.append(f"mkdir -p {guest} && mount -t cifs //10.0.2.4/qemu/{s.name} {guest} "
-                         f"-o username=guest,password=,vers=3.0,ip=10.0.2.4,{s.mode}")
+                         f"-o username=guest,password=,vers=3.0,ip=10.0.2.4,{s.mode},"
+                         # Files show as root's; a non-root build user must still
+                         # write and chmod in the exchange folder.
+                         "file_mode=0777,dir_mode=0777,noperm")
     return " && ".join(steps) or "true"
 
 

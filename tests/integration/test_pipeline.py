@@ -5,6 +5,7 @@ Tests run in file order on one project; each puts back what it changes.
 """
 
 import json
+import os
 import subprocess
 import time
 
@@ -28,6 +29,7 @@ def test_first_build_runs_every_stage_and_collects_outputs(built):
     assert hello["outputs"] == ["hello", "hello.txt"]
     out = built.artifacts / "builds" / "hello" / "outputs"
     assert (out / "hello.txt").read_text() == "hello from revive-test, built in a revived VM\n"
+    assert os.access(out / "hello", os.X_OK)      # the mode the guest gave it
     log = (built.artifacts / "builds" / "hello" / "log").read_text()
     assert "building hello on Linux" in log and "as root" in log
     assert set(hello["timings"]) >= {"revive", "connect", "prepare", "command", "collect", "total"}
@@ -204,10 +206,14 @@ def test_smb_shares_work_on_the_linux_guest(built):
 
 
 def test_changing_an_answer_reinstalls(built):
-    built.edit_config('hostname = "revive-test"', 'hostname = "renamed"')
+    built.edit_config('hostname = "revive-test"', 'hostname = "renamed"\nuser = "builder"')
     info = built.doit("info", "floppy", check=False)
     assert "hostname: 'revive-test' -> 'renamed'" in info.stdout
+    assert "user: 'root' -> 'builder'" in info.stdout
     proc = built.doit("build")
     assert proc.executed == {"floppy", "install", "snapshot", "build:hello", "build:other"}
     out = built.artifacts / "builds" / "hello" / "outputs" / "hello.txt"
     assert out.read_text() == "hello from renamed, built in a revived VM\n"
+    # The build ran as the configured user and could write the exchange folder.
+    assert "as builder" in (built.artifacts / "builds" / "hello" / "log").read_text()
+    assert os.access(built.artifacts / "builds" / "hello" / "outputs" / "hello", os.X_OK)

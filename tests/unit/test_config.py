@@ -121,3 +121,16 @@ def test_a_second_doit_in_the_same_project_is_refused_in_one_line(tmp_path):
                            "-d", str(tmp_path), "list"], capture_output=True, text=True,
                           timeout=60)
     assert free.returncode == 0, free.stderr
+
+
+def test_a_guest_kind_mistake_is_one_line_at_task_loading(tmp_path):
+    (tmp_path / "config.toml").write_text('[guest]\nkind = "windows"\nimage = 1\n'
+                                          + MINIMAL.replace('guest = "/mnt/xchg"',
+                                                            'guest = "/mnt/xchg"\ntransport = "smb"'))
+    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"),
+                           "-d", str(tmp_path), "list"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("revive: config.toml [guest] windows_version: None is missing")
