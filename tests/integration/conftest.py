@@ -126,9 +126,13 @@ def built(fresh_project) -> Project:
 
 @pytest.fixture(autouse=True)
 def no_qemu_left_behind(request):
+    """After every test that used a project: none of its QEMU processes run."""
     yield
-    if "fresh_project" in request.fixturenames:
-        root = str(request.getfixturevalue("fresh_project").root)
+    for name in ("fresh_project", "project"):
+        if name not in request.fixturenames:
+            continue
+        value = request.getfixturevalue(name)
+        root = str(getattr(value, "root", value))
         deadline = time.monotonic() + 10
         while qemu_processes(root) and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -17,7 +17,7 @@ import pytest
 from tasks.core.errors import UserError
 from tasks.guests.debian import from_table, sources
 
-from .conftest import REPO, Project, qemu_processes
+from .conftest import REPO, Project
 
 pytestmark = [pytest.mark.integration, pytest.mark.debian,
               # The first test waits for the whole first run (install,
@@ -74,17 +74,6 @@ def built(project) -> Project:
                                      timeout=2400)
     project.first_run_seconds = time.monotonic() - start
     return project
-
-
-@pytest.fixture(autouse=True)
-def no_qemu_left_behind(request):
-    yield
-    if "project" in request.fixturenames:
-        root = str(request.getfixturevalue("project").root)
-        deadline = time.monotonic() + 10
-        while qemu_processes(root) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert qemu_processes(root) == []
 
 
 def test_the_example_builds_and_checks_gnu_hello(built):
