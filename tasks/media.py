@@ -2,7 +2,6 @@
 the host from pinned packages), the install ISO and the answer floppy."""
 
 import json
-from pathlib import Path
 
 from doit.tools import run_once
 
@@ -110,6 +109,3 @@ def task_floppy():
             "uptodate": [config_slice("answers", {"kind": cfg.guest_kind, **answers(cfg),
                                                   **guest_kind(cfg).floppy_slice()})]}
 
-
-def manifest(paths: Paths) -> dict:
-    return json.loads(Path(paths.payload_manifest).read_text())

@@ -8,7 +8,6 @@ goes to a log file whose tail every error carries.
 
 import ctypes
 import functools
-import os
 import re
 import shlex
 import shutil
@@ -23,7 +22,6 @@ from typing import Optional
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from ..core.errors import UserError
-from ..core.wait import wait_for
 
 BINARY = "qemu-system-x86_64"
 INSTALL_HINT = ("install QEMU: run ./setup.sh, or apt-get install "
@@ -189,20 +187,6 @@ class Machine:
                       f"({self.serial_log}):\n{tail(self.serial_log, 40)}\n")
         return UserError(f"{self.name}: {problem}", log=str(self.qemu_log))
 
-    def wait_serial(self, marker: str, timeout: float, what: str,
-                    progress=None) -> str:
-        """Wait until the serial console prints ``marker``; return the console."""
-        def seen():
-            text = self.serial_log.read_text(errors="replace") if self.serial_log.exists() else ""
-            if progress:
-                progress(text)
-            return text if marker in text else None
-        try:
-            return wait_for(seen, timeout=timeout, what=what, alive=self.dead,
-                            interval=0.05, last_seen=lambda: tail(self.serial_log, 1))
-        except UserError as err:
-            raise self.error(str(err)) from None
-
     # -- QMP -------------------------------------------------------------
     def cmd(self, name: str, **args):
         try:
@@ -262,6 +246,3 @@ def launch_with_port(make_args, *, name: str, logdir: Path, tries: int = 5) -> "
             raise
     raise AssertionError("unreachable")
 
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0")

@@ -21,6 +21,13 @@ mode = "rw"
 """
 
 
+def doit_list(project: Path) -> subprocess.CompletedProcess:
+    """`doit list` in a scratch project: loads the config as every run does."""
+    return subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"),
+                           "-d", str(project), "list"],
+                          capture_output=True, text=True, timeout=60)
+
+
 def cfg(text: str):
     return parse(tomllib.loads(text), Path("/project/config.toml"))
 
@@ -94,9 +101,7 @@ def test_broken_toml_is_one_line(tmp_path):
 
 def test_doit_reports_a_bad_config_in_one_line_without_traceback(tmp_path):
     (tmp_path / "config.toml").write_text(MINIMAL + '[vm]\nmemory = "lots"\n')
-    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"),
-                           "-d", str(tmp_path), "list"],
-                          capture_output=True, text=True, timeout=60)
+    proc = doit_list(tmp_path)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = proc.stderr.strip().splitlines()
@@ -110,16 +115,12 @@ def test_a_second_doit_in_the_same_project_is_refused_in_one_line(tmp_path):
     (tmp_path / "artifacts").mkdir()
     with open(tmp_path / "artifacts" / ".lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"),
-                               "-d", str(tmp_path), "list"],
-                              capture_output=True, text=True, timeout=60)
+        proc = doit_list(tmp_path)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [
         f"revive: another doit is running in this project ({tmp_path / 'artifacts'}); "
         "wait for it to finish"]
-    free = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"),
-                           "-d", str(tmp_path), "list"], capture_output=True, text=True,
-                          timeout=60)
+    free = doit_list(tmp_path)
     assert free.returncode == 0, free.stderr
 
 
@@ -127,9 +128,7 @@ def test_a_guest_kind_mistake_is_one_line_at_task_loading(tmp_path):
     (tmp_path / "config.toml").write_text('[guest]\nkind = "windows"\nimage = 1\n'
                                           + MINIMAL.replace('guest = "/mnt/xchg"',
                                                             'guest = "/mnt/xchg"\ntransport = "smb"'))
-    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"),
-                           "-d", str(tmp_path), "list"],
-                          capture_output=True, text=True, timeout=60)
+    proc = doit_list(tmp_path)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = proc.stderr.strip().splitlines()
