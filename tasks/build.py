@@ -12,7 +12,9 @@ from pathlib import Path
 
 from .common import Paths, Stopwatch, action, config_slice, files_under, say, settings
 from .core.errors import UserError
+from .core.collect import collect_outputs
 from .core.files import atomic_path, remove
+from .core.space import is_nospace, nospace_message
 from .core.proc import run
 from . import guests
 from .machine import snapshot as snap
@@ -31,9 +33,12 @@ def revive(paths: Paths, meta: dict, *, name: str, work: Path, shares: "dict[str
     """Start a copy of the snapshot; return (machine, session). The caller
     owns both and must close them (a context manager does)."""
     overlay = work / "disk.qcow2"
+    img_log = paths.logs / f"{name}-qemu-img.log"
+    img_log.parent.mkdir(parents=True, exist_ok=True)
+    img_log.write_text("")   # this run's only: one line per build would pile up forever
     run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
          "-b", paths.snapshot / snap.DISK, overlay],
-        log=paths.logs / f"{name}-qemu-img.log", what="qemu-img create")
+        log=img_log, what="qemu-img create")
     values = {"artifacts": str(paths.artifacts), "disk": str(overlay),
               "ram": str(paths.snapshot / snap.RAM), "ram-share": "off",
               "smb": str(work / "smb"), **(extra or {}),
@@ -123,49 +128,41 @@ def _run_in_copy(cfg, paths, meta, build, work, shares, out, watch) -> dict:
     try:
         with watch.phase("prepare"):
             session.check(kind.after_revive(guest_shares, time.time()),
-                          timeout=60, what="mounting the shares in the guest")
+                          timeout=60, what="preparing the revived guest (clock, "
+                                           "randomness, shares)")
         command = kind.command_line(build.command, build.env, meta.get("user", "root"),
                                     guest_shares)
         with open(out / "log", "wb") as log, watch.phase("command"):
             result = session.run(command, timeout=build.timeout, sink=log.write)
-        with watch.phase("collect"):
-            collected, missing = _collect(build, shares[cfg.exchange.name], out / "outputs")
+        vm_died = machine.proc.poll() is not None
     finally:
         session.close()
         machine.kill()
+    failure = result.failure
+    if vm_died:
+        failure = f"the VM died: {failure}"
+    # Collected only once the guest is stopped: it cannot swap an entry
+    # between the check and the copy.
+    refused: "list[str]" = []
+    with watch.phase("collect"):
+        try:
+            collected, missing, refused = collect_outputs(
+                shares[cfg.exchange.name], build.outputs, out / "outputs")
+        except (UserError, OSError) as err:
+            # The log and result.json are kept even when the outputs cannot be.
+            remove(out / "outputs")
+            if isinstance(err, OSError) and not is_nospace(err):
+                raise
+            collected, missing = [], list(build.outputs)
+            failure = failure or (str(err) if isinstance(err, UserError)
+                                  else nospace_message(err, out))
     return {"build": build.name, "exit_code": result.exit_code,
-            "timed_out": result.exit_code is None, "outputs": collected,
-            "missing_outputs": missing, "timings": {**watch.phases, "total": watch.total()},
+            "timed_out": result.timed_out, "vm_died": vm_died,
+            "failure": failure, "outputs": collected,
+            "missing_outputs": missing, "refused_outputs": refused,
+            "timings": {**watch.phases, "total": watch.total()},
             "snapshot": {"qemu": meta["qemu"], "accelerator": meta["accelerator"],
                          "save_method": meta["save_method"]}}
-
-
-def _collect(build, exchange: Path, dest: Path) -> "tuple[list[str], list[str]]":
-    dest.mkdir()
-    collected, missing = [], []
-    for rel in build.outputs:
-        src = exchange / rel
-        if src.is_dir():
-            shutil.copytree(src, dest / rel, symlinks=True, copy_function=_copy_output)
-        elif src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            _copy_output(src, dest / rel)
-        else:
-            missing.append(rel)
-            continue
-        collected.append(rel)
-    return collected, missing
-
-
-def _copy_output(src, dst) -> None:
-    """Copy an output with the mode the guest gave it: over 9p mapped-xattr
-    the host file is 0600 and the guest's mode is in an xattr."""
-    shutil.copy2(src, dst)
-    try:
-        mode = int.from_bytes(os.getxattr(src, "user.virtfs.mode"), "little")
-    except OSError:
-        return
-    os.chmod(dst, mode & 0o7777)
 
 
 def _report(build, target: Path, result: dict) -> None:
@@ -176,9 +173,17 @@ def _report(build, target: Path, result: dict) -> None:
     if result["timed_out"]:
         raise UserError(f"build {build.name}: the command did not finish within "
                         f"[builds.{build.name}] timeout = {build.timeout:.0f} s; log: {log}")
+    if result["failure"] and result["exit_code"] is None:
+        raise UserError(f"build {build.name}: {result['failure']}; log: {log}")
     if result["exit_code"] != 0:
         raise UserError(f"build {build.name}: the command exited with code "
                         f"{result['exit_code']}; log: {log}")
+    if result["failure"]:
+        raise UserError(f"build {build.name}: {result['failure']}; log: {log}")
+    if result["refused_outputs"]:
+        raise UserError(f"build {build.name}: outputs refused (only regular files and "
+                        f"folders are collected): {'; '.join(result['refused_outputs'])}; "
+                        f"log: {log}")
     if result["missing_outputs"]:
         raise UserError(f"build {build.name}: declared outputs not produced: "
                         f"{', '.join(result['missing_outputs'])} ([builds.{build.name}] "
