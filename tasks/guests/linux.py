@@ -6,6 +6,7 @@ The installed system is booted with the payload's own kernel and initramfs
 that revive boots is the one pinned in the payload.
 """
 
+import os
 import shlex
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def device_template(cfg: Config, *, machine: str, accel: str, cpu: str,
             "-device", "virtio-blk-pci,drive=disk0",
             "-netdev", netdev,
             "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56"]
+    args += VMGENID_ARGS
     for share in _ninep(cfg):
         # The exchange folder keeps the guest's owners and modes in xattrs
         # (mapped-xattr), so a non-root build user owns what it creates;
@@ -56,6 +58,29 @@ def device_template(cfg: Config, *, machine: str, accel: str, cpu: str,
         args += ["-fsdev", f"local,id=fs_{share.name},path=@share.{share.name}@,{access}",
                  "-device", f"virtio-9p-pci,fsdev=fs_{share.name},mount_tag={share.name}"]
     return args
+
+
+# A fresh VM generation ID at every QEMU start (guid=auto): after revive
+# QEMU writes it into guest memory and raises the ACPI notification, and the
+# kernel's vmgenid driver (CONFIG_VMGENID=y in Debian's 6.1) reseeds its
+# random number generator, so copies of one snapshot draw different bytes.
+VMGENID_ARGS = ["-device", "vmgenid,guid=auto"]
+
+
+def clock_command(now: float) -> str:
+    """Set the guest clock to ``now`` (UTC). busybox and GNU date both take
+    whole seconds after '@' (neither takes a fraction); rounding keeps the
+    guest within half a second. A failure ends the step with a message."""
+    return (f"date -u -s @{round(now)} >/dev/null || "
+            "{ echo 'revive: setting the guest clock failed'; exit 1; }")
+
+
+def entropy_command(seed: bytes) -> str:
+    """Mix host randomness into the guest's pool (the fallback beside
+    vmgenid): printf with octal escapes works in busybox sh and dash."""
+    data = "".join(f"\\{b:03o}" for b in seed)
+    return (f"printf '{data}' > /dev/urandom || "
+            "{ echo 'revive: writing host entropy to /dev/urandom failed'; exit 1; }")
 
 
 def _ninep(cfg: Config) -> "list[Share]":
@@ -177,8 +202,10 @@ class LinuxKind:
                 "echo 3 > /proc/sys/vm/drop_caches")
 
     def after_revive(self, shares: "list[Share]", now: float) -> str:
-        # A revived guest's clock is where the snapshot left it.
-        return f"date -s @{now:.3f} >/dev/null 2>&1; {mount_command(shares)}"
+        # A revived guest's clock is where the snapshot left it, and its
+        # random state is the snapshot's (vmgenid reseeds; host entropy too).
+        return (f"{clock_command(now)}; {entropy_command(os.urandom(64))}; "
+                f"{mount_command(shares)}")
 
     def command_line(self, command: str, env: "dict[str, str]", user: str, shares=()) -> str:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
