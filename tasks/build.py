@@ -133,7 +133,11 @@ def _run_in_copy(cfg, paths, meta, build, work, shares, out, watch) -> dict:
         command = kind.command_line(build.command, build.env, meta.get("user", "root"),
                                     guest_shares)
         with open(out / "log", "wb") as log, watch.phase("command"):
-            result = session.run(command, timeout=build.timeout, sink=log.write)
+            def sink(chunk: bytes) -> None:
+                # Flushed as it comes: the log can be followed while the build runs.
+                log.write(chunk)
+                log.flush()
+            result = session.run(command, timeout=build.timeout, sink=sink)
         vm_died = machine.proc.poll() is not None
     finally:
         session.close()

@@ -120,14 +120,14 @@ def _plan_output(root: int, parts: "list[str]", refused: "list[str]"):
             st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
             return None
-        kind = _refusal(st)
-        if kind:
-            refused.append(f"{rel}: {kind}")
+        why, mode = _judge(fd, parts[-1], st)
+        if why:
+            refused.append(f"{rel}: {why}")
             return []
         if stat.S_ISREG(st.st_mode):
-            return [_Entry(rel, False, _mode(fd, parts[-1], st, False), st.st_size)]
+            return [_Entry(rel, False, mode, st.st_size)]
         entries: "list[_Entry]" = []
-        _plan_tree(fd, parts[-1], rel, st, entries, refused)
+        _plan_tree(fd, parts[-1], rel, mode, entries, refused)
         return entries
     finally:
         os.close(fd)
@@ -153,8 +153,12 @@ def _open_parent(root: int, parts: "list[str]"):
     return fd
 
 
-def _refusal(st: os.stat_result) -> "str | None":
+def _refusal(st: os.stat_result, guest_mode: "int | None" = None) -> "str | None":
     m = st.st_mode
+    if guest_mode is not None and stat.S_IFMT(guest_mode) and stat.S_ISREG(m):
+        # 9p mapped-xattr keeps a guest's symlink, fifo or device node as a
+        # plain host file whose xattr names the real type: judge by that.
+        m = guest_mode
     if stat.S_ISLNK(m):
         return "a symbolic link (revive copies only files and folders)"
     if stat.S_ISFIFO(m):
@@ -168,41 +172,50 @@ def _refusal(st: os.stat_result) -> "str | None":
     return None
 
 
-def _guest_mode(dir_fd: int, name: str, st: os.stat_result) -> int:
-    """The mode the guest gave the entry: over 9p mapped-xattr the host
-    file is 0600 and the guest's mode is in an xattr."""
+def _xattr_mode(dir_fd: int, name: str, st: os.stat_result) -> "int | None":
+    """The mode the guest gave the entry, if 9p mapped-xattr recorded one
+    (the host file is then 0600 and the guest's mode is in an xattr)."""
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        return None
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
     except OSError:
-        return st.st_mode
+        return None
     try:
         raw = os.getxattr(fd, XATTR_MODE)
         return int.from_bytes(raw[:4], "little")
     except OSError:
-        return st.st_mode
+        return None
     finally:
         os.close(fd)
 
 
-def _mode(dir_fd: int, name: str, st: os.stat_result, is_dir: bool) -> int:
-    mode = _guest_mode(dir_fd, name, st) & FILE_MASK
+def _mode(guest_mode: "int | None", st: os.stat_result, is_dir: bool) -> int:
+    mode = (st.st_mode if guest_mode is None else guest_mode) & FILE_MASK
     return mode | (OWNER_DIR if is_dir else OWNER_FILE)
 
 
-def _plan_tree(parent: int, name: str, rel: str, st, entries, refused) -> None:
-    entries.append(_Entry(rel, True, _mode(parent, name, st, True), 0))
+def _judge(dir_fd: int, name: str, st: os.stat_result):
+    """(why refused or None, the mode for the copy)."""
+    guest_mode = _xattr_mode(dir_fd, name, st)
+    why = _refusal(st, guest_mode)
+    return why, _mode(guest_mode, st, stat.S_ISDIR(st.st_mode))
+
+
+def _plan_tree(parent: int, name: str, rel: str, mode: int, entries, refused) -> None:
+    entries.append(_Entry(rel, True, mode, 0))
     fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
     try:
         for child in sorted(os.listdir(fd)):
             sub = f"{rel}/{child}"
             cst = os.stat(child, dir_fd=fd, follow_symlinks=False)
-            why = _refusal(cst)
+            why, cmode = _judge(fd, child, cst)
             if why:
                 refused.append(f"{sub}: {why}")
             elif stat.S_ISDIR(cst.st_mode):
-                _plan_tree(fd, child, sub, cst, entries, refused)
+                _plan_tree(fd, child, sub, cmode, entries, refused)
             else:
-                entries.append(_Entry(sub, False, _mode(fd, child, cst, False), cst.st_size))
+                entries.append(_Entry(sub, False, cmode, cst.st_size))
     finally:
         os.close(fd)
 

@@ -107,3 +107,19 @@ def test_outputs_bigger_than_free_space_are_one_line(xchg, tmp_path):
         collect_outputs(xchg, ["big"], tmp_path / "out")
     assert "free on the filesystem at" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_mapped_xattr_symlink_or_device_is_refused(xchg, tmp_path):
+    """Over 9p mapped-xattr the guest's symlink is a plain host file holding
+    the target, its type in the xattr."""
+    (xchg / "link").write_text("/etc/shadow")
+    (xchg / "dev").write_text("")
+    try:
+        os.setxattr(xchg / "link", "user.virtfs.mode", (stat.S_IFLNK | 0o777).to_bytes(4, "little"))
+        os.setxattr(xchg / "dev", "user.virtfs.mode", (stat.S_IFCHR | 0o666).to_bytes(4, "little"))
+    except OSError:
+        pytest.skip("no user xattrs on this filesystem")
+    got = collect_outputs(xchg, ["link", "dev"], tmp_path / "out")
+    assert got.collected == []
+    assert got.refused[0].startswith("link: a symbolic link")
+    assert got.refused[1].startswith("dev: a device node")
