@@ -143,7 +143,9 @@ def _run_in_copy(cfg, paths, meta, build, work, shares, out, watch) -> dict:
         session.close()
         machine.kill()
     failure = result.failure
-    if vm_died:
+    if result.timed_out:
+        failure = f"the command did not finish within {build.timeout:.0f} s"
+    elif vm_died:
         failure = f"the VM died: {failure}"
     # Collected only once the guest is stopped: it cannot swap an entry
     # between the check and the copy.

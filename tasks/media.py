@@ -8,6 +8,7 @@ from doit.tools import run_once
 from . import guests
 from .common import Paths, guest_kind, action, config_slice, say, settings
 from .core.files import atomic_path, remove, sha256_file
+from .core.space import writing
 from .formats.fat12 import write_floppy
 from .formats.iso import write_iso
 from .remote.ssh import generate_keypair
@@ -38,7 +39,7 @@ def make_payload(cfg, paths: Paths) -> None:
     kind = guests.kind_for(cfg)
     paths.logs.mkdir(parents=True, exist_ok=True)
     log = paths.logs / "payload.log"
-    with atomic_path(paths.payload) as tmp:
+    with writing(paths.payload), atomic_path(paths.payload) as tmp:
         tmp.mkdir()
         kind.build_payload(paths, tmp, log)
         manifest_path = tmp / "manifest.json"
@@ -57,7 +58,8 @@ def make_iso(cfg, paths: Paths) -> None:
     kind = guests.kind_for(cfg)
     root = paths.payload / "iso"
     tree = {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
-    write_iso(paths.iso, tree, volume_id=kind.iso_volume, boot=kind.iso_boot)
+    with writing(paths.iso):
+        write_iso(paths.iso, tree, volume_id=kind.iso_volume, boot=kind.iso_boot)
     say(f"install ISO: {paths.iso} ({paths.iso.stat().st_size >> 20} MiB, {len(tree)} files)")
 
 
@@ -66,7 +68,8 @@ def make_floppy(cfg, paths: Paths) -> None:
     kind = guests.kind_for(cfg)
     data = answers(cfg)
     data["ssh_public_key"] = paths.public_key.read_text().strip()
-    write_floppy(paths.floppy, kind.floppy_files(data))
+    with writing(paths.floppy):
+        write_floppy(paths.floppy, kind.floppy_files(data))
     say(f"answer floppy: {paths.floppy}")
 
 

@@ -37,3 +37,22 @@ def nospace_message(err: OSError, fallback: Path) -> str:
     where = Path(err.filename) if err.filename else Path(fallback)
     return (f"no space left on {describe_filesystem(where)} while writing {where}; "
             "free space there and rerun")
+
+
+class writing:
+    """``with writing(target):`` turns a full disk while writing ``target``
+    into one line naming its filesystem (a write() error carries no file
+    name of its own)."""
+
+    def __init__(self, target: Path):
+        self.target = Path(target)
+
+    def __enter__(self):
+        return self.target
+
+    def __exit__(self, kind, err, tb):
+        if err is not None and is_nospace(err):
+            from .errors import UserError
+            raise UserError(f"no space left on {describe_filesystem(self.target.parent)} "
+                            f"while writing {self.target}; free space there and rerun") from None
+        return False

@@ -158,6 +158,9 @@ def test_a_hostile_build_brings_back_no_privilege_link_or_special_file(project):
     rerun = project.doit("build:hostile")
     assert "build:hostile" in rerun.executed
     assert project.result("hostile")["outputs"] == ["suid", "tree/sub"]
+    # Two runs, one qemu-img line: the log is this run's, not a pile.
+    img_log = (project.artifacts / "logs" / "build-hostile-qemu-img.log").read_text()
+    assert img_log.count("+ qemu-img") == 1
 
 
 def test_a_full_disk_under_the_vm_ends_the_build_at_once(project):

@@ -113,3 +113,10 @@ def test_a_revive_that_never_pauses_times_out_with_what_it_saw(tmp_path):
             snap.incoming(machine, tmp_path, "zstd", timeout=1)
     finally:
         machine.kill()
+
+
+def test_a_deadline_error_names_its_log_once(tmp_path):
+    machine = Machine(["-S"], name="m", logdir=tmp_path)
+    err = machine.error_with_screen(UserError("SSH to the guest: no answer", log=str(machine.qemu_log)))
+    assert str(err).count("(details: ") == 1
+    assert str(err) == f"m: SSH to the guest: no answer (details: {machine.qemu_log})"
