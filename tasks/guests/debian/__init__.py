@@ -125,6 +125,7 @@ class DebianKind(LinuxKind):
 
     name = "debian"
     Settings = DebianSettings
+    min_disk_mb = 1024
 
     def source_files(self) -> "list[Path]":
         return source_files()
