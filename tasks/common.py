@@ -162,7 +162,11 @@ def action(fn):
 
 
 def say(message: str) -> None:
-    print(for_people(message), flush=True)
+    # One write of the whole line: under `doit -n N` the workers and doit's
+    # own reporter share one pipe, and print()'s separate newline lets
+    # another process's line land in between.
+    sys.stdout.write(for_people(message) + "\n")
+    sys.stdout.flush()
 
 
 def files_under(folder: Path) -> "list[str]":
