@@ -25,7 +25,10 @@ def choose_accel(cfg, paths: Paths, kind) -> "tuple[str, str]":
     return accel.choose(cfg.vm.accel, lambda: kind.probe_kernel(paths), paths.accel_cache)
 
 
-def cpu_for(accel_name: str) -> str:
+def cpu_for(accel_name: str, kind=None) -> str:
+    # A guest kind may need its own CPU (Windows 11 needs SSE4.2 and POPCNT).
+    if hasattr(kind, "cpu_model"):
+        return kind.cpu_model(accel_name)
     return "host" if accel_name == "kvm" else "qemu64"
 
 
@@ -41,7 +44,7 @@ def install(cfg, paths: Paths) -> None:
     with atomic_path(paths.base) as disk:
         run(["qemu-img", "create", "-q", "-f", "qcow2", disk, f"{cfg.answers.disk_size_mb}M"],
             log=log, what="qemu-img create")
-        args = kind.install_args(paths, disk, accel_name, cpu_for(accel_name))
+        args = kind.install_args(paths, disk, accel_name, cpu_for(accel_name, kind))
         with Machine(args, name="install", logdir=paths.logs) as vm:
             vm.launch()
             report = _wait_installed(vm, kind, cfg.timeouts.install, paths)

@@ -63,7 +63,7 @@ def take_snapshot(cfg, paths: Paths) -> None:
             log=paths.logs / "snapshot-qemu-img.log", what="qemu-img create")
         method = snap.choose_method(cfg.vm.save, _machine_facts(paths)["capabilities"])
         template = kind.device_template(machine=machine_name, accel=accel_name,
-                                        cpu=cpu_for(accel_name), save_method=method)
+                                        cpu=cpu_for(accel_name, kind), save_method=method)
         values = {"artifacts": str(paths.artifacts), "disk": str(folder / snap.DISK),
                   "ram": str(folder / snap.RAM), "ram-share": "on",
                   **empty_share_dirs(cfg, work), **kind.vm_values(paths, work)}
@@ -83,7 +83,7 @@ def take_snapshot(cfg, paths: Paths) -> None:
                               timeout=120, what="preparing the shares in the guest")
             with watch.phase("save"):
                 snap.save(machine, folder, method, timeout=cfg.timeouts.boot)
-        meta = {"qemu": qemu.version(), "machine": machine_name, "cpu": cpu_for(accel_name),
+        meta = {"qemu": qemu.version(), "machine": machine_name, "cpu": cpu_for(accel_name, kind),
                 "accelerator": accel_name, "memory_mb": cfg.vm.memory_mb, "cpus": cfg.vm.cpus,
                 "argv": template, "save_method": method, "guest": cfg.guest_kind,
                 "host_key": base["host_key"], "ssh_user": kind.ssh_user(),

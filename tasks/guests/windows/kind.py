@@ -10,7 +10,7 @@ from pathlib import Path
 from ...core.errors import UserError
 from ...core.files import sha256_file
 from ...machine.snapshot import memory_args
-from . import answers, profile, setup_script
+from . import answers, cdboot, profile, setup_script
 from .settings import check_iso, from_table
 
 PRESS_ANY_KEY_FOR = 40.0     # seconds of Enter presses for the UEFI CD prompt
@@ -29,7 +29,9 @@ class WindowsKind:
             if share.transport != "smb":
                 raise UserError(f"config.toml: [shares.{share.name}] transport: Windows "
                                 "guests reach shares over SMB; set transport = \"smb\"")
+        setup_script.check_shares_supported(self.s, cfg.shares.values())
         self._last_key = -1.0
+        self._press_keys = self.s.firmware == "uefi"
 
     # -- media -------------------------------------------------------------
     def source_files(self) -> "list[Path]":
@@ -58,8 +60,7 @@ class WindowsKind:
             {"kind": self.name, "files": files}, indent=1, sort_keys=True) + "\n")
 
     def floppy_files(self, answers_: dict) -> "dict[str, bytes]":
-        name, data = answers.answer_file(self.s)
-        return {name: data}
+        return answers.floppy_files(self.s)
 
     def floppy_slice(self) -> dict:
         return {"settings": self._answers_slice()}
@@ -87,8 +88,12 @@ class WindowsKind:
         vars_ = None
         if self.s.firmware == "uefi":
             vars_ = profile.copy_ovmf_vars(disk.with_name(disk.name + ".vars.fd"))
+        cd = cdboot.install_cd(self.s, paths.work / "windows-install-cd.qcow2",
+                               paths.logs / "install.log")
+        self._press_keys = not cd.prompt_free
         argv = profile.machine_argv(
-            self.s, disk=disk, install_iso=self.s.iso, payload_iso=paths.iso,
+            self.s, disk=disk, install_iso=cd.path, install_iso_format=cd.format,
+            payload_iso=paths.iso,
             floppy=paths.floppy if self.s.firmware == "bios" else None,
             ovmf_vars=vars_, memory=f"{self.cfg.vm.memory_mb}M", cpus=self.cfg.vm.cpus)
         return ["-accel", accel, "-cpu", cpu, *argv]
@@ -104,8 +109,9 @@ class WindowsKind:
                 "step": report.last_step}
 
     def during_install(self, vm, elapsed: float) -> None:
-        # OVMF shows "Press any key to boot from CD or DVD" for a few seconds.
-        if self.s.firmware == "uefi" and elapsed < PRESS_ANY_KEY_FOR \
+        # Only when cdboot could not give the CD a boot image without the
+        # prompt: OVMF shows "Press any key to boot from CD or DVD" briefly.
+        if self._press_keys and elapsed < PRESS_ANY_KEY_FOR \
                 and elapsed - self._last_key >= 1.0:
             self._last_key = elapsed
             try:
@@ -114,6 +120,9 @@ class WindowsKind:
                 pass
 
     # -- snapshot and builds -----------------------------------------------
+    def cpu_model(self, accel: str) -> str:
+        return profile.cpu_model(self.s, accel)
+
     def machine_alias(self) -> str:
         return "pc" if self.s.legacy else "q35"
 
@@ -157,7 +166,7 @@ class WindowsKind:
         return " && ".join(setup_script.share_commands(self._share_table(shares), self.s.ssh)) or "true"
 
     def after_revive(self, shares, now: float) -> str:
-        return "true"
+        return setup_script.set_clock_command(now, self.s.ssh)
 
     def command_line(self, command: str, env: "dict[str, str]", user: str, shares=()) -> str:
         # Drive mappings belong to one logon session and every SSH connection

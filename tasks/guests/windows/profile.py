@@ -28,6 +28,24 @@ OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 
+# The CPU under TCG, per Windows family. Windows 11 24H2 and Server 2025
+# stop at boot without SSE4.2 and POPCNT, which QEMU's default qemu64 lacks.
+# Nehalem-v1 is the oldest named model with both; QEMU 7.2's TCG runs every
+# feature of it (`-cpu Nehalem-v1,check=on,enforce=on` starts without a
+# warning, while SandyBridge and later ask for x2apic/tsc-deadline TCG lacks
+# and Nehalem-v2 for spec-ctrl). The versioned name keeps a snapshot's CPU
+# the same on a later QEMU. Every version from Vista on runs on it; XP and
+# Server 2003 keep qemu64, the CPU they have always been installed on here.
+# Under KVM the host's own CPU ("host"): nothing is emulated.
+TCG_CPU = {"nt5": "qemu64", "nt6.0": "Nehalem-v1", "nt6.1": "Nehalem-v1",
+           "nt6.2+": "Nehalem-v1"}
+
+
+def cpu_model(s: WindowsSettings, accel: str) -> str:
+    """The ``-cpu`` model for this Windows under this accelerator."""
+    return "host" if accel == "kvm" else TCG_CPU[s.family]
+
+
 def _opt(value) -> str:
     """A value inside a QEMU option list: commas are doubled."""
     return str(value).replace(",", ",,")
@@ -40,7 +58,7 @@ def copy_ovmf_vars(dest: Path, source: Path = OVMF_VARS) -> Path:
 
 
 def _drives(s: WindowsSettings, disk: Path, disk_format: str,
-            cdroms: "list[Path]") -> "list[str]":
+            cdroms: "list[tuple[Path, str]]") -> "list[str]":
     argv = ["-drive", f"if=none,id=disk0,format={disk_format},file={_opt(disk)}"]
     if s.legacy:
         slots = ["bus=ide.0,unit=0", "bus=ide.1,unit=0", "bus=ide.1,unit=1"]
@@ -48,9 +66,9 @@ def _drives(s: WindowsSettings, disk: Path, disk_format: str,
         argv += ["-device", "ahci,id=ahci"]
         slots = ["bus=ahci.0", "bus=ahci.1", "bus=ahci.2"]
     argv += ["-device", f"ide-hd,drive=disk0,{slots[0]},bootindex=1"]
-    for n, iso in enumerate(cdroms):
+    for n, (iso, iso_format) in enumerate(cdroms):
         argv += ["-drive", f"if=none,id=cd{n},media=cdrom,readonly=on,"
-                           f"format=raw,file={_opt(iso)}",
+                           f"format={iso_format},file={_opt(iso)}",
                  "-device", f"ide-cd,drive=cd{n},{slots[n + 1]},bootindex={n + 2}"]
     return argv
 
@@ -95,6 +113,7 @@ def _usb(s: WindowsSettings) -> "list[str]":
 
 def machine_argv(s: WindowsSettings, *, disk: Path, disk_format: str = "qcow2",
                  install_iso: Optional[Path] = None,
+                 install_iso_format: str = "raw",
                  payload_iso: Optional[Path] = None,
                  floppy: Optional[Path] = None,
                  ovmf_vars: Optional[Path] = None,
@@ -103,8 +122,11 @@ def machine_argv(s: WindowsSettings, *, disk: Path, disk_format: str = "qcow2",
                  memory: str = "4G", cpus: int = 2,
                  ovmf_code: Path = OVMF_CODE) -> "list[str]":
     """QEMU arguments for this guest. The install stage passes the ISOs (and
-    the floppy for XP); snapshot and builds pass only the disk."""
-    cdroms = [p for p in (install_iso, payload_iso) if p is not None]
+    the floppy for XP); snapshot and builds pass only the disk. The install
+    ISO may be a qcow2 overlay (cdboot.py: the UEFI boot image without the
+    key prompt)."""
+    cdroms = [(p, f) for p, f in ((install_iso, install_iso_format), (payload_iso, "raw"))
+              if p is not None]
     argv = ["-machine", "pc" if s.legacy else "q35", "-m", str(memory),
             "-smp", str(int(cpus))]
     argv += _firmware(s, ovmf_vars, ovmf_code)
