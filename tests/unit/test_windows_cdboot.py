@@ -141,3 +141,82 @@ def test_an_unreadable_language_list_is_logged_not_refused(tmp_path):
                                   "windows_version": "11", "image": 1,
                                   "cygwin_mirror": "m"}, tmp_path), log)
     assert "not checked" in log.read_text()
+
+
+# --- install.wim: the image and the key that fits it ----------------------------
+
+def fake_wim(images) -> bytes:
+    """A WIM header whose XML resource lists ``images`` (index, name,
+    EDITIONID), laid out as wimlib documents it."""
+    xml = "<WIM>" + "".join(
+        f"<IMAGE INDEX=\"{i}\"><NAME>{n}</NAME><WINDOWS><EDITIONID>{e}</EDITIONID>"
+        "</WINDOWS></IMAGE>" for i, n, e in images) + "</WIM>"
+    data = "\ufeff".encode("utf-16-le") + xml.encode("utf-16-le")
+    header = bytearray(208)
+    header[:8] = b"MSWIM\0\0\0"
+    header[8:12] = (208).to_bytes(4, "little")
+    offset = 208 + 4096                      # some "resources" before the XML
+    header[72:79] = len(data).to_bytes(7, "little")
+    header[80:88] = offset.to_bytes(8, "little")
+    header[88:96] = len(data).to_bytes(8, "little")
+    return bytes(header) + b"\0" * 4096 + data
+
+
+SERVER_EVAL = [(1, "Windows Server 2022 SERVERSTANDARDCORE", "ServerStandardEvalCor"),
+               (2, "Windows Server 2022 SERVERSTANDARD", "ServerStandardEval")]
+SERVER_VL = [(1, "Windows Server 2022 SERVERSTANDARD", "ServerStandard")]
+
+
+def wim_iso(tmp_path, images, name="install.wim") -> Path:
+    iso = windows_like_iso(tmp_path)
+    tree = tmp_path / "tree"
+    (tree / "sources" / name).write_bytes(fake_wim(images))
+    iso.unlink()
+    subprocess.run(["genisoimage", "-quiet", "-o", str(iso), "-J", "-udf", str(tree)],
+                   check=True, capture_output=True)
+    return iso
+
+
+def server(iso, **over):
+    table = {"iso": str(iso), "iso_sha256": "0" * 64, "windows_version": "2022",
+             "image": "Windows Server 2022 SERVERSTANDARD", "cygwin_mirror": "m"}
+    return from_table(dict(table, **over), iso.parent)
+
+
+def test_the_wim_images_are_read_from_the_iso(tmp_path):
+    from tasks.guests.windows.wim import iso_images
+    iso = wim_iso(tmp_path, SERVER_EVAL, "install.esd")
+    assert [(i.index, i.name, i.evaluation) for i in iso_images(iso)] == [
+        (1, "Windows Server 2022 SERVERSTANDARDCORE", True),
+        (2, "Windows Server 2022 SERVERSTANDARD", True)]
+
+
+def test_an_evaluation_image_refuses_the_default_key(tmp_path):
+    from tasks.guests.windows.wim import check_edition
+    iso = wim_iso(tmp_path, SERVER_EVAL)
+    s = server(iso)
+    assert s.product_key == "VDYBN-27WPP-V4HQT-9VMD4-VMK7H"   # the name cannot tell
+    with pytest.raises(UserError) as err:
+        check_edition(s, tmp_path / "install.log")
+    assert str(err.value).startswith("config.toml [guest] product_key: 'Windows Server "
+                                     "2022 SERVERSTANDARD' is an evaluation image")
+    assert 'set product_key = "" (none)' in str(err.value)
+    check_edition(server(iso, product_key=""), tmp_path / "install.log")
+    assert "edition ServerStandardEval" in (tmp_path / "install.log").read_text()
+
+
+def test_a_volume_licence_server_image_needs_a_key(tmp_path):
+    from tasks.guests.windows.wim import check_edition
+    iso = wim_iso(tmp_path, SERVER_VL)
+    check_edition(server(iso))                                  # the generic key
+    with pytest.raises(UserError, match="is a Server image that stops Setup without a key"):
+        check_edition(server(iso, product_key=""))
+
+
+def test_an_image_the_iso_lacks_is_refused_listing_what_it_has(tmp_path):
+    from tasks.guests.windows.wim import check_edition
+    iso = wim_iso(tmp_path, SERVER_VL)
+    with pytest.raises(UserError) as err:
+        check_edition(server(iso, image=3))
+    assert str(err.value) == ("config.toml [guest] image: 3 is not in win.iso; use one "
+                              "of 1 'Windows Server 2022 SERVERSTANDARD'")

@@ -22,6 +22,7 @@ pressing Enter for its first seconds, and the install log says which way
 it went and why.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -86,18 +87,21 @@ def efi_boot_images(iso) -> "list[tuple[int, int]]":
     return found
 
 
-def _read_file(iso_path: Path, parts: "tuple[str, ...]") -> Optional[bytes]:
-    """A file of the ISO by its path, case-insensitively, through UDF (what
-    Microsoft's ISOs carry), else Joliet, else ISO 9660."""
-    import io
-
+@contextmanager
+def open_iso_file(iso_path: Path, parts: "tuple[str, ...]"):
+    """A seekable reader of one file of the ISO, found by its path
+    case-insensitively through UDF (what Microsoft's ISOs carry), else
+    Joliet, else ISO 9660; None when it is not there or the ISO cannot be
+    read. Only the bytes asked for are read: install.wim may be 5 GB."""
     import pycdlib
     iso = pycdlib.PyCdlib()
     try:
         iso.open(str(iso_path))
     except Exception:               # pycdlib raises many kinds on odd images
-        return None
+        yield None
+        return
     try:
+        found = None
         for facade, encoding in ((iso.get_udf_facade, "utf-8"),
                                  (iso.get_joliet_facade, "utf-16-be"),
                                  (iso.get_iso9660_facade, "latin-1")):
@@ -117,14 +121,25 @@ def _read_file(iso_path: Path, parts: "tuple[str, ...]") -> Optional[bytes]:
                     if part.lower() not in names:
                         raise KeyError(part)
                     path = path.rstrip("/") + "/" + names[part.lower()]
-                out = io.BytesIO()
-                fs.get_file_from_iso_fp(out, path)
-                return out.getvalue()
+                found = (fs, path)
+                break
             except Exception:
                 continue
-        return None
+        if found is None:
+            yield None
+        else:
+            with found[0].open_file_from_iso(found[1]) as reader:
+                yield reader
     finally:
         iso.close()
+
+
+def _read_file(iso_path: Path, parts: "tuple[str, ...]") -> Optional[bytes]:
+    try:
+        with open_iso_file(iso_path, parts) as reader:
+            return None if reader is None else reader.read()
+    except Exception:
+        return None
 
 
 def _keys(iso: Path, why: str) -> CdBoot:

@@ -60,6 +60,7 @@ from tasks.core.files import sha256_file, write_atomic
 
 from . import product_keys
 from .cdboot import iso_languages
+from .wim import check_edition
 
 DEFAULT_PASSWORD = "Build.Guest.2026"
 DEFAULT_COMPUTER_NAME = "REVIVE-VM"
@@ -233,6 +234,8 @@ def _image(table: dict, answer_format: str):
 
 def _product_key(table: dict, answer_format: str, version: str,
                  image) -> Optional[str]:
+    if table.get("product_key") == "" and answer_format != "winnt":
+        return None         # explicitly none: evaluation images want no key
     key = _text(table, "product_key", None,
                 r"[A-Za-z0-9]{5}(-[A-Za-z0-9]{5}){4}",
                 "write it as XXXXX-XXXXX-XXXXX-XXXXX-XXXXX")
@@ -441,6 +444,7 @@ def check_iso(settings: WindowsSettings, log: Optional[Path] = None,
                     "sha256sum")
         raise UserError(str(err), log=str(log) if log else None)
     check_ui_language(settings, log)
+    check_edition(settings, log)
 
 
 def check_ui_language(settings: WindowsSettings, log: Optional[Path] = None) -> None:
