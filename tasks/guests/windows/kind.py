@@ -99,6 +99,7 @@ class WindowsKind:
         return ["-accel", accel, "-cpu", cpu, *argv]
 
     def after_install(self, paths, disk: Path) -> None:
+        (paths.work / "windows-install-cd.qcow2").unlink(missing_ok=True)
         if self.s.firmware == "uefi":
             shutil.move(disk.with_name(disk.name + ".vars.fd"), self.ovmf_vars(paths))
 
