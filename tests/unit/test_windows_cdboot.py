@@ -220,3 +220,9 @@ def test_an_image_the_iso_lacks_is_refused_listing_what_it_has(tmp_path):
         check_edition(server(iso, image=3))
     assert str(err.value) == ("config.toml [guest] image: 3 is not in win.iso; use one "
                               "of 1 'Windows Server 2022 SERVERSTANDARD'")
+    log = tmp_path / "install.log"
+    with pytest.raises(UserError) as err:
+        check_edition(server(iso, image=3), log)
+    assert err.value.log == str(log)
+    assert "1 'Windows Server 2022 SERVERSTANDARD' (ServerStandard)" in log.read_text()
+    assert "config.toml [guest] image: 3 is not in win.iso; use one of" in log.read_text()

@@ -458,6 +458,9 @@ def check_ui_language(settings: WindowsSettings, log: Optional[Path] = None) -> 
                 fh.write(f"{settings.iso}: no readable sources/lang.ini; "
                          f"ui_language {settings.ui_language} not checked\n")
         return
+    if log:
+        with open(log, "a") as fh:
+            fh.write(f"{settings.iso.name}: UI languages {', '.join(languages)}\n")
     if settings.ui_language.lower() not in (l.lower() for l in languages):
         raise UserError(str(_fail(
             "ui_language", f"{settings.iso.name} has no {settings.ui_language!r} "

@@ -75,8 +75,11 @@ def iso_images(iso: Path) -> "Optional[list[Image]]":
 
 
 def _fail(key: str, problem: str, todo: str, log) -> UserError:
-    return UserError(f"config.toml [guest] {key}: {problem}; {todo}",
-                     log=str(log) if log else None)
+    message = f"config.toml [guest] {key}: {problem}; {todo}"
+    if log:
+        with open(log, "a") as fh:
+            fh.write(message + "\n")
+    return UserError(message, log=str(log) if log else None)
 
 
 def check_edition(s, log: Optional[Path] = None) -> None:
@@ -92,6 +95,10 @@ def check_edition(s, log: Optional[Path] = None) -> None:
                 fh.write(f"{s.iso}: no readable sources/install.wim or install.esd; "
                          "image and product_key not checked\n")
         return
+    if log:
+        with open(log, "a") as fh:
+            fh.write(f"{s.iso.name}: install.wim images: " + "; ".join(
+                f"{i.index} {i.name!r} ({i.edition})" for i in images) + "\n")
     wanted = [i for i in images if (i.index == s.image if isinstance(s.image, int)
                                     else i.name.lower() == str(s.image).lower())]
     if not wanted:
