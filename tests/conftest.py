@@ -18,5 +18,8 @@ def pytest_addoption(parser):
                     help="product key, when the edition's generic key is not enough")
     group.addoption("--windows-accel", default="auto", choices=("auto", "kvm", "tcg"),
                     help="accelerator (default auto; Windows needs KVM in practice)")
+    group.addoption("--windows-workdir", default=None, metavar="PATH",
+                    help="the project folder, emptied first "
+                         "(default artifacts/windows-acceptance)")
     group.addoption("--windows-install-timeout", default="3h", metavar="DURATION",
                     help="[timeouts] install (default 3h)")

@@ -16,6 +16,7 @@ to a bug report.
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -121,7 +122,7 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def project(request, tmp_path_factory):
+def project(request):
     option = request.config.getoption
     if not option("--windows-iso"):
         pytest.skip("no --windows-iso given (README: Windows guest, acceptance run)")
@@ -129,7 +130,12 @@ def project(request, tmp_path_factory):
     mirror = option("--cygwin-mirror")
     if not iso.is_file() or not mirror:
         pytest.fail("--windows-iso must be a file and --cygwin-mirror a folder")
-    root = tmp_path_factory.mktemp("windows-acceptance")
+    # A fixed folder, not pytest's temporary one: that is pruned by later
+    # pytest runs, and the report must outlive this one.
+    root = Path(option("--windows-workdir") or REPO / "artifacts" / "windows-acceptance")
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
     (root / "src").mkdir()
     (root / "src" / "hello.c").write_text(HELLO_C)
     (root / "src" / "input.txt").write_text(INPUT)
