@@ -158,9 +158,10 @@ def parse(raw: dict, path: Path) -> Config:
                          boot=timeouts.duration("boot", "5m"),
                          revive=timeouts.duration("revive", "2m"))
     shares = _shares(t.table("shares"), root, kind_class)
+    guest_settings = kind_class.Settings.from_table(dict(guest.data), root)
+    kind_class.check_shares(guest_settings, shares.values())
     cfg = Config(root=root, path=path.resolve(), guest_kind=kind,
-                 guest=dict(guest.data),
-                 guest_settings=kind_class.Settings.from_table(dict(guest.data), root),
+                 guest=dict(guest.data), guest_settings=guest_settings,
                  answers=answers_, vm=vm_, timeouts=timeouts_, shares=shares,
                  builds=_builds(t.table("builds"), shares, root))
     if cfg.vm.memory_mb < 128:

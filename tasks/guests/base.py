@@ -60,6 +60,10 @@ class GuestKind:
         return self.settings
 
     @classmethod
+    def check_shares(cls, settings, shares) -> None:
+        """Refuse, at config load, shares this kind cannot mount (UserError)."""
+
+    @classmethod
     def hidden(cls, settings, *names: str):
         """``settings`` with ``names`` blanked, so a stage cannot read them."""
         return replace(settings, **{n: None for n in names})

@@ -96,7 +96,7 @@ class LinuxKind(GuestKind):
 
     def install_devices(self, inputs, paths, disk: Path) -> DeviceModel:
         return DeviceModel(machine="pc", memory_mb=INSTALL_MEMORY_MB, no_reboot=True,
-                           boot_cd=True, cdroms=(str(paths.iso),), floppy=str(paths.floppy),
+                           boot_cd=True, cdroms=(Disk(str(paths.iso), "raw"),), floppy=str(paths.floppy),
                            disks=(Disk(str(disk)),))
 
     def install_report(self, console: str) -> dict:
