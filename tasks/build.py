@@ -67,6 +67,12 @@ def _guest_shares(meta: dict):
 
 @action
 def run_build(cfg, paths: Paths, build) -> None:
+    # -- cluster (issue 11): with [cluster] the build runs on a Dask worker --
+    if cfg.cluster is not None:
+        from .cluster.submit import run_remote_build
+        _report(build, *run_remote_build(cfg, paths, build))
+        return
+    # -- end cluster --
     meta = snap.read_meta(paths.snapshot)
     snap.check(paths.snapshot, meta)
     watch = Stopwatch()
