@@ -147,7 +147,8 @@ def _wait(client, future, build, cfg) -> dict:
                             f"{cfg.cluster.scheduler} during build {build.name}")
         where = _processing_on(client, future.key)
         if where and where != placed:
-            _say(f"build {build.name}: placed on {where}" + (" (again)" if placed else ""))
+            _say(f"build {build.name}: placed on {_worker_name(client, where)}"
+                 + (" (again)" if placed else ""))
             placed, deadline = where, time.monotonic() + limit
         if deadline and time.monotonic() > deadline:
             raise UserError(f"build {build.name}: no answer from {placed} within "
@@ -156,17 +157,19 @@ def _wait(client, future, build, cfg) -> dict:
 
 
 def _processing_on(client, key) -> "str | None":
+    """The address of the worker the scheduler has placed ``key`` on."""
     try:
-        processing = client.processing()
+        return next((a for a, keys in client.processing().items() if key in keys), None)
     except Exception:
         return None
-    names = {a: w.get("name") for a, w in
-             client.scheduler_info(n_workers=-1).get("workers", {}).items()} \
-        if any(key in keys for keys in processing.values()) else {}
-    for address, keys in processing.items():
-        if key in keys:
-            return f"{names.get(address) or address} ({address})"
-    return None
+
+
+def _worker_name(client, address: str) -> str:
+    try:
+        worker = client.scheduler_info(n_workers=-1).get("workers", {}).get(address, {})
+    except Exception:
+        worker = {}
+    return f"{worker.get('name') or address} ({address})"
 
 
 def _lay_out(paths, build, answer: dict, published: float, sent: int) -> "tuple[Path, dict]":
