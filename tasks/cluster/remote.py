@@ -4,6 +4,7 @@ build through the revive library call, and send back the result, the log
 and the outputs as one tarball. Runs in the worker process's task thread,
 so QEMU (started with PDEATHSIG) dies with the worker."""
 
+import json
 import os
 import signal
 import socket
@@ -14,8 +15,8 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.files import remove
+from ..machine.revive import BuildRequest, run_build
 from . import store as st
-from .adapter import NATIVE, BuildRequest, run_build
 
 ENV_CACHE = "REVIVE_WORKER_CACHE"
 ENV_CACHE_SIZE = "REVIVE_WORKER_CACHE_SIZE"
@@ -36,9 +37,9 @@ def worker_cache() -> st.Cache:
 
 def build_on_worker(job: dict) -> dict:
     """``job``: name, command, env, outputs, timeout, revive_timeout,
-    store (URL), bundle (manifest sha256), sources (tarball sha256),
-    guest (the [guest] table). Returns a dict with ``result`` (or
-    ``error``), ``tarball`` (out/ and logs/), ``worker``, ``fetch``."""
+    shares (names), store (URL), bundle (manifest sha256), sources (tarball
+    sha256). Returns a dict with ``result`` (or ``error``), ``tarball``
+    (out/ and logs/), ``worker``, ``fetch``."""
     from distributed import get_worker
     worker = get_worker()
     key = worker.get_current_task()
@@ -59,6 +60,7 @@ def build_on_worker(job: dict) -> dict:
         store = st.Store(job["store"])
         files = st.read_manifest(cache.get_bytes(store, job["bundle"]))
         artifacts = cache.layout(store, files, work / "artifacts")
+        _vouch_for_snapshot(artifacts, files)
         st.unpack(cache.get(store, job["sources"]), work / "sources", "the build's sources")
         fetch = round(time.monotonic() - t0, 3)
         request = BuildRequest(
@@ -66,10 +68,10 @@ def build_on_worker(job: dict) -> dict:
             outputs=tuple(job["outputs"]), timeout=job["timeout"],
             shares={n: work / "sources" / n for n in job["shares"]},
             revive_timeout=job["revive_timeout"])
-        extra = {} if NATIVE else {"guest": job.get("guest")}
+        (work / "vm").mkdir()
         try:
             result = run_build(artifacts, request, key=artifacts / st.KEY, out=out,
-                               work=work / "vm", logs=logs, **extra)
+                               work=work / "vm", logs=logs)
             error = None
         except UserError as err:
             result, error = None, str(err)
@@ -80,6 +82,18 @@ def build_on_worker(job: dict) -> dict:
     finally:
         stop.set()
         remove(work)
+
+
+def _vouch_for_snapshot(artifacts: Path, files: "dict[str, dict]") -> None:
+    """The cache has just verified every object's sha256 (by inode, size and
+    mtime); say so in the snapshot's ``.verified`` so that revive does not
+    hash the multi-GB RAM file and disk of every build again."""
+    verified = {}
+    for rel, f in files.items():
+        if rel.startswith("snapshot/") and rel != "snapshot/meta.json":
+            s = (artifacts / rel).stat()
+            verified[rel.split("/", 1)[1]] = [f["sha256"], s.st_size, s.st_mtime_ns, s.st_ino]
+    (artifacts / "snapshot" / ".verified").write_text(json.dumps(verified))
 
 
 def _watch_cancel(worker, key, work: Path, stop: threading.Event) -> None:

@@ -81,57 +81,57 @@ def _say(message: str) -> None:
     print(f"revive: {message}", flush=True)
 
 
-def publish(cfg, paths, build, meta: dict) -> "tuple[st.Store, str, str, int]":
+def publish(cluster, paths, request, meta: dict) -> "tuple[st.Store, str, str, int]":
     """(store, bundle sha256, sources sha256, bytes uploaded)."""
-    store = st.Store(cfg.cluster.store)
+    store = st.Store(cluster.store)
     try:
         bundle, sent = st.publish_bundle(store, paths.artifacts, meta)
-        tarball = paths.work / "cluster" / f"sources-{build.name}-{os.getpid()}.tar.gz"
+        tarball = paths.work / "cluster" / f"sources-{request.name}-{os.getpid()}.tar.gz"
         try:
-            sources = st.pack_sources(build.shares, tarball)
+            sources = st.pack_sources(request.shares, tarball)
             if store.put_file(tarball, sources):
                 sent += tarball.stat().st_size
         finally:
             remove(tarball)
     except OSError as err:
-        raise UserError(f"config.toml: [cluster] store: cannot write {cfg.cluster.store}: "
+        raise UserError(f"config.toml: [cluster] store: cannot write {cluster.store}: "
                         f"{err}") from None
     return store, bundle, sources, sent
 
 
-def run_remote_build(cfg, paths, build) -> "tuple[Path, dict]":
-    """Run one build on the cluster; return (artifacts/builds/NAME, result)."""
+def run_remote_build(cluster, paths, request) -> "tuple[Path, dict]":
+    """Run one build (a revive.BuildRequest) on the cluster; return
+    (artifacts/builds/NAME, result)."""
     from ..machine import snapshot as snap
     meta = snap.read_meta(paths.snapshot)
     needs = res.for_snapshot(meta)
-    client = client_for(cfg.cluster.scheduler)
+    client = client_for(cluster.scheduler)
     announce_dashboard(client, paths.work)
-    check_placeable(client, needs, cfg.cluster.scheduler)
+    check_placeable(client, needs, cluster.scheduler)
     t0 = time.monotonic()
-    store, bundle, sources, sent = publish(cfg, paths, build, meta)
+    store, bundle, sources, sent = publish(cluster, paths, request, meta)
     published = round(time.monotonic() - t0, 3)
-    job = {"name": build.name, "command": build.command, "env": dict(build.env),
-           "outputs": list(build.outputs), "timeout": build.timeout,
-           "revive_timeout": cfg.timeouts.revive, "shares": sorted(build.shares),
-           "store": cfg.cluster.store, "bundle": bundle, "sources": sources,
-           "guest": dict(cfg.guest)}
+    job = {"name": request.name, "command": request.command, "env": dict(request.env),
+           "outputs": list(request.outputs), "timeout": request.timeout,
+           "revive_timeout": request.revive_timeout, "shares": sorted(request.shares),
+           "store": cluster.store, "bundle": bundle, "sources": sources}
     future = client.submit(thunk.task(), job, resources=needs, pure=False,
-                           key=f"revive-build-{build.name}-{uuid.uuid4().hex[:8]}")
+                           key=f"revive-build-{request.name}-{uuid.uuid4().hex[:8]}")
     try:
-        answer = _wait(client, future, build, cfg)
+        answer = _wait(client, future, request, cluster)
     except BaseException:
         future.cancel()     # Ctrl-C, a deadline, a lost scheduler: stop it there too
         raise
     finally:
         future.release()
-    return _lay_out(paths, build, answer, published, sent)
+    return _lay_out(paths, request, answer, published, sent)
 
 
-def _wait(client, future, build, cfg) -> dict:
+def _wait(client, future, build, cluster) -> dict:
     """Wait for the build, saying where it is placed (again, if its worker
     died); the deadline runs from each placement."""
     from distributed.scheduler import KilledWorker
-    limit = build.timeout + cfg.timeouts.revive + FETCH_ALLOWANCE
+    limit = build.timeout + build.revive_timeout + FETCH_ALLOWANCE
     placed, deadline = None, None
     while True:
         try:
@@ -144,7 +144,7 @@ def _wait(client, future, build, cfg) -> dict:
                             "workers' logs") from None
         if client.status not in ("running", "connecting"):
             raise UserError(f"config.toml: [cluster] scheduler: lost the connection to "
-                            f"{cfg.cluster.scheduler} during build {build.name}")
+                            f"{cluster.scheduler} during build {build.name}")
         where = _processing_on(client, future.key)
         if where and where != placed:
             _say(f"build {build.name}: placed on {_worker_name(client, where)}"
