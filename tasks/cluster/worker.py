@@ -32,8 +32,8 @@ def _probe_kernel(cache: Path) -> Path:
     for path in sorted(Path("/boot").glob("vmlinuz-*"), reverse=True):
         if os.access(path, os.R_OK):
             return path
-    from ..guests import tiny
-    return tiny.probe_kernel(cache / "debs", cache / "probe.log")
+    from ..guests.linux import installer
+    return installer.probe_kernel(cache / "debs", cache / "probe.log")
 
 
 def accelerators(requested: str, cache: Path) -> "tuple[list[str], str]":
