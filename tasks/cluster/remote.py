@@ -10,6 +10,7 @@ import signal
 import socket
 import threading
 import time
+import traceback
 import uuid
 from pathlib import Path
 
@@ -54,7 +55,9 @@ def build_on_worker(job: dict) -> dict:
     logs.mkdir(parents=True)
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_cancel, args=(worker, key, work, stop), daemon=True)
+    watcher.cancelled = False
     watcher.start()
+    result, error, fetch = None, None, None
     try:
         t0 = time.monotonic()
         store = st.Store(job["store"])
@@ -69,18 +72,21 @@ def build_on_worker(job: dict) -> dict:
             shares={n: work / "sources" / n for n in job["shares"]},
             revive_timeout=job["revive_timeout"])
         (work / "vm").mkdir()
-        try:
-            result = run_build(artifacts, request, key=artifacts / st.KEY, out=out,
-                               work=work / "vm", logs=logs)
-            error = None
-        except UserError as err:
-            result, error = None, str(err)
-        if stop.is_set():
-            error = "cancelled by the submitting host"
-        return {"result": result, "error": error, "worker": here, "fetch": fetch,
-                "tarball": st.pack_folder(work / "result")}
+        result = run_build(artifacts, request, key=artifacts / st.KEY, out=out,
+                           work=work / "vm", logs=logs)
+    except UserError as err:
+        error = str(err)
+    except Exception as err:    # a fault of this host (disk full, store gone…): one line back
+        error = f"{type(err).__name__}: {err}"
+        (logs / "worker-traceback.log").write_text(traceback.format_exc())
     finally:
         stop.set()
+    try:
+        if watcher.cancelled:
+            error = "cancelled by the submitting host"
+        return {"result": None if error else result, "error": error, "worker": here,
+                "fetch": fetch, "tarball": st.pack_folder(work / "result")}
+    finally:
         remove(work)
 
 
@@ -103,7 +109,7 @@ def _watch_cancel(worker, key, work: Path, stop: threading.Event) -> None:
     while not stop.wait(0.5):
         state = getattr(worker.state.tasks.get(key), "state", None)
         if state in (None, "cancelled", "released", "forgotten"):
-            stop.set()
+            threading.current_thread().cancelled = True
             kill_qemu_under(work)
             return
 

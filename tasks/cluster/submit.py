@@ -4,6 +4,7 @@ artifacts/builds/NAME/ exactly as a local build does (plus ``worker`` in
 result.json). One Dask client per process (each of doit's -n processes is
 a client); Ctrl-C cancels the build on the cluster."""
 
+import asyncio
 import json
 import multiprocessing
 import os
@@ -142,6 +143,13 @@ def _wait(client, future, build, cluster) -> dict:
             raise UserError(f"build {build.name}: the workers running it died too often "
                             "(Dask's distributed.scheduler.allowed-failures); see the "
                             "workers' logs") from None
+        except asyncio.CancelledError:
+            raise UserError(f"build {build.name}: cancelled by the cluster (was the "
+                            f"scheduler {cluster.scheduler} restarted?); run it again") from None
+        except Exception as err:     # e.g. a worker without revive's code or dependencies
+            raise UserError(f"build {build.name}: the cluster could not run it: "
+                            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                            ) from None
         if client.status not in ("running", "connecting"):
             raise UserError(f"config.toml: [cluster] scheduler: lost the connection to "
                             f"{cluster.scheduler} during build {build.name}")
