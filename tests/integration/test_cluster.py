@@ -5,9 +5,11 @@ tiny guest under TCG. The fixture starts them and reaps them on every path."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -114,10 +116,12 @@ class Cluster:
                 assert time.monotonic() < deadline, f"workers {have} registered, wanted {names}"
                 time.sleep(0.2)
 
-    def kill(self, name: str, sig=signal.SIGKILL) -> None:
+    def kill(self, name: str, sig=signal.SIGKILL, group: bool = True) -> None:
+        """Signal a process (its whole group unless ``group`` is false: then
+        what it started must die of its own accord) and reap it."""
         proc = self.procs.pop(name)
         if proc.poll() is None:
-            os.killpg(proc.pid, sig)
+            (os.killpg if group else os.kill)(proc.pid, sig)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -226,7 +230,8 @@ def test_a_failing_build_fails_its_task_in_one_line(cluster):
 
 
 def test_an_unreachable_scheduler_is_one_line(cluster):
-    proc = cluster.doit("build:b2", "--always-execute", scheduler="tcp://127.0.0.1:9")
+    assert cluster.doit("forget", "build:b2").returncode == 0
+    proc = cluster.doit("build:b2", scheduler="tcp://127.0.0.1:9")
     assert proc.returncode != 0
     assert ("revive: config.toml: [cluster] scheduler: cannot reach tcp://127.0.0.1:9 within"
             in proc.stdout + proc.stderr)
@@ -253,28 +258,39 @@ def test_ctrl_c_cancels_the_build_on_the_cluster(cluster):
 
 def test_a_killed_worker_s_build_runs_again_on_the_other(cluster):
     doit = cluster.spawn_doit("-n", "2", "build:slow1", "build:slow2")
+    lines: "list[str]" = []
+    reader = threading.Thread(target=lambda: lines.extend(doit.stdout), daemon=True)
+    reader.start()
     try:
-        wa = str(cluster.root / "wa")
-        _wait_until(lambda: [l for l in qemu_processes(wa)], 120,
-                    "no build started on worker wa")
-        cluster.kill("wa")
-        # QEMU dies with the worker that started it (PDEATHSIG).
-        _wait_until(lambda: not qemu_processes(wa), 10, "QEMU outlived its killed worker")
-        out, err = doit.communicate(timeout=300)
+        # The submitting side has seen a placement, and QEMU runs there.
+        placed = _wait_until(lambda: re.findall(r"placed on (w[ab]) ", "".join(lines)), 120,
+                             "no build was placed")
+        victim = placed[0]
+        survivor = {"wa": "wb", "wb": "wa"}[victim]
+        folder = str(cluster.root / victim)
+        _wait_until(lambda: qemu_processes(folder), 60, f"no QEMU started on {victim}")
+        # Only the worker process: QEMU must die with it (PDEATHSIG).
+        cluster.kill(victim, group=False)
+        _wait_until(lambda: not qemu_processes(folder), 10, "QEMU outlived its killed worker")
+        doit.wait(timeout=300)
+        reader.join(timeout=10)
     finally:
         if doit.poll() is None:
             os.killpg(doit.pid, signal.SIGKILL)
             doit.wait(timeout=20)
-    assert doit.returncode == 0, out + err
-    assert "(again)" in out
+    out = "".join(lines)
+    assert doit.returncode == 0, out + doit.stderr.read()
+    assert re.search(rf"build slow\d: placed on {survivor} \(tcp://[0-9.:]+\) \(again\)", out), out
     for n in ("slow1", "slow2"):
         result = cluster.result(n)
-        assert result["exit_code"] == 0 and result["worker"]["name"] == "wb"
+        assert result["exit_code"] == 0 and result["worker"]["name"] == survivor
 
 
 def test_a_snapshot_no_worker_can_revive_is_one_line(cluster):
-    cluster.kill("wb", signal.SIGTERM)
-    proc = cluster.doit("build:b3", "--always-execute", timeout=120)
+    for name in [n for n in cluster.procs if n != "scheduler"]:
+        cluster.kill(name, signal.SIGTERM)
+    assert cluster.doit("forget", "build:b3").returncode == 0
+    proc = cluster.doit("build:b3", timeout=120)
     assert proc.returncode != 0
     from tasks.machine import qemu
     assert (f"revive: no worker of {cluster.address} can revive this snapshot "
