@@ -5,6 +5,7 @@ result.json). One Dask client per process (each of doit's -n processes is
 a client); Ctrl-C cancels the build on the cluster."""
 
 import asyncio
+import fcntl
 import json
 import multiprocessing
 import os
@@ -85,8 +86,14 @@ def _say(message: str) -> None:
 def publish(cluster, paths, request, meta: dict) -> "tuple[st.Store, str, str, int]":
     """(store, bundle sha256, sources sha256, bytes uploaded)."""
     store = st.Store(cluster.store)
+    lock = paths.work / "cluster" / "publish.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
     try:
-        bundle, sent = st.publish_bundle(store, paths.artifacts, meta)
+        # doit's -n processes publish the same bundle: one uploads, the
+        # others wait and then find every object in the store.
+        with open(lock, "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            bundle, sent = st.publish_bundle(store, paths.artifacts, meta)
         tarball = paths.work / "cluster" / f"sources-{request.name}-{os.getpid()}.tar.gz"
         try:
             sources = st.pack_sources(request.shares, tarball)
