@@ -76,7 +76,8 @@ class Cluster:
     def spawn_doit(self, *args):
         return subprocess.Popen([*DOIT, "-d", str(self.root / "project"), *args],
                                 env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+                                text=True, stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_sigint_default)
 
     def result(self, name: str) -> dict:
         return json.loads((self.root / "project/artifacts/builds" / name / "result.json").read_text())
@@ -132,6 +133,12 @@ class Cluster:
         for name in [n for n in self.procs if n != "scheduler"] + ["scheduler"]:
             if name in self.procs:
                 self.kill(name, signal.SIGTERM)
+
+
+def _sigint_default() -> None:
+    # As in a terminal: a test run started in the background inherits
+    # SIGINT ignored, and then the Ctrl-C below would never arrive.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_until(check, timeout: float, what: str):
