@@ -40,6 +40,7 @@ class GuestKind:
     default_transport = "9p"         # how shares reach the guest
     transports = ("9p", "smb")
     drive_letters = False            # may a share's guest path be "S:"?
+    min_disk_mb = 512                # the smallest disk its install fits on, with a build
     # The config keys each stage reads besides the kind's settings.
     reads = {
         "payload": (),

@@ -130,7 +130,10 @@ class DeviceModel:
                          "-device", f"virtserialport,bus=vserial0.0,chardev=ch{n},"
                                     f"id=port{n},name={ch.name}"]
         if self.vmgenid:
-            argv += ["-device", "vmgenid"]
+            # A fresh VM generation ID at every QEMU start (guid=auto): after
+            # revive QEMU writes it into guest memory and raises the ACPI
+            # notification, and the kernel's vmgenid driver reseeds its RNG.
+            argv += ["-device", "vmgenid,guid=auto"]
         if self.usb_tablet == "uhci":
             argv += ["-usb", "-device", "usb-tablet"]
         elif self.usb_tablet == "xhci":

@@ -26,6 +26,7 @@ class WindowsKind(GuestKind):
     default_transport = "smb"    # Windows reaches shares over SMB only
     transports = ("smb",)
     drive_letters = True
+    min_disk_mb = 20 * 1024
     # The answer file comes from [guest] alone; the install's machine is the
     # one the VM gets later, so its memory and CPUs shape the install too.
     reads = {
