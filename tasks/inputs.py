@@ -88,4 +88,6 @@ def for_build(cfg, name: str) -> StageInputs:
     """A build's record: its own table; the rest comes from the snapshot."""
     return StageInputs(f"builds.{name}", None, None,
                        {f"builds.{name}": cfg.builds[name]},
-                       limits={"timeouts.revive": cfg.timeouts.revive})
+                       limits={"timeouts.revive": cfg.timeouts.revive,
+                               # Where a build runs does not change its result.
+                               "cluster": cfg.cluster})

@@ -4,6 +4,7 @@ Every problem is a ``UserError`` of one line naming the key and what to do.
 Each stage hashes only its own slice (``stage_slice``), as plain data.
 """
 
+import os
 import posixpath
 import re
 import tomllib
@@ -84,6 +85,12 @@ _VALUES = {
 
 
 @dataclass(frozen=True)
+class Cluster:
+    scheduler: str          # tcp://HOST:8786; REVIVE_SCHEDULER overrides it
+    store: str              # fsspec URL every host reads, the submitter writes
+
+
+@dataclass(frozen=True)
 class Config:
     root: Path
     path: Path
@@ -95,6 +102,7 @@ class Config:
     timeouts: Timeouts
     shares: "dict[str, Share]"
     builds: "dict[str, Build]"
+    cluster: "Cluster | None" = None     # None: builds run on this host
 
     @property
     def artifacts(self) -> Path:
@@ -133,7 +141,7 @@ def load(path: "Path | str") -> Config:
 def parse(raw: dict, path: Path) -> Config:
     root = path.parent.resolve()
     t = _Table(raw, "", path.name)
-    t.only("guest", "answers", "vm", "timeouts", "shares", "builds")
+    t.only("guest", "answers", "vm", "timeouts", "shares", "builds", "cluster")
     from .. import guests
     guest = t.table("guest")
     kind = guest.choice("kind", tuple(guests.KINDS), "tiny")
@@ -163,7 +171,8 @@ def parse(raw: dict, path: Path) -> Config:
     cfg = Config(root=root, path=path.resolve(), guest_kind=kind,
                  guest=dict(guest.data), guest_settings=guest_settings,
                  answers=answers_, vm=vm_, timeouts=timeouts_, shares=shares,
-                 builds=_builds(t.table("builds"), shares, root))
+                 builds=_builds(t.table("builds"), shares, root),
+                 cluster=_cluster(t, os.environ.get("REVIVE_SCHEDULER")))
     if cfg.vm.memory_mb < 128:
         raise UserError(f"{path.name}: [vm] memory: at least 128M is needed")
     _check_sizes(cfg, path.name, kind_class.min_disk_mb)
@@ -280,6 +289,36 @@ def _builds(t: "_Table", shares: "dict[str, Share]", root: Path) -> "dict[str, B
                 raise env.error(key, "an environment variable name is letters, digits "
                                 "and '_', not starting with a digit")
     return builds
+
+
+_SCHEDULER = re.compile(r"^(tcp|tls|ws|wss|inproc)://[^\s/]+$")
+_STORE = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
+
+
+def _cluster(t: "_Table", override: "str | None") -> "Cluster | None":
+    """[cluster]: where builds run. ``REVIVE_SCHEDULER`` overrides the
+    scheduler for one run; ``local`` runs them on this host."""
+    if "cluster" not in t.data:
+        if override and override != "local":
+            raise UserError(f"REVIVE_SCHEDULER={override} but {t.file} has no [cluster] "
+                            "table; add one with scheduler and store")
+        return None
+    c = t.table("cluster")
+    c.only("scheduler", "store")
+    scheduler = c.string("scheduler")
+    store = c.string("store")
+    if override == "local":
+        return None
+    if override:
+        scheduler = override
+    if not _SCHEDULER.match(scheduler):
+        raise c.error("scheduler", f"{scheduler!r} must be an address like "
+                      "\"tcp://HOST:8786\"" + (" (from REVIVE_SCHEDULER)" if override else ""))
+    if not _STORE.match(store):
+        raise c.error("store", f"{store!r} must be a URL every host can read, like "
+                      "\"file:///srv/revive-store\", \"sftp://host/srv/revive-store\" or "
+                      "\"s3://bucket/revive\"")
+    return Cluster(scheduler=scheduler, store=store)
 
 
 class _Table:

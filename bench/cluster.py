@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Builds on two local Dask workers against the same builds on this host.
+
+In a throwaway project (tiny guest, TCG): the snapshot is made once; then 8
+builds of about 5 s each run (a) locally with `doit -n 2 build`, (b) on a
+`dask scheduler` and two workers with one VM slot each (`doit -n 8 build`)
+with empty caches and an empty store, and (c) again with everything cached.
+Prints wall times with their ratio to (a), and what publishing and fetching
+the bundle cost the first builds against later ones.
+
+    flock /tmp/revive-qemu.lock .venv/bin/python bench/cluster.py [--builds 8] [--sleep 4]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DASK = str(Path(sys.executable).with_name("dask"))
+
+CONFIG = """
+[guest]
+kind = "tiny"
+[vm]
+memory = "256M"
+accel = "tcg"
+[timeouts]
+revive = "1m"
+[shares.src]
+guest = "/mnt/src"
+host = "src"
+[shares.xchg]
+guest = "/mnt/xchg"
+mode = "rw"
+[cluster]
+scheduler = "tcp://127.0.0.1:9"
+store = "file://{store}"
+"""
+BUILD = """
+[builds.b{i}]
+command = "sleep {sleep}; echo {i} > /mnt/xchg/out.txt"
+outputs = ["out.txt"]
+timeout = "5m"
+"""
+
+
+def doit(project: Path, scheduler: str, *args: str) -> "tuple[float, str]":
+    env = dict(os.environ, REVIVE_CACHE=str(REPO / "artifacts" / "cache"),
+               REVIVE_SCHEDULER=scheduler)
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"),
+                           "-d", str(project), *args], env=env, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=3600)
+    if proc.returncode != 0:
+        sys.exit(f"doit {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return time.monotonic() - start, proc.stdout
+
+
+def results(project: Path, n: int) -> "list[dict]":
+    return [json.loads((project / f"artifacts/builds/b{i}/result.json").read_text())
+            for i in range(1, n + 1)]
+
+
+def start(procs: list, argv, log: Path, **kw) -> subprocess.Popen:
+    p = subprocess.Popen(argv, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, start_new_session=True, **kw)
+    procs.append(p)
+    return p
+
+
+def wait_cluster(info: Path, workers: int, procs) -> str:
+    deadline = time.monotonic() + 90
+    while not info.exists():
+        if time.monotonic() > deadline or procs[0].poll() is not None:
+            sys.exit("the scheduler did not start")
+        time.sleep(0.1)
+    time.sleep(0.2)
+    return json.loads(info.read_text())["address"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--builds", type=int, default=8)
+    ap.add_argument("--sleep", type=float, default=4.0, help="seconds each build's command sleeps")
+    args = ap.parse_args()
+    n = args.builds
+    with tempfile.TemporaryDirectory(prefix="revive-bench-cluster-") as tmp:
+        root = Path(tmp)
+        project = root / "project"
+        (project / "src").mkdir(parents=True)
+        (project / "src" / "data.txt").write_text("x\n")
+        (project / "config.toml").write_text(
+            CONFIG.format(store=root / "store")
+            + "".join(BUILD.format(i=i, sleep=args.sleep) for i in range(1, n + 1)))
+        doit(project, "local", "snapshot")
+
+        local, _ = doit(project, "local", "-n", "2", "build")
+        local_cmd = statistics.median(r["timings"]["total"] for r in results(project, n))
+
+        procs: "list[subprocess.Popen]" = []
+        try:
+            start(procs, [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                          "--dashboard-address", "127.0.0.1:0", "--scheduler-file",
+                          str(root / "sched.json")], root / "sched.log")
+            address = wait_cluster(root / "sched.json", 2, procs)
+            for w in ("wa", "wb"):
+                start(procs, [sys.executable, "-m", "tasks.cluster.worker", address, "--vms",
+                              "1", "--cache", str(root / w), "--accel", "tcg", "--name", w],
+                      root / f"{w}.log", cwd=REPO)
+            from distributed import Client
+            with Client(address, timeout=30, set_as_default=False) as c:
+                c.wait_for_workers(2, timeout=90)
+
+            shutil.rmtree(project / "artifacts" / "builds")     # so every build reruns
+            cold, _ = doit(project, address, "-n", str(n), "build")
+            cold_results = results(project, n)
+            shutil.rmtree(project / "artifacts" / "builds")
+            warm, _ = doit(project, address, "-n", str(n), "build")
+            warm_results = results(project, n)
+        finally:
+            for p in reversed(procs):
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+
+        bundle = sum(f.stat().st_size for f in (root / "store" / "objects").rglob("*") if f.is_file())
+        on_disk = sum(f.stat().st_blocks * 512 for f in (root / "store" / "objects").rglob("*")
+                      if f.is_file())
+        uploader = max(cold_results, key=lambda r: r["timings"]["publish"])
+        first_fetch = max(cold_results, key=lambda r: r["timings"]["fetch"])
+        later = [r for r in cold_results if r is not uploader and r is not first_fetch] + warm_results
+        print(f"\n{n} builds of `sleep {args.sleep:g}` in the tiny guest, TCG, 2 shared cores; "
+              f"bundle {bundle / 2**20:.0f} MiB ({on_disk / 2**20:.0f} MiB on disk, sparse)\n")
+        print("| run | wall time, s | vs local |")
+        print("|---|---|---|")
+        for label, t in (("local `doit -n 2 build`", local),
+                         ("2 workers × 1 VM, empty store and caches (`doit -n 8`)", cold),
+                         ("2 workers × 1 VM, bundle cached (`doit -n 8`)", warm)):
+            print(f"| {label} | {t:.1f} | {t / local:.2f} |")
+        med = lambda key: statistics.median(r["timings"][key] for r in later)  # noqa: E731
+        print("\n| per build | publish, s | fetch, s | build on the worker, s |")
+        print("|---|---|---|---|")
+        print(f"| the one that uploaded the bundle | {uploader['timings']['publish']:.2f} "
+              f"| {uploader['timings']['fetch']:.2f} | {uploader['timings']['total']:.2f} |")
+        print(f"| the slowest first fetch on a worker | {first_fetch['timings']['publish']:.2f} "
+              f"| {first_fetch['timings']['fetch']:.2f} | {first_fetch['timings']['total']:.2f} |")
+        print(f"| later ones, median (bundle in store and cache) | {med('publish'):.2f} "
+              f"| {med('fetch'):.2f} | {med('total'):.2f} |")
+        print(f"| local build, median | – | – | {local_cmd:.2f} |")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,424 @@
+"""Content-addressed objects: published once to a store every host reads,
+fetched by sha256 into each worker's own cache, verified, reused.
+
+Store layout (any fsspec URL: file://, sftp://, s3://…)::
+
+    ROOT/objects/ab/abcdef…   one object per sha256, written complete
+    ROOT/tmp/…                uploads in progress, renamed into objects/
+
+A *bundle* is everything a revive needs, as a small JSON manifest
+(artifacts-relative path → sha256, size, mode), itself an object. A reader
+never sees a partial object: uploads go to a temporary name and are renamed,
+and the upload's bytes are hashed on the way, so a file that no longer
+matches the hash its meta.json claims is refused instead of published.
+
+The worker cache keeps verified objects in ``objects/`` with a ``.ok``
+stamp beside each (size, mtime, inode at verification; its mtime is the
+last use, for LRU eviction). Downloads land in ``tmp/`` and are renamed only
+after their hash matched. An object a running build has laid out (hard
+link, so its link count is above one) is never evicted.
+"""
+
+import contextlib
+import fcntl
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tarfile
+import threading
+import uuid
+from pathlib import Path
+
+from ..core.errors import UserError
+
+CHUNK = 1 << 20
+_ZERO = bytes(CHUNK)
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+MANIFEST_KIND = "revive-bundle/1"
+# Files of a revive, relative to artifacts/, besides snapshot/*: the Linux
+# kinds' boot kernel and initramfs, UEFI Windows' firmware variables.
+OPTIONAL_FILES = ("payload/boot/vmlinuz", "payload/boot/initrd.img", "base-ovmf-vars.fd")
+KEY = "keys/id_ed25519"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check_sha(sha: str) -> str:
+    if not _SHA.match(sha or ""):
+        raise UserError(f"not a sha256: {sha!r}")
+    return sha
+
+
+class Store:
+    """The shared store. ``url`` is an fsspec URL; paramiko backs sftp://."""
+
+    def __init__(self, url: str):
+        import fsspec
+        self.url = url
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as err:
+            raise UserError(f"config.toml: [cluster] store: {url!r} cannot be opened: {err}") from None
+        self.root = self.root.rstrip("/")
+        self._local = type(self.fs).__name__ == "LocalFileSystem"
+
+    def path(self, sha: str) -> str:
+        sha = _check_sha(sha)
+        return f"{self.root}/objects/{sha[:2]}/{sha}"
+
+    def has(self, sha: str, size: "int | None" = None) -> bool:
+        try:
+            info = self.fs.info(self.path(sha))
+        except FileNotFoundError:
+            return False
+        return size is None or info.get("size") == size
+
+    def put_file(self, path: Path, sha: str, size: "int | None" = None) -> bool:
+        """Publish ``path`` as object ``sha`` unless the store has it; return
+        whether bytes were uploaded. Refuses a file whose bytes do not hash to
+        ``sha`` (it changed after its meta.json was written)."""
+        size = Path(path).stat().st_size if size is None else size
+        if self.has(sha, size):
+            return False
+        with open(path, "rb") as src:
+            self._upload(src, sha, what=str(path))
+        return True
+
+    def put_bytes(self, data: bytes) -> str:
+        sha = sha256_bytes(data)
+        if not self.has(sha, len(data)):
+            self._upload(io.BytesIO(data), sha, what=f"object {sha[:12]}")
+        return sha
+
+    def _upload(self, src, sha: str, what: str) -> None:
+        final = self.path(sha)
+        tmp = f"{self.root}/tmp/{sha}.{uuid.uuid4().hex}"
+        self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
+        self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+        h = hashlib.sha256()
+        try:
+            with self.fs.open(tmp, "wb") as dst:
+                _copy(src, dst, h, sparse=self._local)
+            if h.hexdigest() != sha:
+                raise UserError(f"{what}: its content does not match the sha256 its "
+                                "metadata records (changed after it was made); rerun "
+                                "the stage that made it")
+            self.fs.mv(tmp, final)
+        finally:
+            with contextlib.suppress(FileNotFoundError, OSError):
+                if self.fs.exists(tmp):
+                    self.fs.rm(tmp)
+
+    def open(self, sha: str):
+        try:
+            return self.fs.open(self.path(sha), "rb")
+        except FileNotFoundError:
+            raise UserError(f"store {self.url}: object {sha} is missing; rerun the "
+                            "build from the submitting host so it is published") from None
+
+
+def _copy(src, dst, h, sparse: bool) -> int:
+    """Copy in chunks, hashing; all-zero chunks become holes when ``sparse``
+    (a snapshot's RAM file is mostly zeros and must stay small on disk)."""
+    total = 0
+    hole = False
+    while chunk := src.read(CHUNK):
+        h.update(chunk)
+        total += len(chunk)
+        if sparse and chunk == _ZERO[:len(chunk)]:
+            dst.seek(len(chunk), os.SEEK_CUR)
+            hole = True
+            continue
+        dst.write(chunk)
+        hole = False
+    if hole:
+        dst.truncate(total)
+    return total
+
+
+# -- bundles -------------------------------------------------------------
+
+def bundle_files(artifacts: Path, meta: dict) -> "dict[str, dict]":
+    """What a revive of ``artifacts/snapshot`` needs, with the sha256 the
+    stages already recorded for the big files (meta.json, base.json): only
+    the small ones are hashed here."""
+    files = {}
+
+    def add(rel: str, sha: "str | None" = None) -> None:
+        path = artifacts / rel
+        st = path.stat()
+        files[rel] = {"sha256": sha or _hash_small(path), "size": st.st_size,
+                      "mode": st.st_mode & 0o777}
+
+    for name, want in meta["files"].items():
+        add(f"snapshot/{name}", want["sha256"])
+    add("snapshot/meta.json")
+    base = json.loads((artifacts / "base.json").read_text())
+    add("base.qcow2", base["sha256"])
+    referenced = {m.group(1) for arg in meta.get("argv", [])
+                  for m in re.finditer(r"@artifacts@/([^,\s]+)", arg)}
+    for rel in sorted(referenced | set(OPTIONAL_FILES)):
+        if (artifacts / rel).is_file():
+            add(rel)
+    add(KEY)
+    return files
+
+
+def _hash_small(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest_bytes(files: "dict[str, dict]") -> bytes:
+    return json.dumps({"kind": MANIFEST_KIND, "files": files}, sort_keys=True,
+                      indent=1).encode() + b"\n"
+
+
+def publish_bundle(store: Store, artifacts: Path, meta: dict) -> "tuple[str, int]":
+    """Upload what the store lacks; return (manifest sha256, bytes uploaded)."""
+    files = bundle_files(artifacts, meta)
+    sent = 0
+    for rel, f in files.items():
+        if store.put_file(artifacts / rel, f["sha256"], f["size"]):
+            sent += f["size"]
+    return store.put_bytes(manifest_bytes(files)), sent
+
+
+def read_manifest(data: bytes) -> "dict[str, dict]":
+    try:
+        doc = json.loads(data)
+        files = doc["files"]
+        assert doc["kind"] == MANIFEST_KIND
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise UserError("the bundle manifest in the store is not one revive wrote") from None
+    for rel, f in files.items():
+        parts = Path(rel).parts
+        if rel.startswith("/") or ".." in parts or not parts:
+            raise UserError(f"the bundle manifest names an unsafe path {rel!r}")
+        _check_sha(f["sha256"])
+    return files
+
+
+# -- sources -------------------------------------------------------------
+
+def pack_sources(folders: "dict[str, Path]", dest: Path) -> str:
+    """One gzip tarball of the build's input folders (``NAME/…`` per share),
+    byte-identical for identical inputs; returns its sha256."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}")
+    with open(tmp, "wb") as raw, \
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for share in sorted(folders):
+            _add_tree(tar, Path(folders[share]), share)
+    os.replace(tmp, dest)
+    return _hash_small(dest)
+
+
+def _add_tree(tar: tarfile.TarFile, root: Path, arcroot: str) -> None:
+    def entry(path: Path, arcname: str) -> None:
+        info = tar.gettarinfo(str(path), arcname)
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mode &= 0o777
+        info.pax_headers = {}
+        if info.isreg():
+            with open(path, "rb") as fh:
+                tar.addfile(info, fh)
+        elif info.isdir() or info.issym():
+            tar.addfile(info)
+        # sockets, fifos, devices: not build inputs; left out
+
+    entry(root, arcroot)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        rel = Path(dirpath).relative_to(root)
+        for name in sorted(dirnames + filenames):
+            entry(Path(dirpath) / name, str(Path(arcroot) / rel / name))
+
+
+def unpack(tarball: "Path | bytes", dest: Path, what: str) -> None:
+    """Unpack a tarball from another host: tarfile's ``data`` filter refuses
+    absolute names, ``..``, links out of ``dest`` and device files, and
+    clears setuid/setgid bits and group/other write."""
+    dest.mkdir(parents=True, exist_ok=True)
+    src = io.BytesIO(tarball) if isinstance(tarball, bytes) else open(tarball, "rb")
+    try:
+        with tarfile.open(fileobj=src, mode="r:*") as tar:
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise UserError(f"{what}: refused: {err}") from None
+    finally:
+        src.close()
+
+
+def pack_folder(folder: Path) -> bytes:
+    """A build's log and outputs, to travel back through Dask."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for path in sorted(folder.iterdir()):
+            tar.add(str(path), path.name)
+    return buf.getvalue()
+
+
+# -- the worker's cache ----------------------------------------------------
+
+class Cache:
+    """Objects fetched by hash, verified, kept up to ``limit`` bytes on disk."""
+
+    def __init__(self, folder: Path, limit: int):
+        self.folder = Path(folder)
+        self.limit = limit
+        self.objects = self.folder / "objects"
+        self.tmp = self.folder / "tmp"
+        self.objects.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self._guard = threading.Lock()
+        self._locks: "dict[str, threading.Lock]" = {}
+
+    def path(self, sha: str) -> Path:
+        return self.objects / _check_sha(sha)
+
+    @contextlib.contextmanager
+    def _locked(self, name: str):
+        """One fetcher per object and one evictor, across threads and processes."""
+        with self._guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock, open(self.folder / f".lock-{name}", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def get(self, store: Store, sha: str, size: "int | None" = None) -> Path:
+        """The verified local copy of object ``sha``, fetched if needed."""
+        path = self.path(sha)
+        with self._locked(sha[:16]):
+            if self._valid(path, sha, size):
+                self._touch(path)
+                return path
+            for attempt in (1, 2):
+                self._fetch(store, sha, size, path)
+                if self._valid(path, sha, size):
+                    self._touch(path)
+                    return path
+        raise UserError(f"store {store.url}: object {sha} does not match its sha256 "
+                        "after two fetches; publish it again from the submitting host")
+
+    def get_bytes(self, store: Store, sha: str) -> bytes:
+        return self.get(store, sha).read_bytes()
+
+    def _stamp_path(self, path: Path) -> Path:
+        return path.with_name(path.name + ".ok")
+
+    def _valid(self, path: Path, sha: str, size: "int | None") -> bool:
+        """True for a complete, verified object. The hash is checked again
+        whenever the file is not exactly the one verified (size, mtime,
+        inode); a mismatch removes it so the caller fetches it again."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return False
+        if size is not None and st.st_size != size:
+            self._drop(path)
+            return False
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        try:
+            if json.loads(self._stamp_path(path).read_text()) == stamp:
+                return True
+        except (OSError, ValueError):
+            pass
+        if _hash_small(path) != sha:
+            self._drop(path)
+            return False
+        self._stamp_path(path).write_text(json.dumps(stamp))
+        return True
+
+    def _drop(self, path: Path) -> None:
+        for p in (path, self._stamp_path(path)):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+    def _touch(self, path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self._stamp_path(path))
+
+    def _fetch(self, store: Store, sha: str, size: "int | None", path: Path) -> None:
+        self.evict(need=size or 0)
+        tmp = self.tmp / f"{sha}.{os.getpid()}.{threading.get_ident()}"
+        h = hashlib.sha256()
+        try:
+            with store.open(sha) as src, open(tmp, "wb") as dst:
+                _copy(src, dst, h, sparse=True)
+            if h.hexdigest() != sha:
+                return     # a damaged transfer: nothing is kept, the caller retries
+            os.chmod(tmp, 0o644)
+            st = tmp.stat()
+            os.replace(tmp, path)
+            self._stamp_path(path).write_text(json.dumps([st.st_size, st.st_mtime_ns, st.st_ino]))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def usage(self) -> int:
+        return sum(p.stat().st_blocks * 512 for p in self.objects.iterdir()
+                   if _SHA.match(p.name))
+
+    def evict(self, need: int = 0) -> "list[str]":
+        """Remove least recently used objects until ``need`` more bytes fit
+        under the limit; objects in use (laid out by a build) stay."""
+        removed = []
+        with self._locked("evict"):
+            entries = []
+            for p in self.objects.iterdir():
+                if not _SHA.match(p.name):
+                    continue
+                try:
+                    st = p.stat()
+                    used = self._stamp_path(p).stat().st_mtime
+                except FileNotFoundError:
+                    used = 0.0
+                    st = p.stat()
+                entries.append((used, p, st))
+            total = sum(st.st_blocks * 512 for _, _, st in entries)
+            for used, p, st in sorted(entries, key=lambda e: e[0]):
+                if total + need <= self.limit:
+                    break
+                if st.st_nlink > 1:
+                    continue
+                self._drop(p)
+                total -= st.st_blocks * 512
+                removed.append(p.name)
+        return removed
+
+    def layout(self, store: Store, files: "dict[str, dict]", dest: Path) -> Path:
+        """An artifacts folder of hard links to verified objects (copies for
+        private files such as the SSH key, which keep their mode)."""
+        for rel, f in sorted(files.items()):
+            obj = self.get(store, f["sha256"], f["size"])
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if f["mode"] & 0o077 == 0:
+                shutil.copyfile(obj, target)
+                os.chmod(target, f["mode"])
+            else:
+                os.link(obj, target)
+        return dest
+
+
+def parse_size(text: str) -> int:
+    m = re.match(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$", str(text).strip(), re.I)
+    if not m:
+        raise ValueError(f"{text!r} is not a size like 20G")
+    return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
+

@@ -1,0 +1,213 @@
+"""The content-addressed store and the worker cache, on a real local store
+folder through fsspec: hashes refused and refetched, the LRU bound, objects
+in use kept, partial files never used, unsafe tarballs refused."""
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tasks.cluster import store as st
+from tasks.config import parse
+from tasks.core.errors import UserError
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def store(tmp_path) -> st.Store:
+    return st.Store(f"file://{tmp_path / 'store'}")
+
+
+def test_put_uploads_once_and_refuses_a_file_that_is_not_its_hash(store, tmp_path):
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"hello" * 1000)
+    assert store.put_file(f, sha(f.read_bytes())) is True
+    assert store.put_file(f, sha(f.read_bytes())) is False      # already there
+    wrong = "0" * 64
+    with pytest.raises(UserError, match="does not match the sha256"):
+        store.put_file(f, wrong)
+    assert not store.has(wrong)
+    assert list((tmp_path / "store" / "tmp").iterdir()) == []    # no partial left
+
+
+def test_sparse_zero_chunks_stay_holes(store, tmp_path):
+    f = tmp_path / "ram"
+    with open(f, "wb") as fh:
+        fh.truncate(64 << 20)
+    store.put_file(f, st._hash_small(f))
+    obj = Path(store.path(st._hash_small(f)))
+    assert obj.stat().st_size == 64 << 20
+    assert obj.stat().st_blocks * 512 < 1 << 20
+
+
+def test_fetch_verifies_and_a_damaged_store_object_is_refused(store, tmp_path):
+    data = b"x" * 5000
+    h = store.put_bytes(data)
+    cache = st.Cache(tmp_path / "cache", limit=1 << 30)
+    assert cache.get(store, h, len(data)).read_bytes() == data
+    # The store's copy is damaged: a fresh cache refuses it (twice) in one line.
+    Path(store.path(h)).write_bytes(b"y" * 5000)
+    other = st.Cache(tmp_path / "cache2", limit=1 << 30)
+    with pytest.raises(UserError, match="does not match its sha256 after two fetches"):
+        other.get(store, h, len(data))
+    assert not other.path(h).exists()
+    assert list(other.tmp.iterdir()) == []
+
+
+def test_a_damaged_cached_object_is_fetched_again(store, tmp_path):
+    data = b"z" * 5000
+    h = store.put_bytes(data)
+    cache = st.Cache(tmp_path / "cache", limit=1 << 30)
+    path = cache.get(store, h)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"q" * 5000)            # same size, other bytes, new mtime
+    again = cache.get(store, h, len(data))
+    assert again.read_bytes() == data
+
+
+def test_a_partial_file_is_never_used(store, tmp_path):
+    data = os.urandom(300_000)
+    h = store.put_bytes(data)
+    cache = st.Cache(tmp_path / "cache", limit=1 << 30)
+    # A fetch interrupted mid-way leaves its bytes only under tmp/ …
+    (cache.tmp / f"{h}.123.456").write_bytes(data[:1000])
+    # … and a truncated object (a crash between rename and stamp, then damage)
+    cache.path(h).write_bytes(data[:1000])
+    assert cache.get(store, h, len(data)).read_bytes() == data
+
+
+def test_lru_eviction_keeps_the_bound_and_spares_objects_in_use(store, tmp_path):
+    blobs = [os.urandom(100_000) for _ in range(4)]
+    hashes = [store.put_bytes(b) for b in blobs]
+    cache = st.Cache(tmp_path / "cache", limit=250_000)
+    a = cache.get(store, hashes[0])
+    os.link(a, tmp_path / "in-use")           # a running build's layout
+    for h in hashes[1:]:
+        cache.get(store, h)
+    present = {p.name for p in cache.objects.iterdir() if not p.name.endswith(".ok")}
+    assert hashes[0] in present                # in use: never evicted
+    assert hashes[3] in present                # just fetched
+    assert hashes[1] not in present            # least recently used went first
+    assert cache.usage() <= 250_000 + 110_000  # the bound, plus the pinned one
+
+
+def test_layout_links_objects_and_copies_the_private_key(store, tmp_path):
+    files = {}
+    for rel, data, mode in (("snapshot/ram", b"r" * 100, 0o644),
+                            ("keys/id_ed25519", b"k" * 10, 0o600)):
+        files[rel] = {"sha256": store.put_bytes(data), "size": len(data), "mode": mode}
+    manifest = store.put_bytes(st.manifest_bytes(files))
+    cache = st.Cache(tmp_path / "cache", limit=1 << 30)
+    got = st.read_manifest(cache.get_bytes(store, manifest))
+    dest = cache.layout(store, got, tmp_path / "artifacts")
+    assert (dest / "snapshot/ram").stat().st_ino == cache.path(files["snapshot/ram"]["sha256"]).stat().st_ino
+    assert (dest / "keys/id_ed25519").stat().st_mode & 0o777 == 0o600
+    assert (dest / "keys/id_ed25519").stat().st_nlink == 1
+
+
+def test_manifest_with_unsafe_paths_is_refused():
+    bad = json.dumps({"kind": st.MANIFEST_KIND, "files": {
+        "../etc/passwd": {"sha256": "a" * 64, "size": 1, "mode": 0o644}}}).encode()
+    with pytest.raises(UserError, match="unsafe path"):
+        st.read_manifest(bad)
+
+
+def test_sources_tarball_is_deterministic_and_unpacks(tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f.txt").write_text("hi\n")
+    (src / "run.sh").write_text("echo\n")
+    os.chmod(src / "run.sh", 0o4755)
+    os.symlink("sub/f.txt", src / "link")
+    one = st.pack_sources({"src": src}, tmp_path / "one.tar.gz")
+    two = st.pack_sources({"src": src}, tmp_path / "two.tar.gz")
+    assert one == two
+    st.unpack(tmp_path / "one.tar.gz", tmp_path / "out", "sources")
+    assert (tmp_path / "out/src/sub/f.txt").read_text() == "hi\n"
+    assert os.readlink(tmp_path / "out/src/link") == "sub/f.txt"
+    assert (tmp_path / "out/src/run.sh").stat().st_mode & 0o7777 == 0o755   # no setuid
+
+
+def test_an_absolute_name_stays_inside(tmp_path):
+    buf = io.BytesIO()
+    outside = tmp_path / "outside.txt"
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.addfile(tarfile.TarInfo(str(outside)), io.BytesIO(b""))
+    st.unpack(buf.getvalue(), tmp_path / "out", "outputs")
+    assert not outside.exists()
+    assert (tmp_path / "out" / str(outside).lstrip("/")).exists()
+
+
+@pytest.mark.parametrize("member", ["dotdot", "linkout", "device"])
+def test_unsafe_tarballs_are_refused(tmp_path, member):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo({"dotdot": "../evil"}.get(member, "x"))
+        if member == "linkout":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        if member == "device":
+            info.type = tarfile.CHRTYPE
+        tar.addfile(info, io.BytesIO(b"") if info.isreg() else None)
+    with pytest.raises(UserError, match="refused"):
+        st.unpack(buf.getvalue(), tmp_path / "out", "outputs")
+    assert not (tmp_path / "evil").exists()
+
+
+def test_bundle_lists_what_a_revive_needs_with_recorded_hashes(tmp_path):
+    a = tmp_path / "artifacts"
+    for rel, data in (("snapshot/disk.qcow2", b"d"), ("snapshot/ram", b"r"),
+                      ("snapshot/state", b"s"), ("base.qcow2", b"b"),
+                      ("payload/boot/vmlinuz", b"k"), ("payload/boot/initrd.img", b"i"),
+                      ("keys/id_ed25519", b"key")):
+        (a / rel).parent.mkdir(parents=True, exist_ok=True)
+        (a / rel).write_bytes(data)
+    (a / "base.json").write_text(json.dumps({"sha256": "b" * 64}))
+    meta = {"files": {n: {"sha256": n[0] * 64, "size": 1} for n in ("disk.qcow2", "ram", "state")},
+            "argv": ["-kernel", "@artifacts@/payload/boot/vmlinuz"]}
+    (a / "snapshot/meta.json").write_text(json.dumps(meta))
+    files = st.bundle_files(a, meta)
+    assert set(files) == {"snapshot/disk.qcow2", "snapshot/ram", "snapshot/state",
+                          "snapshot/meta.json", "base.qcow2", "payload/boot/vmlinuz",
+                          "payload/boot/initrd.img", "keys/id_ed25519"}
+    # The big files carry the hashes their metadata recorded; not re-hashed.
+    assert files["snapshot/ram"]["sha256"] == "r" * 64
+    assert files["base.qcow2"]["sha256"] == "b" * 64
+
+
+BASE = {"shares": {"x": {"guest": "/x", "mode": "rw"}}}
+
+
+def test_cluster_config_and_the_scheduler_override(monkeypatch):
+    raw = dict(BASE, cluster={"scheduler": "tcp://h:8786", "store": "file:///srv/s"})
+    assert parse(raw, Path("/p/config.toml")).cluster.scheduler == "tcp://h:8786"
+    monkeypatch.setenv("REVIVE_SCHEDULER", "tcp://other:9000")
+    assert parse(raw, Path("/p/config.toml")).cluster.scheduler == "tcp://other:9000"
+    monkeypatch.setenv("REVIVE_SCHEDULER", "local")
+    assert parse(raw, Path("/p/config.toml")).cluster is None
+    assert parse(BASE, Path("/p/config.toml")).cluster is None
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"scheduler": "h:8786", "store": "file:///s"}, r"\[cluster\] scheduler: 'h:8786'"),
+    ({"scheduler": "tcp://h:1", "store": "/srv/s"}, r"\[cluster\] store: '/srv/s' must be a URL"),
+    ({"store": "file:///s"}, r"\[cluster\] scheduler: missing"),
+    ({"scheduler": "tcp://h:1", "store": "file:///s", "x": 1}, r"\[cluster\] x: unknown key"),
+])
+def test_cluster_config_mistakes_are_one_line(table, message, monkeypatch):
+    monkeypatch.delenv("REVIVE_SCHEDULER", raising=False)
+    with pytest.raises(UserError, match=message) as err:
+        parse(dict(BASE, cluster=table), Path("/p/config.toml"))
+    assert "\n" not in str(err.value)
+
+
+def test_scheduler_override_without_a_cluster_table(monkeypatch):
+    monkeypatch.setenv("REVIVE_SCHEDULER", "tcp://h:1")
+    with pytest.raises(UserError, match="has no \\[cluster\\] table"):
+        parse(BASE, Path("/p/config.toml"))
