@@ -22,12 +22,11 @@ def request_for(inputs) -> revive.BuildRequest:
 @action
 def run_build(inputs, paths: Paths) -> None:
     request = request_for(inputs)
-    # -- cluster (issue 11): with [cluster] the build runs on a Dask worker --
+    # With [cluster] the build runs on a Dask worker (tasks/cluster/).
     if inputs.limits.get("cluster") is not None:
         from .cluster.submit import run_remote_build
         _report(request, *run_remote_build(inputs.limits["cluster"], paths, request))
         return
-    # -- end cluster --
     work = paths.work / f"build-{request.name}-{os.getpid()}"
     remove(work)
     work.mkdir(parents=True)
