@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 
 from .common import Paths, Stopwatch, action, config_slice, files_under, say, settings
+from .core import interrupts
 from .core.errors import UserError
 from .core.files import atomic_path, remove
 from .core.proc import run
 from . import guests
+from .install import base_damage
 from .machine import snapshot as snap
 from .machine.qemu import launch_with_port
 from .remote import ssh
@@ -68,6 +70,9 @@ def _guest_shares(meta: dict):
 @action
 def run_build(cfg, paths: Paths, build) -> None:
     meta = snap.read_meta(paths.snapshot)
+    problem = base_damage(paths)
+    if problem:
+        raise UserError(f"{problem}; run `doit install` to reinstall")
     snap.check(paths.snapshot, meta)
     watch = Stopwatch()
     work = paths.work / f"build-{build.name}-{os.getpid()}"
@@ -78,11 +83,27 @@ def run_build(cfg, paths: Paths, build) -> None:
     try:
         with atomic_path(target) as out:
             out.mkdir()
-            result = _run_in_copy(cfg, paths, meta, build, work, shares, out, watch)
+            try:
+                result = _run_in_copy(cfg, paths, meta, build, work, shares, out, watch)
+            except BaseException as err:
+                _keep_partial_log(out / "log", paths.logs / f"build-{build.name}.log", err)
+                raise
             (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     finally:
         remove(work)
+    remove(paths.logs / f"build-{build.name}.log")
     _report(build, target, result)
+
+
+def _keep_partial_log(log: Path, kept: Path, err: BaseException) -> None:
+    """The build folder is a temporary name removed on failure; what the
+    command printed so far moves to artifacts/logs/ first."""
+    if log.exists():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(log, kept)
+        stopped = interrupts.find(err)
+        if stopped is not None and stopped.log is None:
+            stopped.log = str(kept)
 
 
 def share_folders(cfg, build, work: Path) -> "dict[str, Path]":

@@ -3,6 +3,7 @@ config-slice up-to-date check, and actions that fail in one line."""
 
 import fcntl
 import functools
+import inspect
 import json
 import os
 import sys
@@ -12,7 +13,9 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from . import config as config_mod
+from .core import interrupts
 from .core.errors import UserError
+from .core.files import sweep_stale
 
 
 @functools.lru_cache(maxsize=None)
@@ -49,6 +52,11 @@ def _lock_project(artifacts: Path) -> None:
         raise UserError(f"another doit is running in this project ({artifacts}); "
                         "wait for it to finish") from None
     _locks[str(artifacts)] = fh
+    # Holding the lock, no other doit of this project runs: temporary names
+    # left by a killed one are debris. Ctrl-C and SIGTERM from here on end a
+    # stage in one line (tasks/core/interrupts.py).
+    sweep_stale(artifacts)
+    interrupts.install()
 
 
 def guest_kind(cfg: config_mod.Config):
@@ -131,15 +139,45 @@ def _differences(old, new, where: str):
 
 def action(fn):
     """Wrap a stage function as a doit python-action: a ``UserError``
-    becomes a one-line task failure, never a traceback."""
+    becomes a one-line task failure, never a traceback; so does Ctrl-C or
+    SIGTERM (an ``Interrupted``), after the stage's own cleanup ran."""
     @functools.wraps(fn)
-    def run(*args, **kwargs):
+    def run(*args, task, **kwargs):
+        if interrupts.interrupted():
+            return TaskFailed(f"revive: {task.name}: not started, doit was interrupted "
+                              f"({interrupts.interrupted()})")
         try:
-            fn(*args, **kwargs)
-        except UserError as err:
-            return TaskFailed(f"revive: {err}")
+            with interrupts.action_running():
+                fn(*args, **kwargs)
+        except BaseException as err:
+            if not interrupts.interrupted() and not isinstance(err, KeyboardInterrupt):
+                if isinstance(err, UserError):
+                    return TaskFailed(f"revive: {err}")
+                raise
+            # Whatever a cleanup raised after an interrupt is its consequence.
+            message = interrupted_line(task.name, interrupts.find(err) or err)
+            if interrupts.parent_gone():
+                # doit itself was killed: nobody reads this worker's result.
+                print(message, file=sys.__stderr__, flush=True)
+                os._exit(1)
+            return TaskFailed(message)
         return None
+    # doit passes the running Task to an action with a `task` parameter.
+    sig = inspect.signature(fn)
+    run.__signature__ = sig.replace(parameters=[
+        *sig.parameters.values(),
+        inspect.Parameter("task", inspect.Parameter.KEYWORD_ONLY)])
     return run
+
+
+def interrupted_line(task_name: str, err: BaseException) -> str:
+    why = getattr(err, "why", None) or "SIGINT"
+    phase = getattr(err, "phase", None)
+    log = getattr(err, "log", None)
+    where = f" during {phase}" if phase else ""
+    kept = f"; partial log kept: {log}" if log else ""
+    return (f"revive: {task_name} interrupted ({why}){where}; its QEMU was stopped and "
+            f"its temporary files removed{kept}")
 
 
 class Stopwatch:
@@ -156,7 +194,10 @@ class Stopwatch:
             def __enter__(self):
                 self.t = time.monotonic()
 
-            def __exit__(self, *exc):
+            def __exit__(self, kind, err, tb):
+                stopped = interrupts.find(err)
+                if stopped is not None and stopped.phase is None:
+                    stopped.phase = name
                 spent = time.monotonic() - self.t
                 watch.phases[name] = round(watch.phases.get(name, 0) + spent, 3)
         return _Phase()

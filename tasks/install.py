@@ -12,7 +12,7 @@ import time
 from . import guests
 from .common import Paths, guest_kind, action, config_slice, say, settings
 from .core.errors import UserError
-from .core.files import atomic_path, sha256_file, write_atomic
+from .core.files import atomic_path, matches_sha256, remember_sha256, sha256_file, write_atomic
 from .core.proc import run
 from .core.wait import wait_for
 from .machine import accel, qemu
@@ -59,6 +59,8 @@ def install(cfg, paths: Paths) -> None:
                 "qemu": qemu.version(), "accelerator": accel_name,
                 "seconds": round(time.monotonic() - start, 1)}
         write_atomic(paths.base_meta, json.dumps(meta, indent=2) + "\n")
+    # The rename changed the image's ctime: remember its stamp as it is now.
+    remember_sha256(paths.base, meta["sha256"], base_record(paths))
     say(f"installed {paths.base} in {meta['seconds']} s")
 
 
@@ -89,6 +91,46 @@ def _wait_installed(vm: Machine, kind, timeout: float, paths: Paths) -> dict:
         raise vm.error_with_screen(err) from None
 
 
+def base_record(paths: Paths):
+    return paths.artifacts / ".base.verified"
+
+
+def base_damage(paths: Paths) -> "str | None":
+    """What is wrong with base.qcow2, the backing image of every snapshot
+    and build, against base.json; None when it is intact. Hashes only when
+    the image's stamp changed since it was last checked."""
+    try:
+        want = json.loads(paths.base_meta.read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        return f"{paths.base_meta}: missing or unreadable"
+    if not paths.base.exists():
+        return f"{paths.base}: missing"
+    if not matches_sha256(paths.base, want, base_record(paths)):
+        return (f"{paths.base}: does not match its sha256 in {paths.base_meta.name} "
+                "(the installed image was changed after the install)")
+    return None
+
+
+class base_intact:
+    """doit up-to-date check: a damaged base.qcow2 makes the install stage
+    out of date, so `doit build` reinstalls instead of reviving on it."""
+
+    def __init__(self, paths: Paths):
+        self.paths = paths
+        self.problem: "str | None" = None
+
+    def __call__(self):
+        if not self.paths.base_meta.exists():
+            return None         # never installed: doit runs the stage anyway
+        self.problem = base_damage(self.paths)
+        return self.problem is None
+
+    def __str__(self) -> str:
+        return self.problem or "base.qcow2 matches base.json"
+
+    __repr__ = __str__
+
+
 def task_install():
     """Install the guest unattended onto a blank disk → artifacts/base.qcow2."""
     cfg = settings()
@@ -98,4 +140,5 @@ def task_install():
             "file_dep": kind.install_inputs(paths),
             "targets": [paths.base, paths.base_meta],
             "uptodate": [config_slice("install", {"kind": cfg.guest_kind,
-                                                  **kind.install_slice()})]}
+                                                  **kind.install_slice()}),
+                         base_intact(paths)]}

@@ -9,7 +9,7 @@ from .core.errors import UserError
 from .core.files import atomic_path, remove
 from .core.proc import run
 from . import guests
-from .install import choose_accel, cpu_for
+from .install import base_damage, choose_accel, cpu_for
 from .machine import qemu
 from .machine import snapshot as snap
 from .machine.qemu import launch_with_port
@@ -48,6 +48,9 @@ def empty_share_dirs(cfg, work) -> "dict[str, str]":
 @action
 def take_snapshot(cfg, paths: Paths) -> None:
     kind = guests.kind_for(cfg)
+    problem = base_damage(paths)
+    if problem:
+        raise UserError(f"{problem}; run `doit install` to reinstall")
     base = json.loads(paths.base_meta.read_text())
     accel_name, why = choose_accel(cfg, paths, kind)
     say(f"accelerator: {accel_name} ({why})")
@@ -115,6 +118,29 @@ def _machine_facts(paths: Paths) -> dict:
     return _facts
 
 
+class snapshot_intact:
+    """doit up-to-date check: a snapshot whose files no longer match their
+    sha256 in meta.json is out of date, so `doit snapshot` (or any build)
+    makes a new one. Cheap: files are hashed only when their stamp changed."""
+
+    def __init__(self, paths: Paths):
+        self.paths = paths
+        self.problem: "str | None" = None
+
+    def __call__(self):
+        try:
+            meta = snap.read_meta(self.paths.snapshot)
+        except UserError:
+            return None         # no snapshot: doit runs the stage anyway
+        self.problem = snap.damage(self.paths.snapshot, meta)
+        return self.problem is None
+
+    def __str__(self) -> str:
+        return self.problem or "the snapshot's files match meta.json"
+
+    __repr__ = __str__
+
+
 def task_snapshot():
     """Boot the installed guest, prepare the shares, save memory and device state."""
     cfg = settings()
@@ -122,4 +148,5 @@ def task_snapshot():
     return {"actions": [(take_snapshot, [cfg, paths])],
             "file_dep": [paths.base_meta, paths.payload_manifest, paths.public_key],
             "targets": [paths.snapshot_meta],
-            "uptodate": [config_slice("snapshot", snapshot_slice(cfg))]}
+            "uptodate": [config_slice("snapshot", snapshot_slice(cfg)),
+                         snapshot_intact(paths)]}

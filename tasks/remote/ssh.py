@@ -100,7 +100,10 @@ class Session:
                                          time.monotonic() - start)
             code = chan.recv_exit_status()
         finally:
-            chan.close()
+            try:
+                chan.close()
+            except (OSError, EOFError, paramiko.SSHException):
+                pass            # the transport is gone: nothing left to close
         return CommandResult(command, code, out.decode(errors="replace"),
                              time.monotonic() - start)
 
