@@ -83,8 +83,9 @@ def start_slow_builds(project) -> subprocess.Popen:
     proc = project.spawn("-n", "2", "build:slow1", "build:slow2")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        logs = list(project.artifacts.glob("builds/.slow*.tmp-*/log"))
-        if len(logs) == 2 and all(b"started" in l.read_bytes() for l in logs if l.exists()):
+        # The log is opened as the command starts (and written out on close).
+        if len(list(project.artifacts.glob("builds/.slow*.tmp-*/log"))) == 2:
+            time.sleep(3)
             return proc
         if proc.poll() is not None:
             raise AssertionError(f"doit ended early:\n{proc.communicate()}")
@@ -210,7 +211,8 @@ def test_a_state_damaged_beneath_its_stamp_names_qemus_reason(built):
     assert "Traceback" not in out and "Disconnected" not in out
     line = next(l for l in out.splitlines() if l.startswith("revive: reviving the snapshot"))
     assert "load of migration failed" in line
-    assert "does not match its sha256 in meta.json; run `doit snapshot`" in line
+    assert f"{folder / 'state'}: does not match its sha256 in meta.json" in line
+    assert "run `doit snapshot`" in line
     assert gone(lambda: qemu_processes(str(built.root)))
     # The advice works: the next run re-hashes, finds the damage, re-snapshots.
     proc = built.doit("build")
@@ -298,7 +300,7 @@ timeout = "2m"
             proc = built.spawn("-n", "2", "build")
             while proc.poll() is None:
                 tree = process_tree(proc.pid)
-                doit = [p for p, name in tree.items() if "qemu" not in name]
+                doit = [p for p, name in tree.items() if name.startswith("python")]
                 samples.append((round_, len(tree), open_files(doit)))
                 time.sleep(0.2)
             out, err = proc.communicate()
@@ -310,8 +312,9 @@ timeout = "2m"
         first = [s for s in samples if s[0] == 1]
         quarter = max(1, len(first) // 4)
         early, late = first[:quarter], first[-quarter:]
-        # doit + 2 workers + 2 QEMU + short-lived helpers (qemu-img, cat)
-        assert max(s[1] for s in samples) <= 10, max(samples, key=lambda s: s[1])
+        # doit, 2 workers, and per worker a QEMU with its short-lived helpers
+        # (qemu-img, QEMU's `sh -c cat` for the state): a leak grows with builds.
+        assert max(s[1] for s in samples) <= 3 + 2 * 4, max(samples, key=lambda s: s[1])
         assert max(s[2] for s in late) <= max(s[2] for s in early) + 4, (early, late)
         print(f"soak: {SOAK_BUILDS} builds x2, processes max {max(s[1] for s in samples)}, "
               f"open files early {max(s[2] for s in early)} late {max(s[2] for s in late)}, "
