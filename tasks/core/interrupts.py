@@ -7,7 +7,8 @@ The main doit process, while it has ``-n`` workers, does not raise: it
 forwards the signal to the workers (SIGTERM), which fail their tasks in one
 line each and report back, so doit stops the way it does after any failed
 task. A worker dies with its parent (PR_SET_PDEATHSIG): a killed doit leaves
-no worker holding the project lock, and the worker's QEMU dies with it.
+no worker holding the project lock (a worker in a stage cleans up first),
+and the worker's QEMU dies with it.
 
 No doit here: ``tasks/common.py`` wires this into the action wrapper.
 """
@@ -21,6 +22,7 @@ import sys
 from typing import Optional
 
 PR_SET_PDEATHSIG = 1
+PARENT_DIED = "doit was killed"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -82,17 +84,23 @@ def _on_main_signal(signum, frame) -> None:
 
 
 def _on_worker_signal(signum, frame) -> None:
-    parent_gone = os.getppid() != _state["main_pid"]
     first = _state["interrupted"] is None
     if first:
-        _state["interrupted"] = "doit was killed" if parent_gone else _signame(signum)
-    if not _state["in_action"]:
-        if parent_gone:
-            # Idle, nothing to clean up, and nobody will send more work.
-            os._exit(1)
-        return                  # doit sends "no more work" after the failure
-    if first:
+        _state["interrupted"] = _signame(signum)
+    if _state["in_action"] and first:
         raise Interrupted(_state["interrupted"])
+    # Idle: doit sends "no more work" after the failure it is told of.
+
+
+def _on_parent_death(signum, frame) -> None:
+    # A signal of its own (SIGUSR1), because getppid() may still name doit
+    # while its other threads die: the reason must not depend on timing.
+    first = _state["interrupted"] is None
+    _state["interrupted"] = PARENT_DIED
+    if not _state["in_action"]:
+        os._exit(1)             # idle: nothing to clean up, nobody to wait for
+    if first:
+        raise Interrupted(PARENT_DIED)
 
 
 def _set_pdeathsig(signum: int) -> None:
@@ -105,12 +113,13 @@ class _AfterFork:
     ``-n`` workers) before its target starts."""
 
     def __call__(self, _obj=None) -> None:
-        _set_pdeathsig(signal.SIGTERM)
-        if os.getppid() != _state["main_pid"]:
-            os._exit(1)         # doit died before the line above
         _state["interrupted"] = None
         signal.signal(signal.SIGINT, _on_worker_signal)
         signal.signal(signal.SIGTERM, _on_worker_signal)
+        signal.signal(signal.SIGUSR1, _on_parent_death)
+        _set_pdeathsig(signal.SIGUSR1)
+        if os.getppid() != _state["main_pid"]:
+            os._exit(1)         # doit died before the line above
 
 
 _after_fork = _AfterFork()
@@ -132,7 +141,8 @@ def in_worker() -> bool:
 
 
 def parent_gone() -> bool:
-    return in_worker() and os.getppid() != _state["main_pid"]
+    """In a worker: doit itself was killed (nobody reads our results)."""
+    return in_worker() and _state["interrupted"] == PARENT_DIED
 
 
 class action_running:
