@@ -205,7 +205,11 @@ def test_a_state_damaged_beneath_its_stamp_names_qemus_reason(built):
     record = json.loads((folder / ".verified").read_text())
     record["state"] = [record["state"][0], *stamp(folder / "state")]
     (folder / ".verified").write_text(json.dumps(record))
-    proc = built.doit("build:hello", check=False)
+    data = built.root / "other" / "data.txt"
+    original = data.read_text()
+    data.write_text("a build that must run\n")
+    proc = built.doit("build:other", check=False)
+    data.write_text(original)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out and "Disconnected" not in out
