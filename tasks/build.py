@@ -4,8 +4,11 @@ collect outputs, the combined log and the exit code into
 artifacts/builds/NAME/."""
 
 import os
+from pathlib import Path
 
-from .common import Paths, action, files_under, say, settings, stage_inputs, uptodate
+from .common import (Paths, action, base_damage, files_under, say, settings, stage_inputs,
+                     uptodate)
+from .core import interrupts
 from .core.errors import UserError
 from .core.files import atomic_path, remove
 from .machine import revive
@@ -27,6 +30,9 @@ def run_build(inputs, paths: Paths) -> None:
         from .cluster.submit import run_remote_build
         _report(request, *run_remote_build(inputs.limits["cluster"], paths, request))
         return
+    problem = base_damage(paths)
+    if problem:
+        raise UserError(f"{problem}; run `doit install` to reinstall")
     work = paths.work / f"build-{request.name}-{os.getpid()}"
     remove(work)
     work.mkdir(parents=True)
@@ -34,12 +40,28 @@ def run_build(inputs, paths: Paths) -> None:
     try:
         with atomic_path(target) as out:
             out.mkdir()
-            result = revive.run_build(paths.artifacts, request, key=paths.key, out=out,
-                                      work=work, logs=paths.logs)
+            try:
+                result = revive.run_build(paths.artifacts, request, key=paths.key, out=out,
+                                          work=work, logs=paths.logs)
+            except BaseException as err:
+                _keep_partial_log(out / "log", paths.logs / f"build-{request.name}.log", err)
+                raise
             revive.write_result(out, result)
     finally:
         remove(work)
+    remove(paths.logs / f"build-{request.name}.log")
     _report(request, target, result)
+
+
+def _keep_partial_log(log: Path, kept: Path, err: BaseException) -> None:
+    """The build folder is a temporary name removed on failure; what the
+    command printed so far moves to artifacts/logs/ first."""
+    if log.exists():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(log, kept)
+        stopped = interrupts.find(err)
+        if stopped is not None and stopped.log is None:
+            stopped.log = str(kept)
 
 
 def _report(request, target, result: dict) -> None:

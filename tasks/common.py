@@ -3,6 +3,7 @@ config-slice up-to-date check, and actions that fail in one line."""
 
 import fcntl
 import functools
+import inspect
 import json
 import os
 import sys
@@ -11,7 +12,9 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from . import config as config_mod
+from .core import interrupts
 from .core.errors import UserError, for_people
+from .core.files import matches_sha256, sweep_stale
 from .core.space import is_nospace, nospace_message
 
 
@@ -54,6 +57,11 @@ def _lock_project(artifacts: Path) -> None:
         raise UserError(f"another doit is running in this project ({artifacts}); "
                         "wait for it to finish") from None
     _locks[str(artifacts)] = fh
+    # Holding the lock, no other doit of this project runs: temporary names
+    # left by a killed one are debris. Ctrl-C and SIGTERM from here on end a
+    # stage in one line (tasks/core/interrupts.py).
+    sweep_stale(artifacts)
+    interrupts.install()
 
 
 def stage_inputs(cfg: config_mod.Config, stage: str):
@@ -141,24 +149,95 @@ def _differences(old, new, where: str):
         yield f"{where}: {old!r} -> {new!r}"
 
 
+def base_record(paths: Paths):
+    return paths.artifacts / ".base.verified"
+
+
+def base_damage(paths: Paths) -> "str | None":
+    """What is wrong with base.qcow2, the backing image of every snapshot
+    and build, against base.json; None when it is intact. Hashes only when
+    the image's stamp changed since it was last checked."""
+    try:
+        want = json.loads(paths.base_meta.read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        return f"{paths.base_meta}: missing or unreadable"
+    if not paths.base.exists():
+        return f"{paths.base}: missing"
+    if not matches_sha256(paths.base, want, base_record(paths)):
+        return (f"{paths.base}: does not match its sha256 in {paths.base_meta.name} "
+                "(the installed image was changed after the install)")
+    return None
+
+
+class base_intact:
+    """doit up-to-date check: a damaged base.qcow2 makes the install stage
+    out of date, so `doit build` reinstalls instead of reviving on it."""
+
+    def __init__(self, paths: Paths):
+        self.paths = paths
+        self.problem: "str | None" = None
+
+    def __call__(self):
+        if not self.paths.base_meta.exists():
+            return None         # never installed: doit runs the stage anyway
+        self.problem = base_damage(self.paths)
+        return self.problem is None
+
+    def __str__(self) -> str:
+        return self.problem or "base.qcow2 matches base.json"
+
+    __repr__ = __str__
+
+
 def action(fn):
     """Wrap a stage function as a doit python-action: a ``UserError``
-    becomes a one-line task failure, never a traceback."""
+    becomes a one-line task failure, never a traceback; so does Ctrl-C or
+    SIGTERM (an ``Interrupted``), after the stage's own cleanup ran."""
     @functools.wraps(fn)
-    def run(*args, **kwargs):
+    def run(*args, task, **kwargs):
+        if interrupts.interrupted():
+            return TaskFailed(for_people(f"{task.name}: not started, doit was interrupted "
+                                         f"({interrupts.interrupted()})"))
         try:
-            fn(*args, **kwargs)
-        except UserError as err:
-            return TaskFailed(for_people(err))
-        except OSError as err:
-            # A full disk while writing the payload, the ISO, outputs or
-            # logs is the user's to fix: one line naming the filesystem.
-            if not is_nospace(err):
+            with interrupts.action_running():
+                fn(*args, **kwargs)
+        except BaseException as err:
+            if not interrupts.interrupted() and not isinstance(err, KeyboardInterrupt):
+                if isinstance(err, UserError):
+                    return TaskFailed(for_people(err))
+                if isinstance(err, OSError) and is_nospace(err):
+                    # A full disk while writing the payload, the ISO, outputs
+                    # or logs is the user's to fix: one line naming the
+                    # filesystem.
+                    where = next((a.artifacts for a in args if isinstance(a, Paths)),
+                                 Path.cwd())
+                    return TaskFailed(for_people(f"{fn.__name__}: "
+                                                 f"{nospace_message(err, where)}"))
                 raise
-            where = next((a.artifacts for a in args if isinstance(a, Paths)), Path.cwd())
-            return TaskFailed(for_people(f"{fn.__name__}: {nospace_message(err, where)}"))
+            # Whatever a cleanup raised after an interrupt is its consequence.
+            message = interrupted_line(task.name, interrupts.find(err) or err)
+            if interrupts.parent_gone():
+                # doit itself was killed: nobody reads this worker's result.
+                print(message, file=sys.__stderr__, flush=True)
+                os._exit(1)
+            return TaskFailed(message)
         return None
+    # doit passes the running Task to an action with a `task` parameter.
+    sig = inspect.signature(fn)
+    run.__signature__ = sig.replace(parameters=[
+        *sig.parameters.values(),
+        inspect.Parameter("task", inspect.Parameter.KEYWORD_ONLY)])
     return run
+
+
+def interrupted_line(task_name: str, err: BaseException) -> str:
+    why = getattr(err, "why", None) or "SIGINT"
+    phase = getattr(err, "phase", None)
+    log = getattr(err, "log", None)
+    where = f" during {phase}" if phase else ""
+    kept = f"; partial log kept: {log}" if log else ""
+    return for_people(f"{task_name} interrupted ({why}){where}; its QEMU was stopped "
+                      f"and its temporary files removed{kept}")
 
 
 def say(message: str) -> None:

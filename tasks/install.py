@@ -9,9 +9,10 @@ stages depend on this small file, not on re-hashing the image.
 import json
 import time
 
-from .common import Paths, action, say, settings, stage_inputs, uptodate
+from .common import (Paths, action, base_intact, base_record, say, settings, stage_inputs,
+                     uptodate)
 from .core.errors import UserError
-from .core.files import atomic_path, sha256_file, write_atomic
+from .core.files import atomic_path, matches_sha256, remember_sha256, sha256_file, write_atomic
 from .core.proc import run
 from .core.wait import wait_for
 from .machine import accel, qemu
@@ -52,6 +53,8 @@ def install(inputs, paths: Paths) -> None:
                 "qemu": qemu.version(), "accelerator": accel_name,
                 "seconds": round(time.monotonic() - start, 1)}
         write_atomic(paths.base_meta, json.dumps(meta, indent=2) + "\n")
+    # The rename changed the image's ctime: remember its stamp as it is now.
+    remember_sha256(paths.base, meta["sha256"], base_record(paths))
     say(f"installed {paths.base} in {meta['seconds']} s")
 
 
@@ -90,4 +93,4 @@ def task_install():
     return {"actions": [(install, [inputs, paths])],
             "file_dep": inputs.guest_kind().install_files(paths),
             "targets": [paths.base, paths.base_meta],
-            "uptodate": [uptodate(inputs)]}
+            "uptodate": [uptodate(inputs), base_intact(paths)]}

@@ -4,7 +4,7 @@ machine and save its memory and device state → artifacts/snapshot/."""
 
 import json
 
-from .common import Paths, action, say, settings, stage_inputs, uptodate
+from .common import Paths, action, base_damage, say, settings, stage_inputs, uptodate
 from .core.errors import UserError
 from .core.files import atomic_path, remove
 from .core.proc import run
@@ -30,6 +30,9 @@ def empty_share_dirs(shares, work) -> "dict[str, str]":
 @action
 def take_snapshot(inputs, paths: Paths) -> None:
     kind = inputs.guest_kind()
+    problem = base_damage(paths)
+    if problem:
+        raise UserError(f"{problem}; run `doit install` to reinstall")
     base = json.loads(paths.base_meta.read_text())
     accel_name, why = accel.choose(inputs["vm.accel"], lambda: kind.probe_kernel(paths),
                                    paths.accel_cache)
@@ -89,6 +92,29 @@ def take_snapshot(inputs, paths: Paths) -> None:
         f"{watch.phases['boot_to_ssh']} s, save {watch.phases['save']} s)")
 
 
+class snapshot_intact:
+    """doit up-to-date check: a snapshot whose files no longer match their
+    sha256 in meta.json is out of date, so `doit snapshot` (or any build)
+    makes a new one. Cheap: files are hashed only when their stamp changed."""
+
+    def __init__(self, paths: Paths):
+        self.paths = paths
+        self.problem: "str | None" = None
+
+    def __call__(self):
+        try:
+            meta = snap.read_meta(self.paths.snapshot)
+        except UserError:
+            return None         # no snapshot: doit runs the stage anyway
+        self.problem = snap.damage(self.paths.snapshot, meta)
+        return self.problem is None
+
+    def __str__(self) -> str:
+        return self.problem or "the snapshot's files match meta.json"
+
+    __repr__ = __str__
+
+
 def task_snapshot():
     """Boot the installed guest, prepare the shares, save memory and device state."""
     cfg = settings()
@@ -97,4 +123,4 @@ def task_snapshot():
     return {"actions": [(take_snapshot, [inputs, paths])],
             "file_dep": [paths.base_meta, paths.payload_manifest, paths.public_key],
             "targets": [paths.snapshot_meta],
-            "uptodate": [uptodate(inputs)]}
+            "uptodate": [uptodate(inputs), snapshot_intact(paths)]}

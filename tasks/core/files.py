@@ -2,7 +2,9 @@
 
 import contextlib
 import hashlib
+import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -55,3 +57,103 @@ def sha256_file(path: Path) -> str:
         while chunk := fh.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+# Names a process gives its temporary files: atomic_path's `.NAME.tmp-PID`
+# and `.NAME.old-PID`, the snapshot's `.verified.PID`, a build's
+# `work/build-NAME-PID` (its overlay and exchange folder).
+_STALE = re.compile(r"^\..+\.(?:tmp|old)-(\d+)$|^\.verified\.(\d+)$|^build-.+-(\d+)$")
+
+
+def sweep_stale(artifacts: Path) -> "list[Path]":
+    """Remove temporary names left in ``artifacts`` by a doit that was killed
+    (SIGKILL, power loss) before its own cleanup ran; return what went.
+
+    The caller holds the project lock, so no other doit of this project
+    runs: a name is debris unless its PID is alive *and* that process has
+    the project's lock file open (PIDs are reused). The shared download
+    cache is not ours to sweep.
+    """
+    artifacts = Path(artifacts)
+    lock = artifacts / ".lock"
+    removed = []
+    for folder in (artifacts, artifacts / "builds", artifacts / "media",
+                   artifacts / "keys", artifacts / "snapshot", artifacts / "work"):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            m = _STALE.match(entry.name)
+            if not m or (m.group(3) and folder != artifacts / "work"):
+                continue
+            pid = int(next(g for g in m.groups() if g))
+            if pid != os.getpid() and not _holds(pid, lock):
+                remove(Path(entry.path))
+                removed.append(Path(entry.path))
+    # The snapshot stage's scratch folder has a fixed name.
+    if (artifacts / "work" / "snapshot").exists():
+        remove(artifacts / "work" / "snapshot")
+        removed.append(artifacts / "work" / "snapshot")
+    return removed
+
+
+def _holds(pid: int, lock: Path) -> bool:
+    """Whether process ``pid`` is alive and has ``lock`` open."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        links = list(fds.iterdir())
+    except FileNotFoundError:
+        return False
+    except PermissionError:
+        return True             # alive and not ours to inspect: leave it
+    for fd in links:
+        try:
+            if os.readlink(fd) == str(lock):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def stamp(path: Path) -> "list[int]":
+    """What changes when a file's content can have changed: size, mtime,
+    inode and ctime (which no user can set back after a write)."""
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
+def matches_sha256(path: Path, sha256: str, record: Path) -> bool:
+    """Whether ``path`` still holds the content whose sha256 is given.
+
+    Hashes only when the file's stamp differs from the one remembered in
+    ``record`` (a small JSON file), so multi-GB images are not re-hashed on
+    every run; a match is remembered with the new stamp.
+    """
+    path = Path(path)
+    try:
+        now = stamp(path)
+    except FileNotFoundError:
+        return False
+    if _read_record(record).get(path.name) == [sha256, *now]:
+        return True
+    if sha256_file(path) != sha256:
+        return False
+    remember_sha256(path, sha256, record)
+    return True
+
+
+def remember_sha256(path: Path, sha256: str, record: Path) -> None:
+    """Record that ``path``, as it is now, has this sha256 (just computed)."""
+    known = _read_record(record)
+    known[Path(path).name] = [sha256, *stamp(path)]
+    tmp = Path(record).with_name(f".{Path(record).name.lstrip('.')}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(known))
+    os.replace(tmp, record)
+
+
+def _read_record(record: Path) -> dict:
+    try:
+        return json.loads(Path(record).read_text())
+    except (OSError, ValueError):
+        return {}

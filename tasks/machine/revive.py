@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Share
+from ..core import interrupts
 from ..core.collect import collect_outputs
 from ..core.errors import UserError
 from ..core.files import remove
@@ -45,6 +46,12 @@ class Stopwatch:
         start = time.monotonic()
         try:
             yield
+        except BaseException as err:
+            # An interrupt says which phase it stopped.
+            stopped = interrupts.find(err)
+            if stopped is not None and stopped.phase is None:
+                stopped.phase = name
+            raise
         finally:
             spent = time.monotonic() - start
             self.phases[name] = round(self.phases.get(name, 0) + spent, 3)

@@ -22,11 +22,12 @@ import time
 from pathlib import Path
 
 from ..core.errors import UserError
-from ..core.files import sha256_file
+from ..core.files import matches_sha256, remember_sha256, sha256_file
 from ..core.wait import wait_for
 from . import qemu
 
 META = "meta.json"
+VERIFIED = ".verified"
 DISK = "disk.qcow2"
 RAM = "ram"
 STATE = {"file": "state", "zstd": "state.zst"}
@@ -104,9 +105,38 @@ def incoming(machine: qemu.Machine, folder: Path, method: str, timeout: float) -
             raise machine.error("reviving the snapshot failed: "
                                 f"{info.get('error-desc', 'see the QEMU log')}")
         return None
-    wait_for(paused, timeout=timeout, what="reviving the snapshot", alive=machine.dead,
-             interval=0.005, log=str(machine.qemu_log))
+    try:
+        wait_for(paused, timeout=timeout, what="reviving the snapshot", alive=machine.dead,
+                 interval=0.005, log=str(machine.qemu_log))
+    except UserError:
+        # A state file QEMU cannot load makes it exit; QMP then only says
+        # "Disconnected" and the reason is in QEMU's own messages.
+        cause = load_failure(machine)
+        if not cause:
+            raise
+        # Damage beneath an unchanged stamp: forget the remembered hashes, so
+        # that this check and the snapshot stage's up-to-date check re-hash.
+        (folder / VERIFIED).unlink(missing_ok=True)
+        problem = damage(folder, read_meta(folder))
+        advice = (f"{problem}; run `doit snapshot` to make a new one" if problem else
+                  "run `doit forget snapshot` then `doit snapshot` to make a new one")
+        raise UserError(f"reviving the snapshot failed: {cause}; {advice}",
+                        log=str(machine.qemu_log)) from None
     machine.cmd("cont")
+
+
+def load_failure(machine: qemu.Machine, wait: float = 5) -> "str | None":
+    """QEMU's own words on why it could not load the state, once it exited."""
+    try:
+        machine.proc.wait(timeout=wait)
+    except Exception:
+        return None
+    text = machine.qemu_log.read_text(errors="replace") if machine.qemu_log.exists() else ""
+    own = [l.strip() for l in text.split("\n---", 1)[0].splitlines()[1:] if l.strip()]
+    for line in reversed(own):
+        if "migration" in line or "load" in line:
+            return line.removeprefix(f"{qemu.BINARY}: ")
+    return own[-1].removeprefix(f"{qemu.BINARY}: ") if own else None
 
 
 def write_meta(folder: Path, meta: dict) -> None:
@@ -115,7 +145,9 @@ def write_meta(folder: Path, meta: dict) -> None:
     for name in state_files(meta["save_method"]):
         path = folder / name
         st = path.stat()
-        meta["files"][name] = {"sha256": sha256_file(path), "size": st.st_size}
+        digest = sha256_file(path)
+        meta["files"][name] = {"sha256": digest, "size": st.st_size}
+        remember_sha256(path, digest, folder / VERIFIED)
     (folder / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
@@ -127,36 +159,30 @@ def read_meta(folder: Path) -> dict:
 
 
 def check(folder: Path, meta: dict) -> None:
-    """Refuse a snapshot this QEMU cannot revive, or whose files changed.
-
-    Hashes are checked against meta.json the first time a file is seen with
-    its current size and mtime; the verdict is remembered in ``.verified``
-    so multi-GB files are not re-hashed on every revive.
-    """
+    """Refuse a snapshot this QEMU cannot revive, or whose files changed."""
     if meta.get("qemu") != qemu.version():
         raise UserError(f"the snapshot was made with QEMU {meta.get('qemu')} and this "
                         f"is {qemu.version()}; run `doit snapshot` to make a new one")
-    verified_path = folder / ".verified"
-    try:
-        verified = json.loads(verified_path.read_text())
-    except (OSError, ValueError):
-        verified = {}
-    changed = False
-    for name, want in meta["files"].items():
+    problem = damage(folder, meta)
+    if problem:
+        raise UserError(f"{problem}; run `doit snapshot` to make a new one")
+
+
+def damage(folder: Path, meta: dict) -> "str | None":
+    """What is wrong with the snapshot's files, or None.
+
+    A file is hashed only when its stamp (size, mtime, inode, ctime) differs
+    from the one remembered in ``.verified``, so multi-GB files are not
+    re-hashed on every run; the snapshot stage's up-to-date check and every
+    revive call this.
+    """
+    record = folder / VERIFIED
+    for name, want in meta.get("files", {}).items():
         path = folder / name
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise UserError(f"{path}: missing from the snapshot; run `doit snapshot`") from None
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
-        if verified.get(name) == [want["sha256"], *stamp]:
-            continue
-        if st.st_size != want["size"] or sha256_file(path) != want["sha256"]:
-            raise UserError(f"{path}: does not match its sha256 in {META} (the snapshot "
-                            "was changed after it was made); run `doit snapshot`")
-        verified[name] = [want["sha256"], *stamp]
-        changed = True
-    if changed:
-        tmp = verified_path.with_name(f".verified.{os.getpid()}")
-        tmp.write_text(json.dumps(verified))
-        os.replace(tmp, verified_path)
+        if not path.exists():
+            return f"{path}: missing from the snapshot"
+        if path.stat().st_size != want["size"] or \
+                not matches_sha256(path, want["sha256"], record):
+            return (f"{path}: does not match its sha256 in {META} (the snapshot "
+                    "was changed after it was made)")
+    return None

@@ -131,7 +131,10 @@ class Session:
                     return result(None, "timeout")
             code = chan.recv_exit_status()
         finally:
-            chan.close()
+            try:
+                chan.close()
+            except (OSError, EOFError, paramiko.SSHException):
+                pass            # the transport is gone: nothing left to close
         if code == -1:
             # paramiko's "no status" marker: the channel ended without one,
             # because the VM went away or a signal killed the command.
