@@ -185,15 +185,26 @@ def _report(build, target: Path, result: dict) -> None:
                         f"outputs); log: {log}")
 
 
+def input_files(paths: Paths, build) -> "list[str]":
+    """What a build reads on the host: the files of its shared folders, or
+    for a ``sources:NAME`` share the sources task's manifest (which hashes
+    every file, and makes doit fetch the sources first)."""
+    from .sources import folder, manifest
+    fetched = {folder(paths, name): manifest(paths, name) for name in build.sources}
+    found = []
+    for path in build.shares.values():
+        found += [str(fetched[path])] if path in fetched else files_under(path)
+    return found
+
+
 def task_build():
     """Run each [builds.NAME] in a throwaway copy revived from the snapshot."""
     cfg = settings()
     paths = Paths(cfg)
     for build in cfg.builds.values():
-        sources = [f for p in build.shares.values() for f in files_under(p)]
         yield {"name": build.name,
                "actions": [(run_build, [cfg, paths, build])],
-               "file_dep": [paths.snapshot_meta, *sources],
+               "file_dep": [paths.snapshot_meta, *input_files(paths, build)],
                "targets": [paths.builds / build.name / "result.json"],
                "uptodate": [config_slice(f"builds.{build.name}", build_slice(build))],
                "doc": f"build {build.name}: {build.command}"}
