@@ -13,6 +13,7 @@ from pathlib import Path
 from .common import Paths, Stopwatch, action, config_slice, files_under, say, settings
 from .core.errors import UserError
 from .core.files import atomic_path, remove
+from .core import progress
 from .core.proc import run
 from . import guests
 from .machine import snapshot as snap
@@ -127,7 +128,13 @@ def _run_in_copy(cfg, paths, meta, build, work, shares, out, watch) -> dict:
         command = kind.command_line(build.command, build.env, meta.get("user", "root"),
                                     guest_shares)
         with open(out / "log", "wb") as log, watch.phase("command"):
-            result = session.run(command, timeout=build.timeout, sink=log.write)
+            # The same file under artifacts/logs/ while the build runs, so
+            # `tail -f artifacts/logs/build-NAME.log` follows it.
+            live = paths.logs / f"build-{build.name}.log"
+            remove(live)
+            os.link(out / "log", live)
+            result = session.run(command, timeout=build.timeout,
+                                 sink=progress.build_sink(log, build.name))
         with watch.phase("collect"):
             collected, missing = _collect(build, shares[cfg.exchange.name], out / "outputs")
     finally:

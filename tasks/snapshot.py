@@ -7,6 +7,7 @@ import json
 from .common import Paths, Stopwatch, action, config_slice, say, settings
 from .core.errors import UserError
 from .core.files import atomic_path, remove
+from .core.progress import StatusLine
 from .core.proc import run
 from . import guests
 from .install import choose_accel, cpu_for
@@ -70,7 +71,7 @@ def take_snapshot(cfg, paths: Paths) -> None:
         machine, port = launch_with_port(
             lambda port: snap.fill(template, {**values, "port": port}),
             name="snapshot", logdir=paths.logs)
-        with machine:
+        with machine, StatusLine("snapshot", console=machine.serial_log):
             with watch.phase("boot_to_ssh"):
                 try:
                     session = ssh.connect(port, user=kind.ssh_user(), key_file=paths.key,
