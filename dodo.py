@@ -6,6 +6,7 @@ Stages (see README.md): sources, keys, payload, iso, floppy → install → snap
 from tasks.build import task_build  # noqa: F401
 from tasks.install import task_install  # noqa: F401
 from tasks.media import task_floppy, task_iso, task_keys, task_payload  # noqa: F401
+from tasks.shell import task_shell  # noqa: F401
 from tasks.snapshot import task_snapshot  # noqa: F401
 from tasks.sources import task_sources  # noqa: F401
 from tasks.summary import SummaryReporter

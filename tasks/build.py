@@ -137,14 +137,44 @@ def _run_in_copy(cfg, paths, meta, build, work, shares, out, watch) -> dict:
                                  sink=progress.build_sink(log, build.name))
         with watch.phase("collect"):
             collected, missing = _collect(build, shares[cfg.exchange.name], out / "outputs")
+        kept = {}
+        if result.exit_code != 0 and keep_wanted(build):
+            with watch.phase("keep"):
+                kept = _keep_failed(cfg, paths, meta, build, machine, session, work,
+                                    guest_shares, result.exit_code)
     finally:
         session.close()
         machine.kill()
-    return {"build": build.name, "exit_code": result.exit_code,
+    return {**kept, "build": build.name, "exit_code": result.exit_code,
             "timed_out": result.exit_code is None, "outputs": collected,
             "missing_outputs": missing, "timings": {**watch.phases, "total": watch.total()},
             "snapshot": {"qemu": meta["qemu"], "accelerator": meta["accelerator"],
                          "save_method": meta["save_method"]}}
+
+
+def keep_wanted(build) -> bool:
+    return build.keep_failed or os.environ.get("REVIVE_KEEP_FAILED", "") not in ("", "0")
+
+
+def _keep_failed(cfg, paths, meta, build, machine, session, work, guest_shares,
+                 exit_code) -> dict:
+    """Save the failed copy as the command left it ({"kept": folder}), or
+    say why it could not be ({"kept_error": why}); the build's own failure
+    is what the task reports either way."""
+    from .guests.linux import unmount_command
+    from .machine import keep
+    nine_p = [s for s in guest_shares if s.transport == "9p"]
+    try:
+        if nine_p:
+            # QEMU refuses to migrate while a 9p share is mounted.
+            session.check(f"sync; {unmount_command(nine_p)}", timeout=60,
+                          what="unmounting the shares to keep the failed copy")
+        folder = keep.save_failed(machine, overlay=work / "disk.qcow2",
+                                  artifacts=paths.artifacts, meta=meta, build=build.name,
+                                  exit_code=exit_code, timeout=cfg.timeouts.boot)
+    except UserError as err:
+        return {"kept_error": str(err)}
+    return {"kept": str(folder)}
 
 
 def _collect(build, exchange: Path, dest: Path) -> "tuple[list[str], list[str]]":
@@ -178,6 +208,11 @@ def _copy_output(src, dst) -> None:
 def _report(build, target: Path, result: dict) -> None:
     log = target / "log"
     t = result["timings"]
+    if result.get("kept"):
+        log = (f"{log}; its state is kept: doit shell:{build.name} "
+               f"--kept {Path(result['kept']).name}")
+    elif result.get("kept_error"):
+        log = f"{log}; its state could not be kept: {result['kept_error']}"
     say(f"build {build.name}: exit {result['exit_code']} (revive {t.get('revive')} s, "
         f"command {t.get('command')} s, total {t.get('total')} s) → {target}")
     if result["timed_out"]:
@@ -204,6 +239,15 @@ def input_files(paths: Paths, build) -> "list[str]":
     return found
 
 
+def clean_build(paths: Paths, name: str) -> None:
+    """`doit clean build:NAME`: its results and its kept states, each named."""
+    from .machine import keep
+    for path in [paths.builds / name, *keep.kept_states(paths.artifacts, name)]:
+        if path.exists():
+            remove(path)
+            print(f"removed {path}")
+
+
 def task_build():
     """Run each [builds.NAME] in a throwaway copy revived from the snapshot."""
     cfg = settings()
@@ -214,4 +258,5 @@ def task_build():
                "file_dep": [paths.snapshot_meta, *input_files(paths, build)],
                "targets": [paths.builds / build.name / "result.json"],
                "uptodate": [config_slice(f"builds.{build.name}", build_slice(build))],
+               "clean": [(clean_build, [paths, build.name])],
                "doc": f"build {build.name}: {build.command}"}

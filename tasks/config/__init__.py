@@ -47,6 +47,7 @@ class Build:
     timeout: float
     env: "dict[str, str]"
     sources: "tuple[str, ...]" = ()   # the [sources.NAME] its shares name
+    keep_failed: bool = False         # keep a failed copy's state (post-mortem)
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,7 @@ def _builds(t: "_Table", shares: "dict[str, Share]", root: Path,
     builds = {}
     for name in t.data:
         b = t.table(name, named=True)
-        b.only("command", "shares", "outputs", "timeout", "env")
+        b.only("command", "shares", "outputs", "timeout", "env", "keep_failed")
         given = b.table("shares")
         mapped = {}
         used = []
@@ -252,7 +253,8 @@ def _builds(t: "_Table", shares: "dict[str, Share]", root: Path,
             name=name, command=b.string("command"), shares=mapped,
             outputs=tuple(b.string_list("outputs", [])),
             timeout=b.duration("timeout", "30m"),
-            env={k: env.string(k) for k in env.data}, sources=tuple(used))
+            env={k: env.string(k) for k in env.data}, sources=tuple(used),
+            keep_failed=b._get("keep_failed", False, bool, "true or false"))
         for out in builds[name].outputs:
             if out.startswith("/") or ".." in Path(out).parts:
                 raise b.error("outputs", f"{out!r} must be a path relative to "
