@@ -21,7 +21,7 @@ from pathlib import Path
 from .common import Paths, action, guest_kind, config_slice, files_under, say, settings
 from .core.errors import UserError
 from .core.files import atomic_path, sha256_file, write_atomic
-from .inputs import lock, tarball
+from .fetch import lock, tarball
 
 
 def folder(paths: Paths, name: str) -> Path:

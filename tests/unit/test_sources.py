@@ -16,7 +16,7 @@ import pytest
 
 from tasks.config import parse
 from tasks.core.errors import UserError
-from tasks.inputs import lock, tarball
+from tasks.fetch import lock, tarball
 
 REPO = Path(__file__).resolve().parents[2]
 SHARES = """
