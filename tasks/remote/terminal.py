@@ -38,7 +38,10 @@ def interactive(transport: paramiko.Transport, command: str, *, stdin: int = 0,
             os.write(wake_w, b"w")
         except OSError:
             pass
-    old_handler = signal.signal(signal.SIGWINCH, on_winch)
+    try:
+        old_handler = signal.signal(signal.SIGWINCH, on_winch)
+    except ValueError:          # not the main thread (doit -n): no resizing
+        old_handler = None
     saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
     try:
         if saved is not None:
@@ -68,7 +71,8 @@ def interactive(transport: paramiko.Transport, command: str, *, stdin: int = 0,
     finally:
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
-        signal.signal(signal.SIGWINCH, old_handler)
+        if old_handler is not None:
+            signal.signal(signal.SIGWINCH, old_handler)
         os.close(wake_r)
         os.close(wake_w)
         chan.close()
