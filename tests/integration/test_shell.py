@@ -68,6 +68,11 @@ class Terminal:
                 if not chunk:
                     raise AssertionError(f"doit ended before {pattern!r}; "
                                          f"the terminal showed: {self.seen[-2000:]!r}")
+                if b"\x1b[6n" in chunk:
+                    # The guest's line editor asks where the cursor is, as
+                    # a terminal would be asked; answer like one.
+                    chunk = chunk.replace(b"\x1b[6n", b"")
+                    self.type("\x1b[1;1R")
                 self.seen += chunk
 
     def run(self, command: str, timeout: float = 30) -> str:
@@ -103,6 +108,7 @@ def test_a_shell_in_a_copy_answers_follows_the_window_and_ends_with_exit(built):
     term = Terminal(built, "shell:hello")
     try:
         term.expect("leave with exit", timeout=120)
+        term.expect(r"# ", timeout=60)          # the guest shell's prompt
         assert term.run("echo $((6*7))").strip() == "42"
         # The build's shares are mounted, the build's sources read-only.
         listing = term.run("ls /mnt/src; grep -c ' /mnt/' /proc/mounts")
@@ -144,6 +150,7 @@ def test_a_failed_build_keeps_its_state_and_the_shell_resumes_it(built):
     term = Terminal(built, "shell:post-mortem", "--kept", kept[0].name)
     try:
         term.expect("leave with exit", timeout=120)
+        term.expect(r"# ", timeout=60)
         assert term.run("cat /tmp/post-mortem.txt").strip() == "left-behind"
         # The process the command started in the background still runs.
         assert term.run("kill -0 $(cat /tmp/sleeper.pid) && echo alive").strip() == "alive"
@@ -156,6 +163,7 @@ def test_a_failed_build_keeps_its_state_and_the_shell_resumes_it(built):
     term = Terminal(built, "shell", "--kept", str(kept[0]))
     try:
         term.expect("leave with exit", timeout=120)
+        term.expect(r"# ", timeout=60)
         assert term.run("cat /tmp/post-mortem.txt").strip() == "left-behind"
         term.type("exit\r")
         assert term.wait() == 0
