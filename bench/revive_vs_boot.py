@@ -21,13 +21,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tasks.build import revive  # noqa: E402
-from tasks.common import Paths, Stopwatch  # noqa: E402
+from tasks.common import Paths  # noqa: E402
 from tasks.config import load  # noqa: E402
 from tasks.core.files import remove  # noqa: E402
 from tasks.core.proc import run  # noqa: E402
 from tasks.machine import snapshot as snap  # noqa: E402
 from tasks.machine.qemu import launch_with_port  # noqa: E402
+from tasks.machine.revive import Stopwatch, revived as revived_copy  # noqa: E402
 from tasks.remote import ssh  # noqa: E402
 
 STAGES = ["keys", "payload", "iso", "floppy", "install", "snapshot", "build"]
@@ -76,15 +76,11 @@ def revived(paths: Paths, meta: dict, cfg, work: Path) -> float:
     remove(work)
     work.mkdir(parents=True)
     start = time.monotonic()
-    machine, session = revive(paths, meta, name="bench-revive", work=work,
-                              shares={n: work for n in meta["shares"]},
-                              timeout=cfg.timeouts.revive, watch=Stopwatch())
-    try:
-        session.check("true")
+    with revived_copy(paths.artifacts, name="bench-revive", work=work, logs=paths.logs,
+                      shares={n: work for n in meta["shares"]}, key=paths.key,
+                      revive_timeout=cfg.timeouts.revive, watch=Stopwatch()) as copy:
+        copy.session.check("true")
         seconds = time.monotonic() - start
-    finally:
-        session.close()
-        machine.kill()
     remove(work)
     return seconds
 

@@ -18,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .common import Paths, action, guest_kind, config_slice, files_under, say, settings
+from .common import Paths, action, config_slice, files_under, say, settings
 from .core.errors import UserError
 from .core.files import atomic_path, sha256_file, write_atomic
 from .fetch import lock, tarball
@@ -33,9 +33,11 @@ def manifest(paths: Paths, name: str) -> Path:
 
 
 def _debian_settings(cfg):
-    from .guests.debian import from_table
+    from .guests.debian import DebianSettings, from_table
     # The suite and mirror of a Debian guest; for other kinds Debian's defaults.
-    return from_table(cfg.guest if cfg.guest_kind == "debian" else {})
+    if isinstance(cfg.guest_settings, DebianSettings):
+        return cfg.guest_settings
+    return from_table({})
 
 
 def source_slice(cfg, source) -> dict:
@@ -92,8 +94,6 @@ def task_sources():
     """Fetch each [sources.NAME] into artifacts/sources/NAME/."""
     cfg = settings()
     paths = Paths(cfg)
-    if cfg.guest_kind == "debian":
-        guest_kind(cfg)   # a mistake in [guest] is one line here, not a traceback
     for source in cfg.sources.values():
         yield {"name": source.name,
                "actions": [(fetch_source, [cfg, paths, source])],

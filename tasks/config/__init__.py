@@ -6,13 +6,12 @@ Each stage hashes only its own slice (``stage_slice``), as plain data.
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import UserError
 
-GUEST_KINDS = ("tiny", "debian", "windows")
 ACCELS = ("auto", "kvm", "tcg")
 SAVE_METHODS = ("auto", "file", "zstd")
 SHARE_MODES = ("ro", "rw")
@@ -47,7 +46,6 @@ class Build:
     timeout: float
     env: "dict[str, str]"
     sources: "tuple[str, ...]" = ()   # the [sources.NAME] its shares name
-    keep_failed: bool = False         # keep a failed copy's state (post-mortem)
 
 
 @dataclass(frozen=True)
@@ -88,23 +86,50 @@ class Timeouts:
     revive: float
 
 
+# Config keys (as users write them) → where the parsed value lives.
+_VALUES = {
+    "answers.hostname": ("answers", "hostname"),
+    "answers.user": ("answers", "user"),
+    "answers.disk_size": ("answers", "disk_size_mb"),
+    "vm.memory": ("vm", "memory_mb"),
+    "vm.cpus": ("vm", "cpus"),
+    "vm.accel": ("vm", "accel"),
+    "vm.save": ("vm", "save"),
+    "timeouts.install": ("timeouts", "install"),
+    "timeouts.boot": ("timeouts", "boot"),
+    "timeouts.revive": ("timeouts", "revive"),
+}
+
+
 @dataclass(frozen=True)
 class Config:
     root: Path
     path: Path
     guest_kind: str
-    guest: "dict[str, Any]"     # the [guest] table as written, for kind modules
+    guest: "dict[str, Any]"     # the [guest] table as written (kept in the snapshot)
+    guest_settings: Any         # the same, validated by its kind's Settings class
     answers: Answers
     vm: VM
     timeouts: Timeouts
     shares: "dict[str, Share]"
     builds: "dict[str, Build]"
-    raw: "dict[str, Any]" = field(repr=False, compare=False, default_factory=dict)
     sources: "dict[str, BuildSource]" = field(default_factory=dict)
+    keep_failed: "frozenset[str]" = frozenset()   # builds whose failed copy is kept
 
     @property
     def artifacts(self) -> Path:
         return self.root / "artifacts"
+
+    def value(self, key: str):
+        """The parsed value of a config key such as ``"answers.disk_size"``
+        (sizes in MiB, durations in seconds). ``"shares"`` is every share as
+        the guest sees it; the default host folders are the builds' to read."""
+        if key == "shares":
+            return {n: replace(s, host=None) for n, s in self.shares.items()}
+        if key.startswith("builds."):
+            return self.builds[key.split(".", 1)[1]]
+        section, attr = _VALUES[key]
+        return getattr(getattr(self, section), attr)
 
     @property
     def exchange(self) -> Share:
@@ -129,8 +154,10 @@ def parse(raw: dict, path: Path) -> Config:
     root = path.parent.resolve()
     t = _Table(raw, "", path.name)
     t.only("guest", "answers", "vm", "timeouts", "shares", "builds", "sources")
+    from .. import guests
     guest = t.table("guest")
-    kind = guest.choice("kind", GUEST_KINDS, "tiny")
+    kind = guest.choice("kind", tuple(guests.KINDS), "tiny")
+    kind_class = guests.kind_class(kind)
     answers = t.table("answers")
     vm = t.table("vm")
     timeouts = t.table("timeouts")
@@ -150,19 +177,21 @@ def parse(raw: dict, path: Path) -> Config:
     timeouts_ = Timeouts(install=timeouts.duration("install", "20m"),
                          boot=timeouts.duration("boot", "5m"),
                          revive=timeouts.duration("revive", "2m"))
-    shares = _shares(t.table("shares"), root, kind)
+    shares = _shares(t.table("shares"), root, kind_class)
     sources = _sources(t.table("sources"), root)
+    builds_table = t.table("builds")
     cfg = Config(root=root, path=path.resolve(), guest_kind=kind,
-                 guest=dict(guest.data), answers=answers_, vm=vm_,
-                 timeouts=timeouts_, shares=shares,
-                 builds=_builds(t.table("builds"), shares, root, sources), raw=raw,
-                 sources=sources)
+                 guest=dict(guest.data),
+                 guest_settings=kind_class.Settings.from_table(dict(guest.data), root),
+                 answers=answers_, vm=vm_, timeouts=timeouts_, shares=shares,
+                 builds=_builds(builds_table, shares, root, sources), sources=sources,
+                 keep_failed=_keep_failed(builds_table))
     if cfg.vm.memory_mb < 128:
         raise UserError(f"{path.name}: [vm] memory: at least 128M is needed")
     return cfg
 
 
-def _shares(t: "_Table", root: Path, kind: str) -> "dict[str, Share]":
+def _shares(t: "_Table", root: Path, kind) -> "dict[str, Share]":
     shares = {}
     for name in t.data:
         s = t.table(name, named=True)
@@ -173,14 +202,16 @@ def _shares(t: "_Table", root: Path, kind: str) -> "dict[str, Share]":
             raise s.error("host", "the rw share is the exchange folder, made "
                           "fresh for every build; remove 'host'")
         guest_path = s.string("guest")
-        drive = kind == "windows" and _DRIVE.match(guest_path)
+        drive = kind.drive_letters and _DRIVE.match(guest_path)
         if not guest_path.startswith("/") and not drive:
             raise s.error("guest", f"{guest_path!r} must be an absolute path in the guest"
-                          + (" or a drive letter like \"S:\"" if kind == "windows" else ""))
-        # Windows reaches shares over SMB; Linux guests default to virtio-9p.
-        default_transport = "smb" if kind == "windows" else "9p"
-        shares[name] = Share(name=name, guest=guest_path, mode=mode,
-                             transport=s.choice("transport", TRANSPORTS, default_transport),
+                          + (" or a drive letter like \"S:\"" if kind.drive_letters else ""))
+        transport = s.choice("transport", TRANSPORTS, kind.default_transport)
+        if transport not in kind.transports:
+            raise s.error("transport", f"a {kind.name} guest reaches shares over "
+                          f"{' or '.join(kind.transports)} only; set transport = "
+                          f"\"{kind.default_transport}\"")
+        shares[name] = Share(name=name, guest=guest_path, mode=mode, transport=transport,
                              host=(root / host) if host is not None else None)
     exchanges = [s.name for s in shares.values() if s.mode == "rw"]
     if len(exchanges) != 1:
@@ -213,6 +244,14 @@ def _sources(t: "_Table", root: Path) -> "dict[str, BuildSource]":
         else:
             found[name] = BuildSource(name, kind, path=root / s.string("path"))
     return found
+
+
+def _keep_failed(t: "_Table") -> "frozenset[str]":
+    """[builds.NAME] keep_failed: kept apart from the Build, which is hashed:
+    keeping a failed copy or not changes nothing a build makes."""
+    return frozenset(name for name in t.data
+                     if t.table(name, named=True)._get("keep_failed", False, bool,
+                                                       "true or false"))
 
 
 def _builds(t: "_Table", shares: "dict[str, Share]", root: Path,
@@ -253,8 +292,7 @@ def _builds(t: "_Table", shares: "dict[str, Share]", root: Path,
             name=name, command=b.string("command"), shares=mapped,
             outputs=tuple(b.string_list("outputs", [])),
             timeout=b.duration("timeout", "30m"),
-            env={k: env.string(k) for k in env.data}, sources=tuple(used),
-            keep_failed=b._get("keep_failed", False, bool, "true or false"))
+            env={k: env.string(k) for k in env.data}, sources=tuple(used))
         for out in builds[name].outputs:
             if out.startswith("/") or ".." in Path(out).parts:
                 raise b.error("outputs", f"{out!r} must be a path relative to "

@@ -17,6 +17,7 @@ Only the newest ``KEEP`` states of a build are kept.
 
 import json
 import os
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -81,11 +82,35 @@ def save_failed(machine: qemu.Machine, *, overlay: Path, artifacts: Path, meta: 
             "build": build, "exit_code": exit_code, "saved": stamp,
             "snapshot_disk_sha256": meta["files"][snap.DISK]["sha256"]})
         snap.write_meta(tmp, kept)
+        if any("@ram@" in arg for arg in meta["argv"]):
+            # The device model maps a RAM file (privately); the stream
+            # carries every page, so the snapshot's own file serves.
+            os.symlink((Path(artifacts) / "snapshot" / snap.RAM).resolve(), tmp / snap.RAM)
         os.rename(tmp, folder)
     finally:
         remove(tmp)
     prune(artifacts, build)
     return folder
+
+
+def keep_failed_copy(copy, *, artifacts: Path, work: Path, build: str,
+                     exit_code: "int | None", timeout: float) -> dict:
+    """Save a failed build's revived ``copy`` (revive.Copy) as the command
+    left it: ``{"kept": folder}``, or ``{"kept_error": why}`` when it cannot
+    be saved; the build's own failure is what gets reported either way."""
+    nine_p = [s for s in copy.shares if s.transport == "9p"]
+    try:
+        if nine_p:
+            # QEMU refuses to migrate while a 9p share is mounted.
+            unmount = " ; ".join(f"umount {shlex.quote(s.guest)}" for s in nine_p)
+            copy.session.check(f"sync; {unmount}", timeout=60,
+                               what="unmounting the shares to keep the failed copy")
+        folder = save_failed(copy.machine, overlay=work / "disk.qcow2", artifacts=artifacts,
+                             meta=copy.meta, build=build, exit_code=exit_code,
+                             timeout=max(timeout, 60))
+    except UserError as err:
+        return {"kept_error": str(err)}
+    return {"kept": str(folder)}
 
 
 def prune(artifacts: Path, build: str, keep: int = KEEP) -> "list[Path]":
