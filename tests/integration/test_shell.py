@@ -51,7 +51,7 @@ class Terminal:
     def expect(self, pattern: str, timeout: float = 60) -> "re.Match":
         deadline = time.monotonic() + timeout
         while True:
-            m = re.search(pattern.encode(), self.seen)
+            m = re.search(pattern.encode(), self.seen, re.S)
             if m:
                 self.seen = self.seen[m.end():]
                 return m
