@@ -23,7 +23,8 @@ STAGES = {"keys", "payload", "iso", "floppy", "install", "snapshot"}
 
 
 def test_first_build_runs_every_stage_and_collects_outputs(built):
-    assert built.first_run.executed == STAGES | {"build:hello", "build:other"}
+    assert built.first_run.executed == STAGES | {"build:hello", "build:other"}, \
+        built.first_run.stdout
     table = built.first_run.stdout[built.first_run.stdout.index("\nbuilds"):]
     rows = {line.split()[0]: line.split() for line in table.splitlines()[1:] if line.split()}
     assert rows["hello"][1] == "ok" and "hello.txt" in rows["hello"]
