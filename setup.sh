@@ -14,6 +14,7 @@ packages=(
   mtools dosfstools             # readers that check the answer floppy (tests)
   xorriso genisoimage           # readers that check the ISOs (tests)
   cpio busybox                  # read initramfs images back, run the guest's shell (tests)
+  graphviz                      # docs/graph.svg, the picture of the task graph (tests)
   python3-venv python3-pip      # the virtual environment
 )
 

@@ -25,18 +25,15 @@ from revive_vs_boot import cold_boot, doit, revived  # noqa: E402
 
 from tasks.common import Paths  # noqa: E402
 from tasks.config import load  # noqa: E402
-from tasks.guests.debian import from_table, rootfs, sources  # noqa: E402
+from tasks.guests.debian import from_table, rootfs  # noqa: E402
 from tasks.machine import snapshot as snap  # noqa: E402
 
-STAGES = ["keys", "payload", "iso", "floppy", "install", "snapshot"]
+STAGES = ["sources:hello", "keys", "payload", "iso", "floppy", "install", "snapshot"]
 
 
 def make_project(root: Path) -> Path:
+    # GNU hello's sources come with the example: its sources:hello task.
     (root / "config.toml").write_text((REPO / "examples" / "debian.toml").read_text())
-    settings = from_table({})
-    sources.fetch("hello", root / "artifacts" / "sources" / "hello", suite=settings.suite,
-                  sources=settings.sources(), cache=REPO / "artifacts" / "cache",
-                  log=root / "sources.log")
     return root
 
 

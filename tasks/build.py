@@ -19,7 +19,13 @@ def request_for(inputs) -> revive.BuildRequest:
     return revive.BuildRequest(
         name=build.name, command=build.command, env=dict(build.env),
         outputs=tuple(build.outputs), timeout=build.timeout, shares=dict(build.shares),
-        revive_timeout=inputs.limits["timeouts.revive"])
+        revive_timeout=inputs.limits["timeouts.revive"],
+        keep_failed=inputs.limits["keep_failed"] or keep_wanted_by_env())
+
+
+def keep_wanted_by_env() -> bool:
+    """REVIVE_KEEP_FAILED=1: keep every failed build's copy in this run."""
+    return os.environ.get("REVIVE_KEEP_FAILED", "") not in ("", "0")
 
 
 @action
@@ -68,6 +74,10 @@ def _report(request, target, result: dict) -> None:
     log = target / "log"
     t = result["timings"]
     name = request.name
+    if result.get("kept"):
+        log = f"{log}; its state is kept: doit shell:{name} --kept {Path(result['kept']).name}"
+    elif result.get("kept_error"):
+        log = f"{log}; its state could not be kept: {result['kept_error']}"
     say(f"build {name}: exit {result['exit_code']} (revive {t.get('revive')} s, "
         f"command {t.get('command')} s, total {t.get('total')} s) → {target}")
     if result["timed_out"]:
@@ -90,16 +100,37 @@ def _report(request, target, result: dict) -> None:
                         f"outputs); log: {log}")
 
 
+def input_files(paths: Paths, build) -> "list[str]":
+    """What a build reads on the host: the files of its shared folders, or
+    for a ``sources:NAME`` share the sources task's manifest (which hashes
+    every file, and makes doit fetch the sources first)."""
+    from .sources import folder, manifest
+    fetched = {folder(paths, name): manifest(paths, name) for name in build.sources}
+    found = []
+    for path in build.shares.values():
+        found += [str(fetched[path])] if path in fetched else files_under(path)
+    return found
+
+
+def clean_build(paths: Paths, name: str) -> None:
+    """`doit clean build:NAME`: its results and its kept states, each named."""
+    from .machine import keep
+    for path in [paths.builds / name, *keep.kept_states(paths.artifacts, name)]:
+        if path.exists():
+            remove(path)
+            print(f"removed {path}")
+
+
 def task_build():
     """Run each [builds.NAME] in a throwaway copy revived from the snapshot."""
     cfg = settings()
     paths = Paths(cfg)
     for build in cfg.builds.values():
         inputs = stage_inputs(cfg, f"builds.{build.name}")
-        sources = [f for p in build.shares.values() for f in files_under(p)]
         yield {"name": build.name,
                "actions": [(run_build, [inputs, paths])],
-               "file_dep": [paths.snapshot_meta, *sources],
+               "file_dep": [paths.snapshot_meta, *input_files(paths, build)],
                "targets": [paths.builds / build.name / "result.json"],
                "uptodate": [uptodate(inputs)],
+               "clean": [(clean_build, [paths, build.name])],
                "doc": f"build {build.name}: {build.command}"}

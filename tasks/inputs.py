@@ -90,4 +90,6 @@ def for_build(cfg, name: str) -> StageInputs:
                        {f"builds.{name}": cfg.builds[name]},
                        limits={"timeouts.revive": cfg.timeouts.revive,
                                # Where a build runs does not change its result.
-                               "cluster": cfg.cluster})
+                               "cluster": cfg.cluster,
+                               # Not hashed: keeping a failed copy changes no output.
+                               "keep_failed": name in cfg.keep_failed})

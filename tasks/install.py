@@ -13,6 +13,7 @@ from .common import (Paths, action, base_intact, base_record, say, settings, sta
                      uptodate)
 from .core.errors import UserError
 from .core.files import atomic_path, matches_sha256, remember_sha256, sha256_file, write_atomic
+from .core.progress import StatusLine
 from .core.proc import run
 from .core.wait import wait_for
 from .machine import accel, qemu
@@ -62,27 +63,26 @@ def _wait_installed(vm: Machine, kind, timeout: float) -> dict:
     """Wait for the guest's report on the serial console: done, or failed.
     Shows progress every PROGRESS_EVERY seconds rather than silence."""
     start = time.monotonic()
-    last_shown = [start]
+    step = [""]
 
     def finished():
         console = vm.serial_log.read_text(errors="replace") if vm.serial_log.exists() else ""
         report = kind.install_report(console)
-        now = time.monotonic()
-        kind.during_install(vm, now - start)
-        if now - last_shown[0] >= PROGRESS_EVERY:
-            last_shown[0] = now
-            say(f"install running for {now - start:.0f} s: "
-                f"{report['step'] or 'booting the installer'}")
+        kind.during_install(vm, time.monotonic() - start)
+        step[0] = report["step"] or ""
         if report["failed"]:
             raise vm.error(f"the installer failed: {report['failed']}")
         return report if report["done"] else None
-    try:
-        return wait_for(finished, timeout=timeout, alive=vm.dead, interval=0.2,
-                        what=f"waiting for the install to finish ([timeouts] install = "
-                             f"{timeout:.0f} s)",
-                        last_seen=lambda: tail(vm.serial_log, 1))
-    except UserError as err:
-        raise vm.error_with_screen(err) from None
+    # The installer's own step when it reports one, else the console's last line.
+    with StatusLine("install", console=vm.serial_log, detail=lambda: step[0],
+                    plain_every=PROGRESS_EVERY):
+        try:
+            return wait_for(finished, timeout=timeout, alive=vm.dead, interval=0.2,
+                            what=f"waiting for the install to finish ([timeouts] install = "
+                                 f"{timeout:.0f} s)",
+                            last_seen=lambda: tail(vm.serial_log, 1))
+        except UserError as err:
+            raise vm.error_with_screen(err) from None
 
 
 def task_install():

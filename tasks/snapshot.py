@@ -7,6 +7,7 @@ import json
 from .common import Paths, action, base_damage, say, settings, stage_inputs, uptodate
 from .core.errors import UserError
 from .core.files import atomic_path, remove
+from .core.progress import StatusLine
 from .core.proc import run
 from .inputs import plain
 from .machine import accel, qemu
@@ -63,7 +64,7 @@ def take_snapshot(inputs, paths: Paths) -> None:
         machine, port = launch_with_port(
             lambda port: snap.fill(template, {**values, "port": port}),
             name="snapshot", logdir=paths.logs)
-        with machine:
+        with machine, StatusLine("snapshot", console=machine.serial_log):
             with watch.phase("boot_to_ssh"):
                 try:
                     session = ssh.connect(port, user=kind.ssh_user(), key_file=paths.key,

@@ -8,7 +8,7 @@ import os
 import posixpath
 import re
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,10 @@ _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
 _SIZE = re.compile(r"^(\d+)\s*([KMGT]?)i?B?$", re.I)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h)?$")
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_FETCH_URL = re.compile(r"^(https?|file)://[^\s\"']+$")
+SOURCES_PREFIX = "sources:"
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,23 @@ class Build:
     outputs: "tuple[str, ...]"
     timeout: float
     env: "dict[str, str]"
+    sources: "tuple[str, ...]" = ()   # the [sources.NAME] its shares name
+
+
+@dataclass(frozen=True)
+class BuildSource:
+    """One [sources.NAME] table: exactly one of a Debian source package, a
+    tarball URL with its sha256, or a local folder."""
+    name: str
+    kind: str                    # "debian" | "url" | "path"
+    debian: "str | None" = None
+    url: "str | None" = None
+    sha256: "str | None" = None
+    path: "Path | None" = None
+
+    def slice(self) -> dict:
+        return {"kind": self.kind, "debian": self.debian, "url": self.url,
+                "sha256": self.sha256, "path": str(self.path) if self.path else None}
 
 
 @dataclass(frozen=True)
@@ -103,6 +124,8 @@ class Config:
     shares: "dict[str, Share]"
     builds: "dict[str, Build]"
     cluster: "Cluster | None" = None     # None: builds run on this host
+    sources: "dict[str, BuildSource]" = field(default_factory=dict)
+    keep_failed: "frozenset[str]" = frozenset()   # builds whose failed copy is kept
 
     @property
     def artifacts(self) -> Path:
@@ -141,7 +164,7 @@ def load(path: "Path | str") -> Config:
 def parse(raw: dict, path: Path) -> Config:
     root = path.parent.resolve()
     t = _Table(raw, "", path.name)
-    t.only("guest", "answers", "vm", "timeouts", "shares", "builds", "cluster")
+    t.only("guest", "answers", "vm", "timeouts", "shares", "builds", "sources", "cluster")
     from .. import guests
     guest = t.table("guest")
     kind = guest.choice("kind", tuple(guests.KINDS), "tiny")
@@ -168,10 +191,13 @@ def parse(raw: dict, path: Path) -> Config:
     shares = _shares(t.table("shares"), root, kind_class)
     guest_settings = kind_class.Settings.from_table(dict(guest.data), root)
     kind_class.check_shares(guest_settings, shares.values())
+    sources = _sources(t.table("sources"), root)
+    builds_table = t.table("builds")
     cfg = Config(root=root, path=path.resolve(), guest_kind=kind,
                  guest=dict(guest.data), guest_settings=guest_settings,
                  answers=answers_, vm=vm_, timeouts=timeouts_, shares=shares,
-                 builds=_builds(t.table("builds"), shares, root),
+                 builds=_builds(builds_table, shares, root, sources), sources=sources,
+                 keep_failed=_keep_failed(builds_table),
                  cluster=_cluster(t, os.environ.get("REVIVE_SCHEDULER")))
     if cfg.vm.memory_mb < 128:
         raise UserError(f"{path.name}: [vm] memory: at least 128M is needed")
@@ -251,13 +277,49 @@ def _shares(t: "_Table", root: Path, kind) -> "dict[str, Share]":
     return shares
 
 
-def _builds(t: "_Table", shares: "dict[str, Share]", root: Path) -> "dict[str, Build]":
+def _sources(t: "_Table", root: Path) -> "dict[str, BuildSource]":
+    found = {}
+    for name in t.data:
+        s = t.table(name, named=True)
+        s.only("debian", "url", "sha256", "path")
+        kinds = [k for k in ("debian", "url", "path") if k in s.data]
+        if len(kinds) != 1:
+            raise s.error(None, "set exactly one of debian (a source package), url "
+                          f"(with sha256) or path (a folder); found {len(kinds)}")
+        kind = kinds[0]
+        if kind != "url" and "sha256" in s.data:
+            raise s.error("sha256", "only a url source has a sha256")
+        if kind == "debian":
+            found[name] = BuildSource(name, kind, debian=s.match(
+                "debian", _PACKAGE, None, "a Debian source package name such as \"hello\""))
+        elif kind == "url":
+            found[name] = BuildSource(
+                name, kind, url=s.match("url", _FETCH_URL, None,
+                                        "an http(s):// or file:// URL of a tarball"),
+                sha256=s.match("sha256", _SHA256, None, "the tarball's sha256, 64 "
+                               "lower-case hex digits (sha256sum FILE)").lower())
+        else:
+            found[name] = BuildSource(name, kind, path=root / s.string("path"))
+    return found
+
+
+def _keep_failed(t: "_Table") -> "frozenset[str]":
+    """[builds.NAME] keep_failed: kept apart from the Build, which is hashed:
+    keeping a failed copy or not changes nothing a build makes."""
+    return frozenset(name for name in t.data
+                     if t.table(name, named=True)._get("keep_failed", False, bool,
+                                                       "true or false"))
+
+
+def _builds(t: "_Table", shares: "dict[str, Share]", root: Path,
+            sources: "dict[str, BuildSource]") -> "dict[str, Build]":
     builds = {}
     for name in t.data:
         b = t.table(name, named=True)
-        b.only("command", "shares", "outputs", "timeout", "env")
+        b.only("command", "shares", "outputs", "timeout", "env", "keep_failed")
         given = b.table("shares")
         mapped = {}
+        used = []
         for share in shares.values():
             if share.mode == "rw":
                 if share.name in given.data:
@@ -265,6 +327,14 @@ def _builds(t: "_Table", shares: "dict[str, Share]", root: Path) -> "dict[str, B
                                       "mapped; it is fresh for every build")
                 continue
             folder = given.optional_str(share.name)
+            if folder is not None and folder.startswith(SOURCES_PREFIX):
+                source = folder[len(SOURCES_PREFIX):]
+                if source not in sources:
+                    raise given.error(share.name, f"no [sources.{source}] table; "
+                                      f"define it or name a folder")
+                used.append(source)
+                # Filled by the sources:NAME task before the build runs.
+                folder = f"artifacts/sources/{source}"
             path = (root / folder) if folder is not None else share.host
             if path is None:
                 raise given.error(share.name, "no host folder: set it here or "
@@ -279,7 +349,7 @@ def _builds(t: "_Table", shares: "dict[str, Share]", root: Path) -> "dict[str, B
             name=name, command=b.string("command"), shares=mapped,
             outputs=tuple(b.string_list("outputs", [])),
             timeout=b.duration("timeout", "30m"),
-            env={k: env.string(k) for k in env.data})
+            env={k: env.string(k) for k in env.data}, sources=tuple(used))
         for out in builds[name].outputs:
             why = check_output_name(out)
             if why:

@@ -17,6 +17,7 @@ read-write; it is killed when the build ends, on every path.
 
 import contextlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -28,8 +29,10 @@ from ..core.collect import collect_outputs
 from ..core.errors import UserError
 from ..core.files import remove
 from ..core.proc import run
+from ..core import progress
 from ..core.space import is_nospace, nospace_message
 from ..remote import ssh
+from . import keep
 from . import snapshot as snap
 from .qemu import Machine, launch_with_port
 
@@ -69,6 +72,7 @@ class BuildRequest:
     timeout: float                 # the command's deadline, seconds
     shares: "dict[str, Path]"      # read-only share name → host folder
     revive_timeout: float          # [timeouts] revive
+    keep_failed: bool = False      # save the copy when the command fails (keep.py)
 
 
 @dataclass
@@ -182,12 +186,20 @@ def run_build(artifacts: Path, request: BuildRequest, *, key: Path, out: Path,
         command = copy.kind.command_line(request.command, request.env,
                                          copy.meta.get("user", "root"), copy.shares)
         with open(out / "log", "wb") as log, watch.phase("command"):
-            def sink(chunk: bytes) -> None:
-                # Flushed as it comes: the log can be followed while the build runs.
-                log.write(chunk)
-                log.flush()
-            result = copy.session.run(command, timeout=request.timeout, sink=sink)
+            # The same file as logs/build-NAME.log while the build runs, so
+            # that `tail -f` follows it; REVIVE_VERBOSE=1 echoes it too.
+            live = Path(logs) / f"build-{request.name}.log"
+            live.unlink(missing_ok=True)
+            os.link(out / "log", live)
+            result = copy.session.run(command, timeout=request.timeout,
+                                      sink=progress.build_sink(log, request.name))
         vm_died = copy.machine.proc.poll() is not None
+        kept = {}
+        if result.exit_code != 0 and request.keep_failed and not vm_died:
+            with watch.phase("keep"):
+                kept = keep.keep_failed_copy(copy, artifacts=artifacts, work=work,
+                                             build=request.name, exit_code=result.exit_code,
+                                             timeout=request.revive_timeout)
     meta = copy.meta
     failure = result.failure
     if result.timed_out:
@@ -210,7 +222,7 @@ def run_build(artifacts: Path, request: BuildRequest, *, key: Path, out: Path,
             collected, missing = [], list(request.outputs)
             failure = failure or (str(err) if isinstance(err, UserError)
                                   else nospace_message(err, out))
-    return {"build": request.name, "exit_code": result.exit_code,
+    return {**kept, "build": request.name, "exit_code": result.exit_code,
             "timed_out": result.timed_out, "vm_died": vm_died,
             "failure": failure, "outputs": collected,
             "missing_outputs": missing, "refused_outputs": refused,

@@ -1,7 +1,8 @@
 """The Debian guest under real QEMU, from examples/debian.toml as a user
 copies it: a root made from Debian packages on the host, installed by the
 tiny guest's installer, snapshotted, and GNU hello built in revived copies
-from its Debian source package (fetched through apt at test time, cached).
+from its Debian source package (fetched by the example's sources:hello task
+through apt at test time, cached): one `doit build`, nothing run by hand.
 
 One project for the module; the tests run in file order. The first run
 builds three things in parallel: hello as the example has it, hello with a
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.debian,
               # snapshot, two builds of hello under TCG).
               pytest.mark.timeout(2400)]
 
-STAGES = {"keys", "payload", "iso", "floppy", "install", "snapshot"}
+STAGES = {"sources:hello", "keys", "payload", "iso", "floppy", "install", "snapshot"}
 
 # The example's build, with one of hello's tests made to expect another
 # greeting: the sources on the share stay as they are.
@@ -35,6 +36,7 @@ BREAK_A_TEST = ("tar -xf /mnt/src/hello_*.orig.tar.gz\n",
 
 PROBE = """
 [builds.probe]
+shares = { src = "sources:hello" }
 command = \"\"\"
 . /etc/os-release; echo "os: $ID $VERSION_CODENAME"
 echo "init: $(cat /proc/1/comm) $(systemctl is-system-running)"
@@ -60,10 +62,6 @@ def project(tmp_path_factory) -> Project:
     (root / "config.toml").write_text(example.replace('hostname = "revive-debian"',
                                                       'hostname = "debian-test"')
                                       + "\n" + broken + PROBE)
-    settings = from_table({})
-    sources.fetch("hello", root / "artifacts" / "sources" / "hello", suite=settings.suite,
-                  sources=settings.sources(), cache=REPO / "artifacts" / "cache",
-                  log=root / "sources.log")
     return Project(root)
 
 

@@ -23,7 +23,12 @@ STAGES = {"keys", "payload", "iso", "floppy", "install", "snapshot"}
 
 
 def test_first_build_runs_every_stage_and_collects_outputs(built):
-    assert built.first_run.executed == STAGES | {"build:hello", "build:other"}
+    assert built.first_run.executed == STAGES | {"build:hello", "build:other"}, \
+        built.first_run.stdout
+    table = built.first_run.stdout[built.first_run.stdout.index("\nbuilds"):]
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[1:] if line.split()}
+    assert rows["hello"][1] == "ok" and "hello.txt" in rows["hello"]
+    assert rows["other"][1] == "ok"
     hello = built.result("hello")
     assert hello["exit_code"] == 0 and hello["timed_out"] is False
     assert hello["outputs"] == ["hello", "hello.txt"]
@@ -129,6 +134,10 @@ timeout = "1m"
     log = built.artifacts / "builds" / "fails" / "log"
     assert f"revive: build fails: the command exited with code 3; log: {log}" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
+    # The table of builds after the run, also when the build failed.
+    table = proc.stdout[proc.stdout.index("\nbuilds"):]
+    row = next(line.split() for line in table.splitlines() if line.split()[:1] == ["fails"])
+    assert row[1:3] == ["exit", "3"] and "partial.txt" in row
     result = built.result("fails")
     assert result["exit_code"] == 3
     assert "to stderr" in log.read_text()

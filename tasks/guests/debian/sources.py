@@ -4,22 +4,16 @@ configuration whose only entries are ``deb-src`` twins of the guest's
 sources (the host's apt setup is read, never changed).
 
 The files are kept in the cache, keyed by suite and sources, and copied
-into the folder a build shares read-only with the guest::
-
-    .venv/bin/python -m tasks.guests.debian.sources hello sources/hello
-
-(``--config`` names the config.toml whose [guest] suite and mirror to use;
-by default ./config.toml, or bookworm from the host's sources.)
+into the folder a build shares read-only with the guest: the ``sources:NAME``
+task (tasks/sources.py) of a ``[sources.NAME] debian = "PKG"`` table.
 """
 
-import argparse
 import hashlib
 import os
 import shutil
-import sys
 from pathlib import Path
 
-from tasks.core.errors import UserError, for_people
+from tasks.core.errors import UserError
 from tasks.core.files import atomic_path
 from tasks.core.proc import run
 
@@ -89,38 +83,3 @@ def _private_apt(state: Path, sources_text: str) -> Path:
     ]
     config.write_text("\n".join(lines) + "\n")
     return config
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Fetch a Debian source package "
-                                     "for a build (apt-get source --download-only).")
-    parser.add_argument("package")
-    parser.add_argument("dest", type=Path, help="folder to put the files in")
-    parser.add_argument("--config", type=Path, default=Path("config.toml"))
-    args = parser.parse_args(argv)
-    from tasks.common import Paths
-    from tasks.config import load
-    from . import DebianSettings, from_table
-    try:
-        if args.config.exists():
-            cfg = load(args.config)
-            settings = cfg.guest_settings if isinstance(cfg.guest_settings, DebianSettings) \
-                else from_table({})
-            cache = Paths(cfg).cache
-            log = cfg.artifacts / "logs" / "sources.log"
-        else:
-            settings = from_table({})
-            cache = Path(os.environ.get("REVIVE_CACHE", "artifacts/cache"))
-            log = Path("artifacts/logs/sources.log")
-        log.parent.mkdir(parents=True, exist_ok=True)
-        for path in fetch(args.package, args.dest, suite=settings.suite,
-                          sources=settings.sources(), cache=cache, log=log):
-            print(path)
-    except UserError as err:
-        print(for_people(err), file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,185 @@
+"""`doit shell` driven through a real pty, as a person at a terminal would:
+a command typed in the guest answers, the window size follows the
+terminal, Ctrl-C reaches the guest, `exit` ends the copy and no QEMU is
+left. A failing build with keep_failed keeps its copy, and the shell on
+that state sees what the command left in /tmp, its process still running.
+"""
+
+import fcntl
+import os
+import pty
+import re
+import select
+import signal
+import struct
+import sys
+import termios
+import time
+
+import pytest
+
+from .conftest import DOIT, REPO, qemu_processes
+
+pytestmark = pytest.mark.integration
+
+FAILS_KEPT = """
+[builds.post-mortem]
+command = "echo left-behind > /tmp/post-mortem.txt; sleep 600 >/dev/null 2>&1 & echo $! > /tmp/sleeper.pid; exit 4"
+shares = { src = "other" }
+timeout = "1m"
+keep_failed = true
+"""
+
+
+class Terminal:
+    """doit on the slave side of a pty; the test types on the master."""
+
+    def __init__(self, project, *args, rows=30, cols=100):
+        env = dict(os.environ, REVIVE_CACHE=str(REPO / "artifacts" / "cache"), TERM="xterm")
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:                       # the child: doit on the pty
+            os.execve(sys.executable, [*DOIT, "-d", str(project.root), *args], env)
+        self.resize(rows, cols)
+        self.seen = b""
+
+    def resize(self, rows: int, cols: int) -> None:
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def type(self, text: str) -> None:
+        os.write(self.fd, text.encode())
+
+    def expect(self, pattern: str, timeout: float = 60) -> "re.Match":
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern.encode(), self.seen, re.S)
+            if m:
+                self.seen = self.seen[m.end():]
+                return m
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {pattern!r} within {timeout} s; "
+                                     f"the terminal showed: {self.seen[-2000:]!r}")
+            ready, _, _ = select.select([self.fd], [], [], min(left, 0.5))
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:                 # the child closed the pty
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"doit ended before {pattern!r}; "
+                                         f"the terminal showed: {self.seen[-2000:]!r}")
+                if b"\x1b[6n" in chunk:
+                    # The guest's line editor asks where the cursor is, as
+                    # a terminal would be asked; answer like one.
+                    chunk = chunk.replace(b"\x1b[6n", b"")
+                    self.type("\x1b[1;1R")
+                self.seen += chunk
+
+    def run(self, command: str, timeout: float = 30) -> str:
+        """Type a command; return what it printed between two markers."""
+        self.type(f"echo BEGIN$((1+1)); {command}; echo END$((2+2))\r")
+        self.expect("BEGIN2\r\n", timeout)
+        return self.expect(r"(.*?)END4\r\n", timeout).group(1).decode(errors="replace")
+
+    def wait(self, timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                ready, _, _ = select.select([self.fd], [], [], 0.2)
+                if ready:
+                    self.seen += os.read(self.fd, 65536)
+            except OSError:
+                pass
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+        raise AssertionError(f"doit still runs after {timeout} s: {self.seen[-2000:]!r}")
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+def test_a_shell_in_a_copy_answers_follows_the_window_and_ends_with_exit(built):
+    term = Terminal(built, "shell:hello")
+    try:
+        term.expect("leave with exit", timeout=120)
+        term.expect(r"# ", timeout=60)          # the guest shell's prompt
+        assert term.run("echo $((6*7))").strip() == "42"
+        # The build's shares are mounted, the build's sources read-only.
+        listing = term.run("ls /mnt/src; grep -c ' /mnt/' /proc/mounts")
+        assert "build.sh" in listing and "hello.in" in listing
+        assert term.run("id -un").strip() == "root"
+        assert term.run("stty size").strip() == "30 100"
+        term.resize(40, 120)                    # the kernel sends SIGWINCH to doit
+        time.sleep(0.5)
+        assert term.run("stty size").strip() == "40 120"
+        # Ctrl-C interrupts the guest's command, not revive.
+        term.type("sleep 30; echo NOT-INTERRUPTED\r")
+        time.sleep(1.5)
+        term.type("\x03")
+        assert term.run("echo still here", timeout=10).strip() == "still here"
+        assert b"NOT-INTERRUPTED" not in term.seen
+        assert qemu_processes(str(built.root))
+        term.type("exit\r")
+        assert term.wait() == 0
+    finally:
+        term.kill()
+    assert b"shell ended; the copy is gone" in term.seen
+    assert qemu_processes(str(built.root)) == []
+    assert not list((built.artifacts / "work").glob("shell-*"))
+
+
+def test_a_failed_build_keeps_its_state_and_the_shell_resumes_it(built):
+    built.config.write_text(built.config.read_text() + FAILS_KEPT)
+    proc = built.doit("build:post-mortem", check=False)
+    assert proc.returncode != 0
+    kept = sorted((built.artifacts / "kept").glob("post-mortem-*"))
+    assert len(kept) == 1
+    log = built.artifacts / "builds" / "post-mortem" / "log"
+    assert (f"revive: build post-mortem: the command exited with code 4; log: {log}; "
+            f"its state is kept: doit shell:post-mortem --kept {kept[0].name}") in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert built.result("post-mortem")["kept"] == str(kept[0])
+    assert qemu_processes(str(built.root)) == []
+
+    term = Terminal(built, "shell:post-mortem", "--kept", kept[0].name)
+    try:
+        term.expect("leave with exit", timeout=120)
+        term.expect(r"# ", timeout=60)
+        assert term.run("cat /tmp/post-mortem.txt").strip() == "left-behind"
+        # The process the command started in the background still runs.
+        assert term.run("kill -0 $(cat /tmp/sleeper.pid) && echo alive").strip() == "alive"
+        term.type("exit\r")
+        assert term.wait() == 0
+    finally:
+        term.kill()
+    assert qemu_processes(str(built.root)) == []
+    # The kept state is not changed by opening it: it opens again.
+    term = Terminal(built, "shell", "--kept", str(kept[0]))
+    try:
+        term.expect("leave with exit", timeout=120)
+        term.expect(r"# ", timeout=60)
+        assert term.run("cat /tmp/post-mortem.txt").strip() == "left-behind"
+        term.type("exit\r")
+        assert term.wait() == 0
+    finally:
+        term.kill()
+
+
+def test_kept_states_are_bounded_and_removed_by_doit_clean(built):
+    for _ in range(3):
+        built.doit("build:post-mortem", check=False)
+    kept = sorted((built.artifacts / "kept").glob("post-mortem-*"))
+    assert len(kept) == 3
+    proc = built.doit("clean", "build:post-mortem")
+    for path in kept:
+        assert f"removed {path}" in proc.stdout
+    assert not list((built.artifacts / "kept").glob("post-mortem-*"))
+    assert not (built.artifacts / "builds" / "post-mortem").exists()
+    text = built.config.read_text()
+    built.config.write_text(text[:text.index("[builds.post-mortem]")])
