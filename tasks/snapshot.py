@@ -19,7 +19,7 @@ from .remote import ssh
 def snapshot_slice(cfg) -> dict:
     return {"kind": cfg.guest_kind, "qemu": qemu.version(),
             "vm": {"memory_mb": cfg.vm.memory_mb, "cpus": cfg.vm.cpus,
-                   "accel": cfg.vm.accel, "save": cfg.vm.save},
+                   "accel": cfg.vm.accel, "save": cfg.vm.save, "channel": cfg.vm.channel},
             "shares": {n: {"guest": s.guest, "mode": s.mode, "transport": s.transport,
                            "host": str(s.host) if s.host else None}
                        for n, s in cfg.shares.items()}}
@@ -66,7 +66,8 @@ def take_snapshot(cfg, paths: Paths) -> None:
                                         cpu=cpu_for(accel_name), save_method=method)
         values = {"artifacts": str(paths.artifacts), "disk": str(folder / snap.DISK),
                   "ram": str(folder / snap.RAM), "ram-share": "on",
-                  **empty_share_dirs(cfg, work), **kind.vm_values(paths, work)}
+                  **empty_share_dirs(cfg, work), **kind.vm_values(paths, work),
+                  **agent_values(work)}
         machine, port = launch_with_port(
             lambda port: snap.fill(template, {**values, "port": port}),
             name="snapshot", logdir=paths.logs)
@@ -81,8 +82,16 @@ def take_snapshot(cfg, paths: Paths) -> None:
             with session, watch.phase("prepare_shares"):
                 session.check(kind.prepare_shares(list(cfg.shares.values())),
                               timeout=120, what="preparing the shares in the guest")
-            with watch.phase("save"):
-                snap.save(machine, folder, method, timeout=cfg.timeouts.boot)
+            # [vm] channel = "agent": the agent must answer before the save,
+            # and stays connected through it, so a revived guest never sees
+            # its host side close (qemu-ga then sleeps 0.5 s between reads).
+            guest_agent = _agent_ready(cfg, machine, work, watch)
+            try:
+                with watch.phase("save"):
+                    snap.save(machine, folder, method, timeout=cfg.timeouts.boot)
+            finally:
+                if guest_agent is not None:
+                    guest_agent.close()
         meta = {"qemu": qemu.version(), "machine": machine_name, "cpu": cpu_for(accel_name),
                 "accelerator": accel_name, "memory_mb": cfg.vm.memory_mb, "cpus": cfg.vm.cpus,
                 "argv": template, "save_method": method, "guest": cfg.guest_kind,
@@ -90,12 +99,44 @@ def take_snapshot(cfg, paths: Paths) -> None:
                 "user": cfg.answers.user if cfg.guest_kind != "windows" else kind.ssh_user(),
                 "shares": {n: {"guest": s.guest, "mode": s.mode, "transport": s.transport}
                            for n, s in cfg.shares.items()},
-                "timings": watch.phases}
+                "timings": watch.phases, "channel": _channel_meta(cfg)}
         (folder / snap.DISK).chmod(0o444)
         snap.write_meta(folder, meta)
     remove(work)
     say(f"snapshot saved in {paths.snapshot} ({method}; boot→SSH "
         f"{watch.phases['boot_to_ssh']} s, save {watch.phases['save']} s)")
+
+
+# --- [vm] channel = "agent" (issue 9) ---------------------------------------
+
+def agent_values(work) -> "dict[str, str]":
+    """The argv values of the agent's socket and output share, in ``work``
+    (private: whoever reaches the socket runs anything in the guest)."""
+    from .remote import agent
+    return {"agent-socket": agent.socket_path(agent.private_dir(work / "agent")),
+            "agent-stream": str(agent.private_dir(work / "agent-stream"))}
+
+
+def _agent_ready(cfg, machine, work, watch):
+    if cfg.vm.channel != "agent":
+        return None
+    from .remote import agent
+    with watch.phase("agent_sync"):
+        try:
+            return agent.connect(agent.socket_path(work / "agent"), timeout=cfg.timeouts.boot,
+                                 alive=machine.dead, log=str(machine.serial_log),
+                                 setting="[timeouts] boot")
+        except UserError as err:
+            machine.error(str(err))     # the serial tail into the QEMU log
+            raise
+
+
+def _channel_meta(cfg) -> dict:
+    if cfg.vm.channel != "agent":
+        return {"kind": "ssh"}
+    from .remote import agent
+    return {"kind": "agent", "chardev": agent.CHARDEV_ID, "port": agent.PORT_NAME,
+            "stream_tag": agent.STREAM_TAG, "stream_guest": agent.STREAM_GUEST}
 
 
 _facts: dict = {}

@@ -15,6 +15,7 @@ from ..core.errors import UserError
 GUEST_KINDS = ("tiny", "debian", "windows")
 ACCELS = ("auto", "kvm", "tcg")
 SAVE_METHODS = ("auto", "file", "zstd")
+CHANNELS = ("agent", "ssh")
 SHARE_MODES = ("ro", "rw")
 TRANSPORTS = ("9p", "smb")
 _DRIVE = re.compile(r"^[A-Za-z]:\\?$")
@@ -57,6 +58,7 @@ class VM:
     cpus: int
     accel: str
     save: str
+    channel: str = "ssh"        # how builds talk to the guest: agent | ssh
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def parse(raw: dict, path: Path) -> Config:
     vm = t.table("vm")
     timeouts = t.table("timeouts")
     answers.only("hostname", "user", "disk_size")
-    vm.only("memory", "cpus", "accel", "save")
+    vm.only("memory", "cpus", "accel", "save", "channel")
     timeouts.only("install", "boot", "revive")
     answers_ = Answers(
         hostname=answers.match("hostname", _HOSTNAME, "revive",
@@ -123,7 +125,12 @@ def parse(raw: dict, path: Path) -> Config:
     vm_ = VM(memory_mb=vm.size_mb("memory", "512M"),
              cpus=vm.integer("cpus", 1, 1, 64),
              accel=vm.choice("accel", ACCELS, "auto"),
-             save=vm.choice("save", SAVE_METHODS, "auto"))
+             save=vm.choice("save", SAVE_METHODS, "auto"),
+             channel=vm.choice("channel", CHANNELS, "ssh" if kind == "windows" else "agent"))
+    if kind == "windows" and vm_.channel == "agent":
+        raise UserError(f"{path.name}: [vm] channel: \"agent\" needs QEMU's guest agent on "
+                        "virtio-serial, which a Windows guest installed offline lacks; "
+                        "use channel = \"ssh\"")
     timeouts_ = Timeouts(install=timeouts.duration("install", "20m"),
                          boot=timeouts.duration("boot", "5m"),
                          revive=timeouts.duration("revive", "2m"))

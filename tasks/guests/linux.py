@@ -55,6 +55,11 @@ def device_template(cfg: Config, *, machine: str, accel: str, cpu: str,
             else "security_model=mapped-xattr"
         args += ["-fsdev", f"local,id=fs_{share.name},path=@share.{share.name}@,{access}",
                  "-device", f"virtio-9p-pci,fsdev=fs_{share.name},mount_tag={share.name}"]
+    # --- [vm] channel = "agent" (issue 9): qemu-ga's virtio-serial port and
+    # the hidden share that streams a command's output to the host.
+    if cfg.vm.channel == "agent":
+        from ..remote import agent
+        args += agent.device_args("@agent-socket@") + agent.stream_share_args("@agent-stream@")
     return args
 
 
@@ -178,7 +183,9 @@ class LinuxKind:
 
     def after_revive(self, shares: "list[Share]", now: float) -> str:
         # A revived guest's clock is where the snapshot left it.
-        return f"date -s @{now:.3f} >/dev/null 2>&1; {mount_command(shares)}"
+        # busybox's date takes whole seconds only, GNU date fractions too.
+        return (f"{{ date -s @{now:.3f} || date -s @{round(now)}; }} >/dev/null 2>&1; "
+                f"{mount_command(shares)}")
 
     def command_line(self, command: str, env: "dict[str, str]", user: str, shares=()) -> str:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())

@@ -47,10 +47,11 @@ SYSTEM_MODULES = [
     # SMB 3 signing/encryption builds gcm(aes) and ccm(aes) at mount time;
     # the templates' own parts are not declared anywhere in modinfo.
     "ctr", "ghash_generic",
+    "virtio_console",                                    # qemu-ga's virtio-serial port
 ]
 
 # The system's programs, whose shared libraries are found like ldd would.
-SYSTEM_PROGRAMS = ["usr/sbin/dropbear", "usr/bin/dropbearkey"]
+SYSTEM_PROGRAMS = ["usr/sbin/dropbear", "usr/bin/dropbearkey", "usr/sbin/qemu-ga"]
 LIBRARY_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib"]
 ISOLINUX_BIN = "usr/lib/ISOLINUX/isolinux.bin"
 LDLINUX_C32 = "usr/lib/syslinux/modules/bios/ldlinux.c32"
@@ -87,7 +88,8 @@ def build_payload(cache: Path, out: Path, log: Path) -> None:
         work = Path(tmp)
         kernel = _unpack_kernel(packages, work / "kernel")
         modules = kmod.ModuleIndex(kernel / "lib/modules" / pins.KERNEL_RELEASE)
-        userland = _unpack(packages, [pins.BUSYBOX, pins.DROPBEAR, *pins.LIBRARIES],
+        userland = _unpack(packages, [pins.BUSYBOX, pins.DROPBEAR, *pins.LIBRARIES,
+                                      pins.QEMU_GA, *pins.AGENT_LIBRARIES],
                            work / "userland")
         busybox = (userland / "bin/busybox").read_bytes()
 
