@@ -27,16 +27,43 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tasks.build import revive  # noqa: E402
-from tasks.common import Paths, Stopwatch  # noqa: E402
+from tasks.common import Paths  # noqa: E402
 from tasks.config import load  # noqa: E402
 from tasks.core.files import remove  # noqa: E402
 from tasks.core.proc import run  # noqa: E402
 from tasks.core.wait import wait_for  # noqa: E402
 from tasks.machine import snapshot as snap  # noqa: E402
+from tasks.machine import revive as revive_lib  # noqa: E402
 from tasks.machine.qemu import launch_with_port  # noqa: E402
+from tasks.machine.revive import Stopwatch  # noqa: E402
 from tasks.remote import agent, ssh  # noqa: E402
-from tasks.snapshot import agent_values  # noqa: E402
+
+agent_values = agent.argv_values
+
+
+def revive(paths, meta, *, name: str, work: Path, timeout: float, channel: "str | None" = None):
+    """A copy of the snapshot up to its first answer over ``channel`` (the
+    snapshot's own by default), without mounting shares: (machine, session)."""
+    channel = channel or meta["channel"]["kind"]
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+         "-b", paths.snapshot / snap.DISK, work / "disk.qcow2"])
+    values = {"artifacts": paths.artifacts, "disk": work / "disk.qcow2",
+              "ram": paths.snapshot / snap.RAM, "ram-share": "off", "smb": work,
+              **{f"share.{n}": work for n in meta["shares"]}, **agent_values(work)}
+    template = meta["argv"] + ["-incoming", "defer", "-S"]
+    machine, port = launch_with_port(lambda p: snap.fill(template, {**values, "port": p}),
+                                     name=name, logdir=paths.logs)
+    try:
+        if channel == "agent":
+            return machine, revive_lib._agent_session(machine, paths.snapshot, meta, work,
+                                                      timeout, Stopwatch())
+        snap.incoming(machine, paths.snapshot, meta["save_method"], timeout)
+        return machine, ssh.connect(port, user="root", key_file=paths.key,
+                                    host_key=meta["host_key"], timeout=timeout,
+                                    alive=machine.dead)
+    except BaseException:
+        machine.kill()
+        raise
 
 STAGES = ["keys", "payload", "iso", "floppy", "install", "snapshot", "build"]
 BUILDS = 8
@@ -101,12 +128,9 @@ def cold_boot(paths, meta, cfg, work) -> float:
 def revived(paths, meta, cfg, work, channel: str) -> float:
     """Revive → first command answered over ``channel`` (as a build does)."""
     fresh(work)
-    use = dict(meta, channel={"kind": "ssh"}) if channel == "ssh" else meta
     start = time.monotonic()
-    machine, session = revive(paths, use, name="bench-revive", work=work,
-                              shares={n: work for n in meta["shares"]},
-                              timeout=cfg.timeouts.revive, watch=Stopwatch(),
-                              extra=agent_values(work) if channel == "ssh" else None)
+    machine, session = revive(paths, meta, name="bench-revive", work=work,
+                              timeout=cfg.timeouts.revive, channel=channel)
     try:
         session.check("true")
         return time.monotonic() - start
@@ -119,8 +143,7 @@ def revived(paths, meta, cfg, work, channel: str) -> float:
 def a_running_copy(paths, meta, cfg, work):
     """A revived copy whose overlay stays in ``work`` for other tools to save."""
     machine, session = revive(paths, meta, name="bench-source", work=work,
-                              shares={n: work for n in meta["shares"]},
-                              timeout=cfg.timeouts.revive, watch=Stopwatch())
+                              timeout=cfg.timeouts.revive)
     try:
         session.close()
         yield machine
@@ -190,8 +213,7 @@ def concurrent_pss(paths, meta, cfg, root: Path, copies: int) -> float:
         for i in range(copies):
             work = fresh(root / f"pss-{i}")
             machine, session = revive(paths, meta, name=f"bench-pss-{i}", work=work,
-                                      shares={n: work for n in meta["shares"]},
-                                      timeout=cfg.timeouts.revive, watch=Stopwatch())
+                                      timeout=cfg.timeouts.revive)
             running.append((machine, session))
             session.check("true")
         time.sleep(1)
@@ -206,8 +228,7 @@ def calibrate(paths, meta, cfg, work) -> int:
     """Loop iterations of the busybox shell that take about 5 s in the guest."""
     fresh(work)
     machine, session = revive(paths, meta, name="bench-calibrate", work=work,
-                              shares={n: work for n in meta["shares"]},
-                              timeout=cfg.timeouts.revive, watch=Stopwatch())
+                              timeout=cfg.timeouts.revive)
     try:
         n = 20000
         result = session.run(f"i=0; while [ $i -lt {n} ]; do i=$((i+1)); done", timeout=120)

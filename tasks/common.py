@@ -6,13 +6,12 @@ import functools
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
 from . import config as config_mod
-from .core.errors import UserError
+from .core.errors import UserError, for_people
 
 
 @functools.lru_cache(maxsize=None)
@@ -28,8 +27,13 @@ def settings() -> config_mod.Config:
         _lock_project(cfg.artifacts)
         return cfg
     except UserError as err:
-        print(f"revive: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _stop_loading(err)
+
+
+def _stop_loading(err: UserError):
+    """A mistake found while doit loads the tasks: one line, exit 2."""
+    print(for_people(err), file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 _locks: dict = {}
@@ -51,15 +55,22 @@ def _lock_project(artifacts: Path) -> None:
     _locks[str(artifacts)] = fh
 
 
-def guest_kind(cfg: config_mod.Config):
-    """The guest kind's object; a mistake in its [guest] keys ends doit with
-    one line, like any other config mistake."""
-    from . import guests
+def stage_inputs(cfg: config_mod.Config, stage: str):
+    """The stage's input record (``tasks.inputs``); a problem found while
+    making it (the host's apt sources, say) ends doit with one line, like a
+    config mistake."""
+    from . import inputs
     try:
-        return guests.kind_for(cfg)
+        if stage.startswith("builds."):
+            return inputs.for_build(cfg, stage.split(".", 1)[1])
+        return inputs.for_stage(cfg, stage)
     except UserError as err:
-        print(f"revive: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _stop_loading(err)
+
+
+def uptodate(record) -> "config_slice":
+    """doit's up-to-date check on a stage's input record."""
+    return config_slice(record.stage, record.plain())
 
 
 class Paths:
@@ -137,36 +148,13 @@ def action(fn):
         try:
             fn(*args, **kwargs)
         except UserError as err:
-            return TaskFailed(f"revive: {err}")
+            return TaskFailed(for_people(err))
         return None
     return run
 
 
-class Stopwatch:
-    """Named phase timings for result.json and the benchmark."""
-
-    def __init__(self):
-        self.phases: "dict[str, float]" = {}
-        self._start = time.monotonic()
-
-    def phase(self, name: str):
-        watch = self
-
-        class _Phase:
-            def __enter__(self):
-                self.t = time.monotonic()
-
-            def __exit__(self, *exc):
-                spent = time.monotonic() - self.t
-                watch.phases[name] = round(watch.phases.get(name, 0) + spent, 3)
-        return _Phase()
-
-    def total(self) -> float:
-        return round(time.monotonic() - self._start, 3)
-
-
 def say(message: str) -> None:
-    print(f"revive: {message}", flush=True)
+    print(for_people(message), flush=True)
 
 
 def files_under(folder: Path) -> "list[str]":

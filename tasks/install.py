@@ -9,8 +9,7 @@ stages depend on this small file, not on re-hashing the image.
 import json
 import time
 
-from . import guests
-from .common import Paths, guest_kind, action, config_slice, say, settings
+from .common import Paths, action, say, settings, stage_inputs, uptodate
 from .core.errors import UserError
 from .core.files import atomic_path, sha256_file, write_atomic
 from .core.proc import run
@@ -21,30 +20,24 @@ from .machine.qemu import Machine, tail
 PROGRESS_EVERY = 15.0
 
 
-def choose_accel(cfg, paths: Paths, kind) -> "tuple[str, str]":
-    return accel.choose(cfg.vm.accel, lambda: kind.probe_kernel(paths), paths.accel_cache)
-
-
-def cpu_for(accel_name: str) -> str:
-    return "host" if accel_name == "kvm" else "qemu64"
-
-
 @action
-def install(cfg, paths: Paths) -> None:
-    kind = guests.kind_for(cfg)
+def install(inputs, paths: Paths) -> None:
+    kind = inputs.guest_kind()
     paths.logs.mkdir(parents=True, exist_ok=True)
     log = paths.logs / "install.log"
-    kind.check_install_inputs(paths, log)
-    accel_name, why = choose_accel(cfg, paths, kind)
+    kind.check_install_inputs(inputs, paths, log)
+    accel_name, why = accel.choose(inputs.limits["vm.accel"],
+                                   lambda: kind.probe_kernel(paths), paths.accel_cache)
     say(f"accelerator: {accel_name} ({why})")
     start = time.monotonic()
     with atomic_path(paths.base) as disk:
-        run(["qemu-img", "create", "-q", "-f", "qcow2", disk, f"{cfg.answers.disk_size_mb}M"],
+        run(["qemu-img", "create", "-q", "-f", "qcow2", disk, f"{inputs['answers.disk_size']}M"],
             log=log, what="qemu-img create")
-        args = kind.install_args(paths, disk, accel_name, cpu_for(accel_name))
-        with Machine(args, name="install", logdir=paths.logs) as vm:
+        devices = kind.install_devices(inputs, paths, disk).with_(
+            accel=accel_name, cpu=kind.cpu_model(accel_name))
+        with Machine(devices.render(), name="install", logdir=paths.logs) as vm:
             vm.launch()
-            report = _wait_installed(vm, kind, cfg.timeouts.install, paths)
+            report = _wait_installed(vm, kind, inputs.limits["timeouts.install"])
             # The guest powers itself off once it printed its report.
             wait_for(lambda: vm.proc.poll() is not None, timeout=300,
                      what="waiting for the installed guest to power off",
@@ -62,7 +55,7 @@ def install(cfg, paths: Paths) -> None:
     say(f"installed {paths.base} in {meta['seconds']} s")
 
 
-def _wait_installed(vm: Machine, kind, timeout: float, paths: Paths) -> dict:
+def _wait_installed(vm: Machine, kind, timeout: float) -> dict:
     """Wait for the guest's report on the serial console: done, or failed.
     Shows progress every PROGRESS_EVERY seconds rather than silence."""
     start = time.monotonic()
@@ -93,9 +86,8 @@ def task_install():
     """Install the guest unattended onto a blank disk → artifacts/base.qcow2."""
     cfg = settings()
     paths = Paths(cfg)
-    kind = guest_kind(cfg)
-    return {"actions": [(install, [cfg, paths])],
-            "file_dep": kind.install_inputs(paths),
+    inputs = stage_inputs(cfg, "install")
+    return {"actions": [(install, [inputs, paths])],
+            "file_dep": inputs.guest_kind().install_files(paths),
             "targets": [paths.base, paths.base_meta],
-            "uptodate": [config_slice("install", {"kind": cfg.guest_kind,
-                                                  **kind.install_slice()})]}
+            "uptodate": [uptodate(inputs)]}

@@ -5,25 +5,11 @@ import json
 
 from doit.tools import run_once
 
-from . import guests
-from .common import Paths, guest_kind, action, config_slice, say, settings
+from .common import Paths, action, say, settings, stage_inputs, uptodate
 from .core.files import atomic_path, remove, sha256_file
 from .formats.fat12 import write_floppy
 from .formats.iso import write_iso
 from .remote.ssh import generate_keypair
-
-
-def answers(cfg) -> dict:
-    """The answer file's settings, as plain data (also the floppy's slice)."""
-    return {
-        "hostname": cfg.answers.hostname,
-        "user": cfg.answers.user,
-        "disk": {"device": "/dev/vda", "filesystem": "ext2",
-                 "size_mb": cfg.answers.disk_size_mb},
-        # No share settings here: guests are installed able to mount every
-        # transport, and the shares are prepared at the snapshot stage, so
-        # changing [shares] never reinstalls.
-    }
 
 
 @action
@@ -34,13 +20,12 @@ def make_keys(paths: Paths) -> None:
 
 
 @action
-def make_payload(cfg, paths: Paths) -> None:
-    kind = guests.kind_for(cfg)
+def make_payload(inputs, paths: Paths) -> None:
     paths.logs.mkdir(parents=True, exist_ok=True)
     log = paths.logs / "payload.log"
     with atomic_path(paths.payload) as tmp:
         tmp.mkdir()
-        kind.build_payload(paths, tmp, log)
+        inputs.guest_kind().build_payload(inputs, paths, tmp, log)
         manifest_path = tmp / "manifest.json"
         manifest = json.loads(manifest_path.read_text())
         # The ISO task depends on this file alone: it must change whenever
@@ -53,8 +38,8 @@ def make_payload(cfg, paths: Paths) -> None:
 
 
 @action
-def make_iso(cfg, paths: Paths) -> None:
-    kind = guests.kind_for(cfg)
+def make_iso(inputs, paths: Paths) -> None:
+    kind = inputs.guest_kind()
     root = paths.payload / "iso"
     tree = {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
     write_iso(paths.iso, tree, volume_id=kind.iso_volume, boot=kind.iso_boot)
@@ -62,11 +47,9 @@ def make_iso(cfg, paths: Paths) -> None:
 
 
 @action
-def make_floppy(cfg, paths: Paths) -> None:
-    kind = guests.kind_for(cfg)
-    data = answers(cfg)
-    data["ssh_public_key"] = paths.public_key.read_text().strip()
-    write_floppy(paths.floppy, kind.floppy_files(data))
+def make_floppy(inputs, paths: Paths) -> None:
+    files = inputs.guest_kind().floppy_files(inputs, paths.public_key.read_text().strip())
+    write_floppy(paths.floppy, files)
     say(f"answer floppy: {paths.floppy}")
 
 
@@ -82,30 +65,32 @@ def task_payload():
     """The guest's setup payload, assembled on the host from pinned packages."""
     cfg = settings()
     paths = Paths(cfg)
-    kind = guest_kind(cfg)
+    inputs = stage_inputs(cfg, "payload")
+    kind = inputs.guest_kind()
     key = [paths.public_key] if kind.payload_needs_key() else []
-    return {"actions": [(make_payload, [cfg, paths])],
+    return {"actions": [(make_payload, [inputs, paths])],
             "file_dep": [str(p) for p in kind.source_files()] + key,
             "targets": [paths.payload_manifest],
-            "uptodate": [config_slice("guest", kind.payload_slice())]}
+            "uptodate": [uptodate(inputs)]}
 
 
 def task_iso():
     """The install ISO (pycdlib): installer, target system, boot loader."""
     cfg = settings()
     paths = Paths(cfg)
-    return {"actions": [(make_iso, [cfg, paths])],
+    inputs = stage_inputs(cfg, "iso")
+    return {"actions": [(make_iso, [inputs, paths])],
             "file_dep": [paths.payload_manifest],
-            "targets": [paths.iso]}
+            "targets": [paths.iso],
+            "uptodate": [uptodate(inputs)]}
 
 
 def task_floppy():
     """The answer file on a 1.44 MB FAT12 floppy image."""
     cfg = settings()
     paths = Paths(cfg)
-    return {"actions": [(make_floppy, [cfg, paths])],
+    inputs = stage_inputs(cfg, "floppy")
+    return {"actions": [(make_floppy, [inputs, paths])],
             "file_dep": [paths.public_key],
             "targets": [paths.floppy],
-            "uptodate": [config_slice("answers", {"kind": cfg.guest_kind, **answers(cfg),
-                                                  **guest_kind(cfg).floppy_slice()})]}
-
+            "uptodate": [uptodate(inputs)]}

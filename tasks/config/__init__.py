@@ -6,13 +6,12 @@ Each stage hashes only its own slice (``stage_slice``), as plain data.
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import UserError
 
-GUEST_KINDS = ("tiny", "debian", "windows")
 ACCELS = ("auto", "kvm", "tcg")
 SAVE_METHODS = ("auto", "file", "zstd")
 CHANNELS = ("agent", "ssh")
@@ -68,22 +67,49 @@ class Timeouts:
     revive: float
 
 
+# Config keys (as users write them) → where the parsed value lives.
+_VALUES = {
+    "answers.hostname": ("answers", "hostname"),
+    "answers.user": ("answers", "user"),
+    "answers.disk_size": ("answers", "disk_size_mb"),
+    "vm.memory": ("vm", "memory_mb"),
+    "vm.cpus": ("vm", "cpus"),
+    "vm.accel": ("vm", "accel"),
+    "vm.save": ("vm", "save"),
+    "vm.channel": ("vm", "channel"),
+    "timeouts.install": ("timeouts", "install"),
+    "timeouts.boot": ("timeouts", "boot"),
+    "timeouts.revive": ("timeouts", "revive"),
+}
+
+
 @dataclass(frozen=True)
 class Config:
     root: Path
     path: Path
     guest_kind: str
-    guest: "dict[str, Any]"     # the [guest] table as written, for kind modules
+    guest: "dict[str, Any]"     # the [guest] table as written (kept in the snapshot)
+    guest_settings: Any         # the same, validated by its kind's Settings class
     answers: Answers
     vm: VM
     timeouts: Timeouts
     shares: "dict[str, Share]"
     builds: "dict[str, Build]"
-    raw: "dict[str, Any]" = field(repr=False, compare=False, default_factory=dict)
 
     @property
     def artifacts(self) -> Path:
         return self.root / "artifacts"
+
+    def value(self, key: str):
+        """The parsed value of a config key such as ``"answers.disk_size"``
+        (sizes in MiB, durations in seconds). ``"shares"`` is every share as
+        the guest sees it; the default host folders are the builds' to read."""
+        if key == "shares":
+            return {n: replace(s, host=None) for n, s in self.shares.items()}
+        if key.startswith("builds."):
+            return self.builds[key.split(".", 1)[1]]
+        section, attr = _VALUES[key]
+        return getattr(getattr(self, section), attr)
 
     @property
     def exchange(self) -> Share:
@@ -108,8 +134,10 @@ def parse(raw: dict, path: Path) -> Config:
     root = path.parent.resolve()
     t = _Table(raw, "", path.name)
     t.only("guest", "answers", "vm", "timeouts", "shares", "builds")
+    from .. import guests
     guest = t.table("guest")
-    kind = guest.choice("kind", GUEST_KINDS, "tiny")
+    kind = guest.choice("kind", tuple(guests.KINDS), "tiny")
+    kind_class = guests.kind_class(kind)
     answers = t.table("answers")
     vm = t.table("vm")
     timeouts = t.table("timeouts")
@@ -126,25 +154,26 @@ def parse(raw: dict, path: Path) -> Config:
              cpus=vm.integer("cpus", 1, 1, 64),
              accel=vm.choice("accel", ACCELS, "auto"),
              save=vm.choice("save", SAVE_METHODS, "auto"),
-             channel=vm.choice("channel", CHANNELS, "ssh" if kind == "windows" else "agent"))
-    if kind == "windows" and vm_.channel == "agent":
-        raise UserError(f"{path.name}: [vm] channel: \"agent\" needs QEMU's guest agent on "
-                        "virtio-serial, which a Windows guest installed offline lacks; "
-                        "use channel = \"ssh\"")
+             channel=vm.choice("channel", CHANNELS, kind_class.channels[0]))
+    if vm_.channel not in kind_class.channels:
+        raise UserError(f"{path.name}: [vm] channel: \"{vm_.channel}\" is not available for "
+                        f"a {kind} guest ({kind_class.channel_note}); use channel = "
+                        f"\"{kind_class.channels[0]}\"")
     timeouts_ = Timeouts(install=timeouts.duration("install", "20m"),
                          boot=timeouts.duration("boot", "5m"),
                          revive=timeouts.duration("revive", "2m"))
-    shares = _shares(t.table("shares"), root, kind)
+    shares = _shares(t.table("shares"), root, kind_class)
     cfg = Config(root=root, path=path.resolve(), guest_kind=kind,
-                 guest=dict(guest.data), answers=answers_, vm=vm_,
-                 timeouts=timeouts_, shares=shares,
-                 builds=_builds(t.table("builds"), shares, root), raw=raw)
+                 guest=dict(guest.data),
+                 guest_settings=kind_class.Settings.from_table(dict(guest.data), root),
+                 answers=answers_, vm=vm_, timeouts=timeouts_, shares=shares,
+                 builds=_builds(t.table("builds"), shares, root))
     if cfg.vm.memory_mb < 128:
         raise UserError(f"{path.name}: [vm] memory: at least 128M is needed")
     return cfg
 
 
-def _shares(t: "_Table", root: Path, kind: str) -> "dict[str, Share]":
+def _shares(t: "_Table", root: Path, kind) -> "dict[str, Share]":
     shares = {}
     for name in t.data:
         s = t.table(name, named=True)
@@ -155,14 +184,16 @@ def _shares(t: "_Table", root: Path, kind: str) -> "dict[str, Share]":
             raise s.error("host", "the rw share is the exchange folder, made "
                           "fresh for every build; remove 'host'")
         guest_path = s.string("guest")
-        drive = kind == "windows" and _DRIVE.match(guest_path)
+        drive = kind.drive_letters and _DRIVE.match(guest_path)
         if not guest_path.startswith("/") and not drive:
             raise s.error("guest", f"{guest_path!r} must be an absolute path in the guest"
-                          + (" or a drive letter like \"S:\"" if kind == "windows" else ""))
-        # Windows reaches shares over SMB; Linux guests default to virtio-9p.
-        default_transport = "smb" if kind == "windows" else "9p"
-        shares[name] = Share(name=name, guest=guest_path, mode=mode,
-                             transport=s.choice("transport", TRANSPORTS, default_transport),
+                          + (" or a drive letter like \"S:\"" if kind.drive_letters else ""))
+        transport = s.choice("transport", TRANSPORTS, kind.default_transport)
+        if transport not in kind.transports:
+            raise s.error("transport", f"a {kind.name} guest reaches shares over "
+                          f"{' or '.join(kind.transports)} only; set transport = "
+                          f"\"{kind.default_transport}\"")
+        shares[name] = Share(name=name, guest=guest_path, mode=mode, transport=transport,
                              host=(root / host) if host is not None else None)
     exchanges = [s.name for s in shares.values() if s.mode == "rw"]
     if len(exchanges) != 1:

@@ -14,3 +14,8 @@ class UserError(Exception):
         if log:
             message = f"{message} (details: {log})"
         super().__init__(message)
+
+
+def for_people(text) -> str:
+    """The one place revive's messages get their ``revive:`` prefix."""
+    return f"revive: {text}"

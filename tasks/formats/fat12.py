@@ -3,7 +3,7 @@
 The answer-file floppy (Windows' ``Autounattend.xml``, a preseed, …) is
 built here rather than with mtools so the media stage needs no host tool,
 and rather than with pyfatfs because pyfatfs writes a geometry of 0/0 that
-mtools refuses (see DESIGN.md, "Floppy").
+mtools refuses (see docs/architecture.md, "Facts measured").
 
 The image is a function of its inputs only: the same files, label and
 timestamp give the same bytes, so doit can compare them and a rebuilt

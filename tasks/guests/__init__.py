@@ -1,24 +1,35 @@
-"""Guest kinds. Each provides the install media, its device model, how it
-reaches SSH, how it mounts shares and a readiness check; everything else
-(stages, waits, snapshots, collection) is shared.
-
-``kind_for(cfg)`` returns an object with the methods the stages call; see
-``linux.LinuxKind`` for the full list.
+"""Guest kinds. ``KINDS`` is the one list of them; each is a subclass of
+``base.GuestKind`` (the contract) in its own module, imported on first use.
 """
+
+import importlib
 
 from ..core.errors import UserError
 
+KINDS = {
+    "tiny": "tasks.guests.tiny:TinyKind",
+    "debian": "tasks.guests.debian:DebianKind",
+    "windows": "tasks.guests.windows.kind:WindowsKind",
+}
+
+
+def kind_class(name: str):
+    try:
+        module, cls = KINDS[name].split(":")
+    except KeyError:
+        raise UserError(f"config.toml: [guest] kind = {name!r} is not a guest kind; use "
+                        + " or ".join(f'"{k}"' for k in KINDS)) from None
+    return getattr(importlib.import_module(module), cls)
+
 
 def kind_for(cfg):
-    if cfg.guest_kind == "tiny":
-        from . import tiny
-        from .linux import LinuxKind
-        return LinuxKind(cfg, tiny)
-    if cfg.guest_kind == "debian":
-        from .debian import DebianKind
-        return DebianKind(cfg)
-    if cfg.guest_kind == "windows":
-        from .windows.kind import WindowsKind
-        return WindowsKind(cfg)
-    raise UserError(f"config.toml: [guest] kind = {cfg.guest_kind!r} is not available "
-                    "in this version of revive; use kind = \"tiny\", \"debian\" or \"windows\"")
+    """The kind object of a loaded config."""
+    return kind_class(cfg.guest_kind)(cfg.guest_settings)
+
+
+def kind_from_meta(meta: dict):
+    """The kind of the guest a snapshot holds, from its meta.json (which
+    keeps the settings the snapshot stage saw, as plain data)."""
+    cls = kind_class(meta["guest"])
+    saved = meta.get("guest_settings")
+    return cls(None if saved is None else cls.Settings(**saved))

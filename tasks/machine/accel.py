@@ -74,3 +74,9 @@ def choose(requested: str, kernel, cache: Path) -> "tuple[str, str]":
         raise UserError(f"config.toml: [vm] accel = \"kvm\" but {why}; "
                         "set accel = \"auto\" or \"tcg\"")
     return "tcg", f"{why}; using TCG"
+
+
+def default_cpu(accel: str) -> str:
+    """The CPU model a guest gets unless its kind knows better: the host's
+    own under KVM; under TCG the baseline x86-64 model."""
+    return "host" if accel == "kvm" else "qemu64"

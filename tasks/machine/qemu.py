@@ -218,6 +218,27 @@ class Machine:
                 return None
 
 
+_features: dict = {}
+
+
+def features(logdir: Path) -> dict:
+    """What this QEMU offers, asked of a short-lived QEMU once per process
+    (features are detected, not assumed from the version): the versioned
+    machine types behind the aliases (pc → pc-i440fx-7.2, so a later QEMU
+    reviving a snapshot builds the same board) and the migration
+    capabilities."""
+    if not _features:
+        with Machine(["-machine", "none", "-S"], name="features", logdir=logdir) as vm:
+            vm.launch()
+            machines = vm.cmd("query-machines")
+            for alias in ("pc", "q35"):
+                _features[alias] = next((m["name"] for m in machines
+                                         if m.get("alias") == alias), alias)
+            _features["capabilities"] = {c["capability"] for c in
+                                         vm.cmd("query-migrate-capabilities")}
+    return _features
+
+
 def free_port() -> int:
     """A loopback port free right now; callers retry if QEMU loses the race."""
     with socket.socket() as s:

@@ -6,7 +6,7 @@ accelerator, RAM, the exact device argv (a template; see ``fill``), the save
 method and the sha256 of every file. Revive rebuilds the same device model
 from that template and refuses, in one line, a snapshot that does not match.
 
-Save methods (shared/DESIGN.md has the measurements):
+Save methods (docs/architecture.md has the measurements):
 - ``file``: guest RAM lives in ``ram`` (memory-backend-file, share=on while
   the snapshot is taken); the migration stream skips it (x-ignore-shared) so
   only device state is written. Revive maps ``ram`` privately (share=off):
@@ -45,17 +45,6 @@ def choose_method(requested: str, capabilities: "set[str]") -> str:
                             f"{qemu.version()} lacks; set save = \"zstd\"")
         return requested
     return "file" if "x-ignore-shared" in capabilities else "zstd"
-
-
-def capabilities(machine: qemu.Machine) -> "set[str]":
-    return {c["capability"] for c in machine.cmd("query-migrate-capabilities")}
-
-
-def memory_args(method: str, memory_mb: int, ram_path: str, share: str) -> "list[str]":
-    if method != "file":
-        return ["-m", f"{memory_mb}M"]
-    return ["-m", f"{memory_mb}M", "-object",
-            f"memory-backend-file,id=ram0,size={memory_mb}M,mem-path={ram_path},share={share}"]
 
 
 _TOKEN = re.compile(r"@([a-z][a-z0-9.-]*)@")
@@ -137,7 +126,7 @@ def read_meta(folder: Path) -> dict:
         raise UserError(f"{folder / META}: missing or unreadable; run `doit snapshot`") from None
 
 
-def check(folder: Path, meta: dict, accel: "str | None" = None) -> None:
+def check(folder: Path, meta: dict) -> None:
     """Refuse a snapshot this QEMU cannot revive, or whose files changed.
 
     Hashes are checked against meta.json the first time a file is seen with

@@ -36,7 +36,6 @@ from ..core.wait import wait_for
 from .ssh import CommandResult
 
 PORT_NAME = "org.qemu.guest_agent.0"
-CHARDEV_ID = "ga0"
 STREAM_TAG = "revive_log"          # the 9p mount tag of the output share
 STREAM_GUEST = "/run/revive-log"   # where the guest mounts it
 DELIMITER = b"\xff"
@@ -54,25 +53,31 @@ class AgentError(UserError):
     pass
 
 
-def device_args(socket_path: str) -> "list[str]":
-    """The QEMU argv for the agent's port on a unix-socket chardev."""
-    return ["-chardev", f"socket,id={CHARDEV_ID},path={socket_path},server=on,wait=off",
-            "-device", "virtio-serial-pci,id=vser0",
-            "-device", f"virtserialport,bus=vser0.0,chardev={CHARDEV_ID},name={PORT_NAME}"]
-
-
-def stream_share_args(host_path: str) -> "list[str]":
-    """The hidden read-write 9p share that carries streamed output."""
-    return ["-fsdev", f"local,id=fs_{STREAM_TAG},path={host_path},security_model=none",
-            "-device", f"virtio-9p-pci,fsdev=fs_{STREAM_TAG},mount_tag={STREAM_TAG}"]
-
-
 def private_dir(path: Path) -> Path:
     """A folder only this user can enter: whoever reaches the socket can run
     anything in the guest as root."""
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o700)
     return path
+
+
+def argv_values(work: Path) -> "dict[str, str]":
+    """The snapshot argv's @agent-socket@ and @agent-stream@ for one QEMU,
+    in private folders of its ``work`` folder."""
+    return {"agent-socket": socket_path(private_dir(work / "agent")),
+            "agent-stream": str(private_dir(work / "agent-stream"))}
+
+
+def meta(channel: str) -> dict:
+    """What the snapshot's meta.json records about the channel."""
+    if channel != "agent":
+        return {"kind": channel}
+    return {"kind": "agent", "port": PORT_NAME, "socket_token": "@agent-socket@",
+            "stream_tag": STREAM_TAG, "stream_guest": STREAM_GUEST}
+
+
+def uses_agent(snapshot_meta: dict) -> bool:
+    return snapshot_meta.get("channel", {}).get("kind") == "agent"
 
 
 def socket_path(folder: Path) -> str:

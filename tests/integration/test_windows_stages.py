@@ -57,7 +57,7 @@ def test_a_wrong_iso_is_refused_in_one_line_before_anything_boots(project):
     assert proc.returncode != 0
     assert proc.executed == {"keys", "payload", "iso", "floppy", "install"}
     failure = [l for l in proc.stdout.splitlines() if l.startswith("revive:")][-1]
-    assert failure.startswith("revive: config.toml [guest] iso_sha256: standin.iso has "
+    assert failure.startswith("revive: config.toml: [guest] iso_sha256: standin.iso has "
                               "sha256 ")
     assert "set iso_sha256 to its sha256sum" in failure
     assert "Traceback" not in proc.stdout + proc.stderr

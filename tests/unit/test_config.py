@@ -132,4 +132,4 @@ def test_a_guest_kind_mistake_is_one_line_at_task_loading(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("revive: config.toml [guest] windows_version: None is missing")
+    assert len(lines) == 1 and lines[0].startswith("revive: config.toml: [guest] windows_version: None is missing")

@@ -183,7 +183,7 @@ def test_compressed_setup_ini_is_read(mirror, tmp_path):
 def test_missing_mirror_is_refused(tmp_path):
     with pytest.raises(UserError) as err:
         copy_payload(tmp_path / "absent", tmp_path / "out", REQUESTED)
-    assert str(err.value).startswith("config.toml [guest] cygwin_mirror: ")
+    assert str(err.value).startswith("config.toml: [guest] cygwin_mirror: ")
 
 
 def test_fixture_hashes_are_real(ini):

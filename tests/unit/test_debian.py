@@ -9,6 +9,7 @@ import pytest
 
 from tasks.config import parse
 from tasks.core.errors import UserError
+from tasks import inputs
 from tasks.guests import debian, kind_for
 from tasks.guests.debian import apt, rootfs
 
@@ -106,28 +107,30 @@ def test_mistakes_are_one_line_naming_the_key(table, key):
     assert "\n" not in message
 
 
-def test_a_mistake_is_reported_by_the_payload_task_not_while_tasks_load():
-    kind = kind_for(config('kind = "debian"\npackages = ["No Such"]'))
-    assert "packages" in kind.payload_slice()["problem"]
-    with pytest.raises(UserError, match=r"\[guest\] packages"):
-        kind.build_payload(None, Path("/nonexistent"), Path("/nonexistent.log"))
+def test_a_mistake_is_one_line_while_the_config_loads():
+    with pytest.raises(UserError, match=r"^config.toml: \[guest\] packages: "):
+        config('kind = "debian"\npackages = ["No Such"]')
 
 
-def test_payload_slice_changes_with_the_package_list_only():
-    base = kind_for(config('kind = "debian"\nmirror = "http://archive.example/debian"'))
-    same = kind_for(config('kind = "debian"\nmirror = "http://archive.example/debian/"\n'
-                           'suite = "bookworm"\npackages = ["build-essential"]'))
-    more = kind_for(config('kind = "debian"\nmirror = "http://archive.example/debian"\n'
-                           'packages = ["build-essential", "git"]'))
-    assert base.payload_slice() == same.payload_slice()
-    assert base.payload_slice() != more.payload_slice()
-    assert "git" in more.payload_slice()["guest"]["packages"]
+def test_payload_record_changes_with_the_package_list_only():
+    def record(text):
+        return inputs.for_stage(config(text), "payload").plain()
+    base = record('kind = "debian"\nmirror = "http://archive.example/debian"')
+    same = record('kind = "debian"\nmirror = "http://archive.example/debian/"\n'
+                  'suite = "bookworm"\npackages = ["build-essential"]')
+    more = record('kind = "debian"\nmirror = "http://archive.example/debian"\n'
+                  'packages = ["build-essential", "git"]')
+    assert base == same
+    assert base != more
+    assert "git" in more["guest.packages"]
 
 
 def test_the_guest_boots_the_payload_kernel_without_a_bootloader():
     kind = kind_for(config('kind = "debian"\nmirror = "http://archive.example/debian"'))
-    assert kind.iso_boot == debian.tiny.ISO_BOOT
-    assert "root=/dev/vda1" in debian.boot_cmdline()
+    devices = kind.installed_devices(inputs.for_stage(
+        config('kind = "debian"\nmirror = "http://archive.example/debian"'), "snapshot"))
+    assert devices.kernel.kernel.endswith("/payload/boot/vmlinuz")
+    assert "root=/dev/vda1" in devices.kernel.append
     names = {p.name for p in debian.source_files()}
     assert {"installer-hooks.sh", "installer-init", "boot-init"} <= names
     assert "sources.py" not in names

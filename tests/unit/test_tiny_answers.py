@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from tasks.core.errors import UserError
-from tasks.guests import tiny
+from tasks.guests.linux import answers as linux_answers
 
 HOSTILE = [
     "it's",
@@ -55,7 +55,7 @@ def source_and_print(shell: "list[str]", cfg, names) -> "list[str]":
 def test_hostile_values_come_back_verbatim_and_run_nothing(tmp_path, shell, template):
     canary = tmp_path / "pwned"
     value = template.format(canary=canary)
-    files = tiny.answer_files(answers(hostname=value, user=value[::-1]))
+    files = linux_answers.answer_files(answers(hostname=value, user=value[::-1]))
     cfg = tmp_path / "REVIVE.CFG"
     cfg.write_bytes(files["REVIVE.CFG"])
     got = source_and_print(shell, cfg, ["REVIVE_HOSTNAME", "REVIVE_USER",
@@ -65,26 +65,26 @@ def test_hostile_values_come_back_verbatim_and_run_nothing(tmp_path, shell, temp
 
 
 def test_every_line_is_a_comment_or_a_single_quoted_assignment():
-    text = tiny.answer_files(answers(hostname="x'y"))["REVIVE.CFG"].decode()
+    text = linux_answers.answer_files(answers(hostname="x'y"))["REVIVE.CFG"].decode()
     for line in text.splitlines():
         assert line.startswith("#") or "='" in line and line.endswith("'")
 
 
 def test_floppy_files_have_8_3_names_and_the_key_and_shares():
-    files = tiny.answer_files(answers())
+    files = linux_answers.answer_files(answers())
     assert set(files) == {"REVIVE.CFG", "AUTHKEYS", "SHARES"}
     assert files["AUTHKEYS"] == answers()["ssh_public_key"].encode() + b"\n"
     assert files["SHARES"] == b"src /mnt/src ro 9p\nxchg /mnt/xchg rw smb\n"
 
 
 def test_no_shares_give_an_empty_share_list():
-    assert tiny.answer_files(answers(shares=[]))["SHARES"] == b""
+    assert linux_answers.answer_files(answers(shares=[]))["SHARES"] == b""
 
 
 @pytest.mark.parametrize("key", ["ssh-ed25519 AAAA\nssh-rsa BBBB", "not a key", ""])
 def test_the_key_must_be_one_openssh_line(key):
     with pytest.raises(UserError):
-        tiny.answer_files(answers(ssh_public_key=key))
+        linux_answers.answer_files(answers(ssh_public_key=key))
 
 
 @pytest.mark.parametrize("share", [
@@ -94,9 +94,9 @@ def test_the_key_must_be_one_openssh_line(key):
 ])
 def test_shares_the_installer_cannot_read_are_refused(share):
     with pytest.raises(UserError):
-        tiny.answer_files(answers(shares=[share]))
+        linux_answers.answer_files(answers(shares=[share]))
 
 
 def test_a_nul_character_is_refused():
     with pytest.raises(UserError):
-        tiny.answer_files(answers(hostname="a\0b"))
+        linux_answers.answer_files(answers(hostname="a\0b"))

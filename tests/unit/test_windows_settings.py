@@ -92,7 +92,7 @@ def test_openssh_without_cygwin_needs_no_mirror():
 ])
 def test_bad_values_name_their_key(overrides, key):
     message = refused(**overrides)
-    assert message.startswith(f"config.toml [guest] {key}: ")
+    assert message.startswith(f"config.toml: [guest] {key}: ")
     assert "; " in message              # what is wrong; what to do
 
 
@@ -109,7 +109,7 @@ def test_bad_values_name_their_key(overrides, key):
 ])
 def test_xp_specific_refusals(overrides, key):
     message = refused(windows_version="xp", image=None, **overrides)
-    assert message.startswith(f"config.toml [guest] {key}: ")
+    assert message.startswith(f"config.toml: [guest] {key}: ")
 
 
 def test_slice_is_plain_data_without_the_iso_path():
@@ -136,7 +136,7 @@ def test_check_iso_refuses_missing_iso(tmp_path):
     s = from_table(table(), tmp_path)
     with pytest.raises(UserError) as err:
         check_iso(s)
-    assert str(err.value).startswith("config.toml [guest] iso: ")
+    assert str(err.value).startswith("config.toml: [guest] iso: ")
     assert str(tmp_path / "win.iso") in str(err.value)
 
 
@@ -148,7 +148,7 @@ def test_check_iso_refuses_mismatch_in_one_line(tmp_path):
     message = str(err.value)
     actual = hashlib.sha256(b"not really an ISO").hexdigest()
     assert "\n" not in message
-    assert message.startswith("config.toml [guest] iso_sha256: win.iso has sha256 "
+    assert message.startswith("config.toml: [guest] iso_sha256: win.iso has sha256 "
                               + actual[:12])
     assert str(log) in message
     assert actual in log.read_text()       # the full values go to the log

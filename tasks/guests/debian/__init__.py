@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,15 +34,11 @@ from tasks.core.errors import UserError
 from tasks.core.files import sha256_file
 from tasks.formats.cpio import Archive
 from tasks.guests import debs, tiny
-from tasks.guests.linux import LinuxKind
-from tasks.guests.tiny import kmod, pins
+from tasks.guests.linux import LinuxKind, installer, kmod, pins
 
 from . import apt, rootfs
 
 HERE = Path(__file__).resolve().parent
-
-ISO_BOOT = tiny.ISO_BOOT
-answer_files = tiny.answer_files
 
 # What revive needs in every Debian guest: systemd as init (with udev, which
 # systemd-networkd waits for and which starts qemu-ga when its virtio-serial
@@ -56,7 +51,7 @@ DEFAULT_SUITE = "bookworm"
 # Modules of the pinned kernel the system loads at boot (dependencies come
 # from the modules' metadata): the tiny guest's disk, network and share
 # drivers, and autofs, which systemd asks for.
-MODULES = [*tiny.BOOT_MODULES, *tiny.SYSTEM_MODULES, "autofs4"]
+MODULES = [*installer.BOOT_MODULES, *tiny.SYSTEM_MODULES, "autofs4"]
 
 _SUITE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
@@ -76,8 +71,9 @@ class DebianSettings:
     def sources(self) -> "list[apt.Source]":
         return apt.sources_for(self.suite, self.mirror)
 
-    def slice(self) -> dict:
-        return {"suite": self.suite, "mirror": self.mirror, "packages": self.all_packages}
+    @classmethod
+    def from_table(cls, table: dict, root: "Path | None" = None) -> "DebianSettings":
+        return from_table(table)
 
 
 def from_table(table: dict) -> DebianSettings:
@@ -125,37 +121,22 @@ def source_files() -> "list[Path]":
     return sorted(own) + list(tiny.source_files())
 
 
-def boot_cmdline() -> str:
-    return "console=ttyS0 root=/dev/vda1 rw quiet"
-
-
 class DebianKind(LinuxKind):
     """The stages' view of this guest: the tiny guest's, with its own payload."""
 
-    def __init__(self, cfg):
-        super().__init__(cfg, sys.modules[__name__])
-        # doit builds every task, the payload's included, before it runs
-        # one: a mistake in [guest] is kept and reported by the payload task
-        # in one line, rather than as a traceback while tasks are loaded.
-        self.problem: "UserError | None" = None
-        try:
-            self.settings = from_table(cfg.guest)
-            self.sources = self.settings.sources()
-        except UserError as err:
-            self.problem = err
+    name = "debian"
+    Settings = DebianSettings
 
-    def payload_slice(self) -> dict:
-        if self.problem:
-            return {"kind": self.name, "problem": str(self.problem)}
-        # The resolved sources too: a change in the host's apt sources makes
+    def source_files(self) -> "list[Path]":
+        return source_files()
+
+    def host_facts(self) -> dict:
+        # The resolved sources: a change in the host's apt sources makes
         # another root, so the payload must be rebuilt.
-        return {"kind": self.name, "guest": self.settings.slice(),
-                "sources": apt.deb822(self.sources)}
+        return {"apt_sources": self.settings.sources()}
 
-    def build_payload(self, paths, out: Path, log: Path) -> None:
-        if self.problem:
-            raise self.problem
-        build_payload(paths.cache, out, log, self.settings, self.sources)
+    def build_payload(self, inputs, paths, out: Path, log: Path) -> None:
+        build_payload(paths.cache, out, log, inputs.guest, list(inputs.host["apt_sources"]))
 
 
 # --- the payload ----------------------------------------------------------
@@ -167,7 +148,7 @@ def build_payload(cache: Path, out: Path, log: Path, settings: DebianSettings,
     on the ISO in place of the tiny one, debian-packages.txt and
     manifest.json."""
     cache, out = Path(cache), Path(out)
-    tiny.build_payload(cache / "debs", out, log)
+    tiny.build_payload(cache / "debs", out, log)   # the installer, kernel and boot
     root = rootfs.build(settings.suite, sources, settings.all_packages, cache, log)
     iso = out / "iso"
     _link_or_copy(root.tarball, iso / "system.tar.gz")
@@ -195,7 +176,7 @@ def _overlay(debs_cache: Path, log: Path) -> Archive:
             mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
             archive.file(path.relative_to(system).as_posix(), path.read_bytes(), mode)
     release = pins.KERNEL_RELEASE
-    kernel = debs.fetch([pins.KERNEL], debs_cache, log, pinned_in="tasks/guests/tiny/pins.py")
+    kernel = debs.fetch([pins.KERNEL], debs_cache, log, pinned_in="tasks/guests/linux/pins.py")
     with tempfile.TemporaryDirectory(prefix="debian-modules-", dir=debs_cache) as tmp:
         unpacked, staging = Path(tmp, "kernel"), Path(tmp, "staging")
         debs.extract(kernel[pins.KERNEL.package], unpacked, [f"lib/modules/{release}"])
@@ -220,7 +201,7 @@ def _write_manifest(target: Path, settings: DebianSettings, root: rootfs.Root) -
     manifest = {
         "guest": "debian",
         "kernel_release": pins.KERNEL_RELEASE,
-        "boot_cmdline": boot_cmdline(),
+        "boot_cmdline": installer.BOOT_CMDLINE,
         "installer_packages": installer["packages"],
         "suite": settings.suite,
         "mirror": settings.mirror,

@@ -19,7 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from tasks.core.errors import UserError
+from tasks.core.errors import UserError, for_people
 from tasks.core.files import atomic_path
 from tasks.core.proc import run
 
@@ -100,11 +100,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from tasks.common import Paths
     from tasks.config import load
-    from . import from_table
+    from . import DebianSettings, from_table
     try:
         if args.config.exists():
             cfg = load(args.config)
-            settings = from_table(cfg.guest if cfg.guest_kind == "debian" else {})
+            settings = cfg.guest_settings if isinstance(cfg.guest_settings, DebianSettings) \
+                else from_table({})
             cache = Paths(cfg).cache
             log = cfg.artifacts / "logs" / "sources.log"
         else:
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
                           sources=settings.sources(), cache=cache, log=log):
             print(path)
     except UserError as err:
-        print(f"revive: {err}", file=sys.stderr)
+        print(for_people(err), file=sys.stderr)
         return 1
     return 0
 

@@ -1,45 +1,26 @@
-"""The "tiny" guest: a Debian kernel, busybox and dropbear, assembled on the
-host from pinned bookworm packages, without root.
+"""The "tiny" guest: the shared Linux installer and kernel, and a system of
+busybox and dropbear, assembled on the host from pinned bookworm packages,
+without root.
 
-Install: isolinux on the ISO boots the Debian kernel with ``install.img``,
-whose /init (``installer-init``) reads the answer floppy, writes the system
-archive (``system.cpio``) onto one ext2 partition of the virtio disk, makes
-the SSH host key in the guest, prints ``REVIVE-HOSTKEY …`` and
-``REVIVE-INSTALL-OK`` (or ``REVIVE-INSTALL-FAILED <what>``) on the serial
-console and powers off.
-
-Boot: the disk has no bootloader. QEMU gets ``boot/vmlinuz``,
-``boot/initrd.img`` (``boot-init``: disk drivers, then switch_root) and
-``boot_cmdline()``; the system's ``etc/init.d/rcS`` starts dropbear and
-prints ``REVIVE-READY``.
+The system's ``etc/init.d/rcS`` starts dropbear and prints ``REVIVE-READY``.
 """
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 from tasks.core.errors import UserError
 from tasks.formats.cpio import Archive
 from tasks.guests import debs
+from tasks.guests.linux import LinuxKind, installer
+from tasks.guests.linux import pins as linux_pins
+from tasks.guests.linux.elf import interpreter, needed
 
-from . import kmod, pins
-from .elf import interpreter, needed
+from . import pins
 
 HERE = Path(__file__).resolve().parent
 
-ISO_BOOT = {"image": "isolinux/isolinux.bin", "catalog": "isolinux/boot.cat"}
-
-# Kernel modules by the names a person would look for; their dependencies
-# (and which of them are built into the kernel) come from the modules'
-# own metadata.
-INSTALLER_MODULES = [
-    "floppy", "vfat", "nls_cp437", "nls_ascii",          # the answer floppy
-    "ata_piix", "sr_mod", "isofs",                       # the install CD
-    "virtio_pci", "virtio_blk", "ext4",                  # the target disk
-]
-BOOT_MODULES = ["virtio_pci", "virtio_blk", "ext4"]
 SYSTEM_MODULES = [
     "virtio_net", "af_packet",                           # SSH
     "9p", "9pnet_virtio",                                # 9p shares
@@ -53,8 +34,6 @@ SYSTEM_MODULES = [
 # The system's programs, whose shared libraries are found like ldd would.
 SYSTEM_PROGRAMS = ["usr/sbin/dropbear", "usr/bin/dropbearkey", "usr/sbin/qemu-ga"]
 LIBRARY_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib"]
-ISOLINUX_BIN = "usr/lib/ISOLINUX/isolinux.bin"
-LDLINUX_C32 = "usr/lib/syslinux/modules/bios/ldlinux.c32"
 
 # Folders of the installed system that no package provides.
 SYSTEM_DIRS = {"proc": 0o555, "sys": 0o555, "dev": 0o755, "tmp": 0o1777,
@@ -62,16 +41,21 @@ SYSTEM_DIRS = {"proc": 0o555, "sys": 0o555, "dev": 0o755, "tmp": 0o1777,
                "var/log": 0o755, "etc/dropbear": 0o700, "etc/revive": 0o755}
 
 
+class TinyKind(LinuxKind):
+    name = "tiny"
+
+    def source_files(self) -> "list[Path]":
+        return source_files()
+
+    def build_payload(self, inputs, paths, out: Path, log: Path) -> None:
+        build_payload(paths.cache / "debs", out, log)
+
+
 def source_files() -> "list[Path]":
     """The repository files that shape the payload (file_dep of its task)."""
     own = [p for p in HERE.rglob("*")
            if p.is_file() and "__pycache__" not in p.parts]
-    return sorted(own) + [Path(debs.__file__).resolve(),
-                          HERE.parent.parent / "formats" / "cpio.py"]
-
-
-def boot_cmdline() -> str:
-    return "console=ttyS0 root=/dev/vda1 rw quiet"
+    return sorted(own) + installer.source_files()
 
 
 # --- the payload ----------------------------------------------------------
@@ -81,76 +65,19 @@ def build_payload(cache: Path, out: Path, log: Path) -> None:
     (``out/iso``), the boot kernel and initramfs (``out/boot``) and
     ``out/manifest.json`` into the empty folder ``out``."""
     cache, out = Path(cache), Path(out)
-    packages = debs.fetch(pins.ALL, cache, log, pinned_in="tasks/guests/tiny/pins.py")
-    (out / "iso" / "isolinux").mkdir(parents=True)
-    (out / "boot").mkdir()
+    packages = debs.fetch(linux_pins.ALL + pins.ALL, cache, log,
+                          pinned_in="tasks/guests/linux/pins.py and tasks/guests/tiny/pins.py")
     with tempfile.TemporaryDirectory(prefix="tiny-payload-", dir=cache) as tmp:
         work = Path(tmp)
-        kernel = _unpack_kernel(packages, work / "kernel")
-        modules = kmod.ModuleIndex(kernel / "lib/modules" / pins.KERNEL_RELEASE)
-        userland = _unpack(packages, [pins.BUSYBOX, pins.DROPBEAR, *pins.LIBRARIES,
-                                      pins.QEMU_GA, *pins.AGENT_LIBRARIES],
-                           work / "userland")
-        busybox = (userland / "bin/busybox").read_bytes()
-
-        _initramfs(busybox, HERE / "installer-init", modules, INSTALLER_MODULES,
-                   work / "installer-modules").write(out / "iso/install.img", compress=True)
-        _initramfs(busybox, HERE / "boot-init", modules, BOOT_MODULES,
-                   work / "boot-modules").write(out / "boot/initrd.img", compress=True)
-        _system(userland, modules, work / "system-modules").write(out / "iso/system.cpio")
-
-        vmlinuz = kernel / "boot" / f"vmlinuz-{pins.KERNEL_RELEASE}"
-        shutil.copyfile(vmlinuz, out / "iso/vmlinuz")
-        shutil.copyfile(vmlinuz, out / "boot/vmlinuz")
-        _isolinux(packages, work / "isolinux", out / "iso/isolinux")
+        inst = installer.build(packages, out, work)
+        userland = installer.unpack(packages, [pins.DROPBEAR, *pins.LIBRARIES, pins.QEMU_GA,
+                                               *pins.AGENT_LIBRARIES],
+                                    work / "userland")
+        _system(userland, inst, work / "system-modules").write(out / "iso/system.cpio")
     _write_manifest(out / "manifest.json")
 
 
-def _unpack(packages: "dict[str, Path]", which: "list[debs.Pin]", dest: Path,
-            members=None) -> Path:
-    for pin in which:
-        debs.extract(packages[pin.package], dest, members)
-    return dest
-
-
-def _unpack_kernel(packages: "dict[str, Path]", dest: Path) -> Path:
-    release = pins.KERNEL_RELEASE
-    _unpack(packages, [pins.KERNEL], dest,
-            members=[f"boot/vmlinuz-{release}", f"lib/modules/{release}"])
-    if not (dest / "boot" / f"vmlinuz-{release}").exists():
-        raise UserError(f"{pins.KERNEL.package} has no kernel {release}: make "
-                        "KERNEL_RELEASE match KERNEL in tasks/guests/tiny/pins.py")
-    return dest
-
-
-def _modules(archive: Archive, index: kmod.ModuleIndex, wanted: "list[str]",
-             staging: Path) -> None:
-    """Add the modules ``wanted`` needs, a modules.dep for them, and
-    /etc/modules: the wanted ones that are not built in, for the init
-    scripts to modprobe in order."""
-    try:
-        kmod.install(index, wanted, pins.KERNEL_RELEASE, staging)
-    except KeyError as err:
-        raise UserError(f"{err.args[0]}: update the module lists in "
-                        "tasks/guests/tiny/__init__.py for the pinned kernel") from None
-    archive.add_tree(staging)
-    loadable = [m.name for m in map(index.resolve, wanted) if m is not None]
-    archive.file("etc/modules", "".join(f"{m}\n" for m in loadable).encode())
-
-
-def _initramfs(busybox: bytes, init: Path, index: kmod.ModuleIndex,
-               wanted: "list[str]", staging: Path) -> Archive:
-    archive = Archive()
-    # The kernel opens /dev/console for init before anything is mounted.
-    archive.char_device("dev/console", 5, 1)
-    archive.file("bin/busybox", busybox, 0o755)
-    archive.symlink("bin/sh", "busybox")
-    archive.file("init", init.read_bytes(), 0o755)
-    _modules(archive, index, wanted, staging)
-    return archive
-
-
-def _system(userland: Path, index: kmod.ModuleIndex, staging: Path) -> Archive:
+def _system(userland: Path, inst: installer.Installer, staging: Path) -> Archive:
     """The installed system: busybox (its applet links are made at install
     time by ``busybox --install -s``), dropbear and its libraries, the etc/
     files beside this module, and the modules for disk, network and shares."""
@@ -159,13 +86,14 @@ def _system(userland: Path, index: kmod.ModuleIndex, staging: Path) -> Archive:
         archive.dir(path, mode)
     archive.char_device("dev/console", 5, 1)
     archive.char_device("dev/null", 1, 3, 0o666)
-    archive.file("bin/busybox", (userland / "bin/busybox").read_bytes(), 0o755)
+    archive.file("bin/busybox", inst.busybox, 0o755)
     archive.symlink("bin/sh", "busybox")
     archive.symlink("sbin/init", "../bin/busybox")
     for path in SYSTEM_PROGRAMS + shared_libraries(userland, SYSTEM_PROGRAMS):
         _copy_into(archive, userland, path)
     _add_repo_files(archive, HERE / "etc", "etc")
-    _modules(archive, index, BOOT_MODULES + SYSTEM_MODULES, staging)
+    installer.add_modules(archive, inst.modules, installer.BOOT_MODULES + SYSTEM_MODULES,
+                          staging)
     return archive
 
 
@@ -234,86 +162,15 @@ def _resolve(root: Path, rel: str) -> str:
     return _symlink_chain(root, rel)[-1]
 
 
-def _isolinux(packages: "dict[str, Path]", staging: Path, dest: Path) -> None:
-    _unpack(packages, [pins.ISOLINUX, pins.SYSLINUX_COMMON], staging,
-            members=[ISOLINUX_BIN, LDLINUX_C32])
-    shutil.copyfile(staging / ISOLINUX_BIN, dest / "isolinux.bin")
-    shutil.copyfile(staging / LDLINUX_C32, dest / "ldlinux.c32")
-    shutil.copyfile(HERE / "isolinux.cfg", dest / "isolinux.cfg")
-
-
 def _write_manifest(target: Path) -> None:
     manifest = {
         "guest": "tiny",
-        "kernel_release": pins.KERNEL_RELEASE,
-        "boot_cmdline": boot_cmdline(),
+        "kernel_release": linux_pins.KERNEL_RELEASE,
+        "boot_cmdline": installer.BOOT_CMDLINE,
         "packages": [{"package": p.package, "version": p.version,
-                      "arch": p.arch, "sha256": p.sha256} for p in pins.ALL],
+                      "arch": p.arch, "sha256": p.sha256}
+                     for p in linux_pins.ALL + pins.ALL],
     }
     target.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-# --- the answers ----------------------------------------------------------
-
-def answer_files(answers: dict) -> "dict[str, bytes]":
-    """The answer floppy's files (8.3 upper-case names).
-
-    REVIVE.CFG holds ``KEY='value'`` lines that the installer sources: every
-    value is single-quoted (a quote inside becomes ``'\\''``), so no value
-    can run a command. The installer still checks each value before use.
-    """
-    key = answers["ssh_public_key"].strip()
-    if "\n" in key or not key.startswith("ssh-"):
-        raise UserError("answers: ssh_public_key must be one OpenSSH public "
-                        "key line (ssh-ed25519 AAAA…)")
-    settings = {
-        "REVIVE_HOSTNAME": answers["hostname"],
-        "REVIVE_USER": answers["user"],
-        "REVIVE_DISK": answers["disk"]["device"],
-        "REVIVE_FILESYSTEM": answers["disk"]["filesystem"],
-    }
-    return {
-        "REVIVE.CFG": config_file(settings),
-        "AUTHKEYS": (key + "\n").encode(),
-        "SHARES": "".join(_share_line(s) for s in answers.get("shares", [])).encode(),
-    }
-
-
-def config_file(settings: "dict[str, str]") -> bytes:
-    lines = ["# revive answers, sourced by the tiny guest's installer\n"]
-    for name, value in settings.items():
-        value = str(value)
-        if "\0" in value:
-            raise UserError(f"answers: {name} contains a NUL character")
-        lines.append(f"{name}={shell_quote(value)}\n")
-    return "".join(lines).encode()
-
-
-def shell_quote(value: str) -> str:
-    """Always single-quoted (unlike shlex.quote, which leaves safe words
-    bare), so every line of the file has the same shape."""
-    return "'" + value.replace("'", "'\\''") + "'"
-
-
-def _share_line(share: dict) -> str:
-    fields = [share["name"], share["guest"], share["mode"], share["transport"]]
-    if any(not f or any(c.isspace() for c in f) for f in fields):
-        raise UserError(f"answers: share {share['name']!r}: name and guest "
-                        "path must be non-empty and contain no spaces")
-    if share["mode"] not in ("ro", "rw") or share["transport"] not in ("9p", "smb"):
-        raise UserError(f"answers: share {share['name']!r}: mode must be ro|rw "
-                        "and transport 9p|smb")
-    return " ".join(fields) + "\n"
-
-
-def probe_kernel(cache: Path, log: Path) -> Path:
-    """The pinned kernel alone, for the KVM probe of guests that bring no
-    Linux kernel of their own (Windows); fetched and unpacked once."""
-    target = cache / f"vmlinuz-{pins.KERNEL_RELEASE}"
-    if not target.exists():
-        packages = debs.fetch([pins.KERNEL], cache, log)
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            debs.extract(packages[pins.KERNEL.package], Path(tmp),
-                         [f"boot/vmlinuz-{pins.KERNEL_RELEASE}"])
-            os.replace(Path(tmp) / "boot" / f"vmlinuz-{pins.KERNEL_RELEASE}", target)
-    return target

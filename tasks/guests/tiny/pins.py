@@ -1,19 +1,13 @@
-"""The Debian bookworm packages the tiny guest is made of, pinned.
+"""The Debian bookworm packages of the tiny guest's own system, pinned (the
+kernel, busybox and isolinux every Linux guest shares are in
+tasks/guests/linux/pins.py).
 
 To move to newer packages: `apt-get update`, then for each package
-`apt-cache show NAME=VERSION` gives the Version and SHA256 to copy here. The
-kernel is pinned by its versioned package (the ABI is part of the name), not
-the linux-image-amd64 metapackage, so the module paths are known in advance.
+`apt-cache show NAME=VERSION` gives the Version and SHA256 to copy here.
 """
 
 from tasks.guests.debs import Pin
 
-KERNEL_RELEASE = "6.1.0-56-amd64"
-
-KERNEL = Pin("linux-image-6.1.0-56-amd64", "6.1.192-2",
-             "a86e2049672f52354c4536a089203b6c82639420424d31c91cf31a181fd4d8f1")
-BUSYBOX = Pin("busybox-static", "1:1.35.0-4+deb12u1+b1",
-              "3d3fdbe91d4660c873e14b092c213fe81c1da6362daa236eb25d0171eb108744")
 DROPBEAR = Pin("dropbear-bin", "2022.83-1+deb12u3",
                "44ac9aaae0105bca66ea4d457852bf97020ccab33d5c088b0e5c8668891290a0")
 
@@ -51,13 +45,4 @@ AGENT_LIBRARIES = [
         "c23077e3640e6cb4b819c134b3f41d5cf21b3edac099654b1b4142c3069a39a3"),
 ]
 
-# isolinux.bin comes from isolinux, ldlinux.c32 from syslinux-common.
-ISOLINUX = Pin("isolinux", "3:6.04~git20190206.bf6db5b4+dfsg1-3",
-               "cb14af88adc2c3844976cd2de61571d2af94d2fb65c277fe4acf3dc8a5d25aae",
-               arch="all")
-SYSLINUX_COMMON = Pin("syslinux-common", "3:6.04~git20190206.bf6db5b4+dfsg1-3",
-                      "f7e4ead7fdfe5cb6117d8d2485d75e53570a8cf680c81a432f92c1774f878875",
-                      arch="all")
-
-ALL = [KERNEL, BUSYBOX, DROPBEAR, *LIBRARIES, QEMU_GA, *AGENT_LIBRARIES, ISOLINUX,
-       SYSLINUX_COMMON]
+ALL = [DROPBEAR, *LIBRARIES, QEMU_GA, *AGENT_LIBRARIES]

@@ -171,7 +171,7 @@ def closure(ini: SetupIni, requested: Iterable[str]) -> "list[Package]":
     resolve = _resolver(ini)
     for name in requested:
         if name not in ini.packages:
-            raise UserError(f"config.toml [guest] packages: {name} is not in "
+            raise UserError(f"config.toml: [guest] packages: {name} is not in "
                             "the mirror's setup.ini; check the name on "
                             "cygwin.com/packages")
     base = [p.name for p in ini.packages.values() if "Base" in p.categories]
@@ -203,14 +203,14 @@ def find_mirror_root(mirror: Path, arch: str = "x86_64") -> "tuple[Path, str]":
     and a flat copy with setup.ini at the root.
     """
     if not mirror.is_dir():
-        raise UserError(f"config.toml [guest] cygwin_mirror: {mirror} is not a "
+        raise UserError(f"config.toml: [guest] cygwin_mirror: {mirror} is not a "
                         "folder; make it as tasks/guests/windows/cygwin.py says")
     for root in [mirror] + sorted(p for p in mirror.iterdir() if p.is_dir()):
         for folder in (root / arch, root):
             text = _read_setup_ini(folder)
             if text is not None:
                 return root, text
-    raise UserError(f"config.toml [guest] cygwin_mirror: no {arch}/setup.ini "
+    raise UserError(f"config.toml: [guest] cygwin_mirror: no {arch}/setup.ini "
                     f"in {mirror}; download Cygwin packages into it (see "
                     "tasks/guests/windows/cygwin.py)")
 
@@ -253,7 +253,7 @@ def copy_payload(mirror: Path, dest: Path, requested: Iterable[str],
     program = next((p / setup_program(arch) for p in (mirror, root)
                     if (p / setup_program(arch)).is_file()), None)
     if program is None:
-        raise UserError(f"config.toml [guest] cygwin_mirror: no "
+        raise UserError(f"config.toml: [guest] cygwin_mirror: no "
                         f"{setup_program(arch)} in {mirror}; download it from "
                         f"https://cygwin.com/{setup_program(arch)} into that folder")
     packages = closure(parse_setup_ini(text), requested)

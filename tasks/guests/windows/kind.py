@@ -1,51 +1,65 @@
-"""The Windows guest kind for the stages (see ``tasks.guests.linux.LinuxKind``
-for the interface): the user's ISO, the payload CD, the answer file on the
-floppy and at the payload CD's root, Cygwin's sshd, SMB shares."""
+"""The Windows guest kind for the stages (the contract is
+``tasks.guests.base.GuestKind``): the user's ISO, the payload CD, the answer
+file on the floppy and at the payload CD's root, Cygwin's sshd, SMB shares."""
 
 import json
 import shlex
 import shutil
 from pathlib import Path
 
-from ...core.errors import UserError
 from ...core.files import sha256_file
-from ...machine.snapshot import memory_args
+from ...machine.devices import DeviceModel
+from ..base import GuestKind
+from ..linux import installer
 from . import answers, profile, setup_script
-from .settings import check_iso, from_table
+from .settings import WindowsSettings, check_iso
 
 PRESS_ANY_KEY_FOR = 40.0     # seconds of Enter presses for the UEFI CD prompt
 HERE = Path(__file__).resolve().parent
 
 
-class WindowsKind:
+class WindowsKind(GuestKind):
+    name = "windows"
+    Settings = WindowsSettings
     iso_boot = None              # the payload CD is data; Windows boots its own ISO
     iso_volume = "REVIVE_PAYLOAD"
+    default_transport = "smb"    # Windows reaches shares over SMB only
+    transports = ("smb",)
+    drive_letters = True
+    channels = ("ssh",)
+    channel_note = ("QEMU's guest agent needs a virtio-serial driver, which Windows "
+                    "installed offline lacks")
+    # The answer file comes from [guest] alone; the install's machine is the
+    # one the VM gets later, so its memory and CPUs shape the install too.
+    reads = {
+        "payload": (),
+        "floppy": (),
+        "install": ("answers.disk_size", "vm.memory", "vm.cpus"),
+        "snapshot": ("vm.memory", "vm.cpus", "vm.accel", "vm.save", "vm.channel", "shares"),
+    }
 
-    def __init__(self, cfg):
-        self.cfg = cfg
-        self.name = "windows"
-        self.s = from_table(cfg.guest, cfg.root)
-        for share in cfg.shares.values():
-            if share.transport != "smb":
-                raise UserError(f"config.toml: [shares.{share.name}] transport: Windows "
-                                "guests reach shares over SMB; set transport = \"smb\"")
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.s = settings
         self._last_key = -1.0
+
+    def settings_for(self, stage: str):
+        # The user's ISO is the install stage's input alone: the media and
+        # the machine are the same whichever ISO file is used.
+        if stage == "install":
+            return self.settings
+        if stage == "iso":
+            return None
+        return self.hidden(self.settings, "iso", "iso_sha256")
 
     # -- media -------------------------------------------------------------
     def source_files(self) -> "list[Path]":
         return sorted(p for p in HERE.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
-    def _answers_slice(self) -> dict:
-        # The user's ISO is the install stage's input, not the media's.
-        return {k: v for k, v in self.s.slice().items() if k != "iso_sha256"}
-
-    def payload_slice(self) -> dict:
-        return {"kind": self.name, "settings": self._answers_slice()}
-
     def payload_needs_key(self) -> bool:
         return True
 
-    def build_payload(self, paths, out: Path, log: Path) -> None:
+    def build_payload(self, inputs, paths, out: Path, log: Path) -> None:
         tree = out / "iso"
         setup_script.write_payload(self.s, paths.public_key.read_text(), tree)
         name, data = answers.answer_file(self.s)
@@ -57,45 +71,34 @@ class WindowsKind:
         (out / "manifest.json").write_text(json.dumps(
             {"kind": self.name, "files": files}, indent=1, sort_keys=True) + "\n")
 
-    def floppy_files(self, answers_: dict) -> "dict[str, bytes]":
+    def floppy_files(self, inputs, public_key: str) -> "dict[str, bytes]":
         name, data = answers.answer_file(self.s)
         return {name: data}
 
-    def floppy_slice(self) -> dict:
-        return {"settings": self._answers_slice()}
-
-    def install_slice(self) -> dict:
-        return {"iso_sha256": self.s.iso_sha256}
-
     # -- install -----------------------------------------------------------
     def probe_kernel(self, paths) -> Path:
-        """Windows brings no Linux kernel; the KVM probe boots tiny's."""
-        from .. import tiny
-        return tiny.probe_kernel(paths.cache / "debs", paths.logs / "payload.log")
+        """Windows brings no Linux kernel; the KVM probe boots the Linux guests'."""
+        return installer.probe_kernel(paths.cache / "debs", paths.logs / "payload.log")
 
-    def check_install_inputs(self, paths, log: Path) -> None:
+    def check_install_inputs(self, inputs, paths, log: Path) -> None:
         check_iso(self.s, log=log, cache=paths.cache / "iso-sha256.json")
 
-    def install_inputs(self, paths) -> "list[Path]":
-        return [paths.iso, paths.floppy, paths.payload_manifest]
-
-    def ovmf_vars(self, paths) -> Path:
+    def ovmf_vars(self, artifacts: Path) -> Path:
         """UEFI variables written by Setup, kept beside the base image."""
-        return paths.artifacts / "base-ovmf-vars.fd"
+        return artifacts / "base-ovmf-vars.fd"
 
-    def install_args(self, paths, disk: Path, accel: str, cpu: str) -> "list[str]":
+    def install_devices(self, inputs, paths, disk: Path) -> DeviceModel:
         vars_ = None
         if self.s.firmware == "uefi":
             vars_ = profile.copy_ovmf_vars(disk.with_name(disk.name + ".vars.fd"))
-        argv = profile.machine_argv(
+        return profile.device_model(
             self.s, disk=disk, install_iso=self.s.iso, payload_iso=paths.iso,
             floppy=paths.floppy if self.s.firmware == "bios" else None,
-            ovmf_vars=vars_, memory=f"{self.cfg.vm.memory_mb}M", cpus=self.cfg.vm.cpus)
-        return ["-accel", accel, "-cpu", cpu, *argv]
+            ovmf_vars=vars_, memory_mb=inputs["vm.memory"], cpus=inputs["vm.cpus"])
 
     def after_install(self, paths, disk: Path) -> None:
         if self.s.firmware == "uefi":
-            shutil.move(disk.with_name(disk.name + ".vars.fd"), self.ovmf_vars(paths))
+            shutil.move(disk.with_name(disk.name + ".vars.fd"), self.ovmf_vars(paths.artifacts))
 
     def install_report(self, console: str) -> dict:
         report = setup_script.read_report(console)
@@ -120,35 +123,22 @@ class WindowsKind:
     def ssh_user(self) -> str:
         return self.s.admin_user
 
-    def device_template(self, *, machine: str, accel: str, cpu: str, save_method: str) -> "list[str]":
-        argv = profile.machine_argv(
-            self.s, disk=Path("@disk@"), smb_dir=Path("@smb@"),
-            ovmf_vars=Path("@ovmf-vars@") if self.s.firmware == "uefi" else None,
-            memory=f"{self.cfg.vm.memory_mb}M", cpus=self.cfg.vm.cpus)
-        out = []
-        args = iter(argv)
-        for arg in args:
-            if arg == "-machine":
-                next(args)
-                opt = f"{machine},accel={accel}"
-                if save_method == "file":
-                    opt += ",memory-backend=ram0"
-                out += ["-machine", opt, "-cpu", cpu]
-            elif arg == "-m":
-                next(args)
-                out += memory_args(save_method, self.cfg.vm.memory_mb, "@ram@", "@ram-share@")
-            elif arg.startswith("user,id=net0"):
-                out.append(arg + ",hostfwd=tcp:127.0.0.1:@port@-:22")
-            else:
-                out.append(arg)
-        return out
+    def build_user(self, inputs) -> str:
+        return self.s.admin_user
 
-    def vm_values(self, paths, work: Path) -> "dict[str, str]":
+    def installed_devices(self, inputs) -> DeviceModel:
+        return profile.device_model(
+            self.s, disk=Path("@disk@"), smb_dir=Path("@smb@"), ssh_port="@port@",
+            ovmf_vars=Path("@ovmf-vars@") if self.s.firmware == "uefi" else None,
+            memory_mb=inputs["vm.memory"], cpus=inputs["vm.cpus"])
+
+    def vm_values(self, artifacts: Path, work: Path) -> "dict[str, str]":
         if self.s.firmware != "uefi":
             return {}
         # The firmware's variables travel with the machine state; each VM
         # still needs a writable file of the same size behind its pflash.
-        return {"ovmf-vars": str(shutil.copyfile(self.ovmf_vars(paths), work / "ovmf-vars.fd"))}
+        return {"ovmf-vars": str(shutil.copyfile(self.ovmf_vars(artifacts),
+                                                 work / "ovmf-vars.fd"))}
 
     def _share_table(self, shares) -> dict:
         return {s.name: {"guest": s.guest, "mode": s.mode} for s in shares}

@@ -15,22 +15,19 @@ it without the CD's "press any key" prompt. UEFI uses Debian's ``ovmf``
 (CODE read-only, a per-VM copy of VARS); the floppy exists only under BIOS
 (OVMF has no floppy driver). User networking with ``restrict=on``; ``smb=``
 makes QEMU serve one folder at \\\\10.0.2.4\\qemu. Checked with QEMU 7.2.
-Serial port, display, QMP and the accelerator are the machine module's.
+Serial port, display and QMP are the machine module's; the accelerator,
+CPU and RAM backing are set by the stages on the returned ``DeviceModel``.
 """
 
 import shutil
 from pathlib import Path
 from typing import Optional
 
+from ...machine.devices import DeviceModel, Disk, Firmware, Nic
 from .settings import WindowsSettings
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
-
-
-def _opt(value) -> str:
-    """A value inside a QEMU option list: commas are doubled."""
-    return str(value).replace(",", ",,")
 
 
 def copy_ovmf_vars(dest: Path, source: Path = OVMF_VARS) -> Path:
@@ -39,79 +36,32 @@ def copy_ovmf_vars(dest: Path, source: Path = OVMF_VARS) -> Path:
     return dest
 
 
-def _drives(s: WindowsSettings, disk: Path, disk_format: str,
-            cdroms: "list[Path]") -> "list[str]":
-    argv = ["-drive", f"if=none,id=disk0,format={disk_format},file={_opt(disk)}"]
-    if s.legacy:
-        slots = ["bus=ide.0,unit=0", "bus=ide.1,unit=0", "bus=ide.1,unit=1"]
-    else:
-        argv += ["-device", "ahci,id=ahci"]
-        slots = ["bus=ahci.0", "bus=ahci.1", "bus=ahci.2"]
-    argv += ["-device", f"ide-hd,drive=disk0,{slots[0]},bootindex=1"]
-    for n, iso in enumerate(cdroms):
-        argv += ["-drive", f"if=none,id=cd{n},media=cdrom,readonly=on,"
-                           f"format=raw,file={_opt(iso)}",
-                 "-device", f"ide-cd,drive=cd{n},{slots[n + 1]},bootindex={n + 2}"]
-    return argv
-
-
-def _floppy(s: WindowsSettings, floppy: Path) -> "list[str]":
-    if s.firmware == "uefi":
-        raise ValueError("no floppy under UEFI: put autounattend.xml on the payload CD")
-    drive = f"format=raw,readonly=on,file={_opt(floppy)}"
-    if s.legacy:    # the pc machine has its floppy controller built in
-        return ["-drive", f"if=floppy,{drive}"]
-    return ["-device", "isa-fdc,id=fdc0",
-            "-drive", f"if=none,id=floppy0,{drive}",
-            "-device", "floppy,drive=floppy0,bus=fdc0.0"]
-
-
-def _firmware(s: WindowsSettings, ovmf_vars: Optional[Path],
-              ovmf_code: Path) -> "list[str]":
-    if s.firmware != "uefi":
-        return []
-    if ovmf_vars is None:
-        raise ValueError("UEFI needs this VM's copy of OVMF_VARS (copy_ovmf_vars)")
-    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={_opt(ovmf_code)}",
-            "-drive", f"if=pflash,format=raw,unit=1,file={_opt(ovmf_vars)}"]
-
-
-def _network(s: WindowsSettings, smb_dir: Optional[Path],
-             ssh_port: Optional[int]) -> "list[str]":
-    netdev = "user,id=net0,restrict=on"
-    if smb_dir is not None:
-        netdev += f",smb={_opt(smb_dir)}"
-    if ssh_port is not None:
-        netdev += f",hostfwd=tcp:127.0.0.1:{int(ssh_port)}-:22"
-    nic = "rtl8139" if s.legacy else "e1000e"
-    return ["-netdev", netdev, "-device", f"{nic},netdev=net0"]
-
-
-def _usb(s: WindowsSettings) -> "list[str]":
-    if s.legacy:
-        return ["-usb", "-device", "usb-tablet"]
-    return ["-device", "qemu-xhci,id=xhci", "-device", "usb-tablet,bus=xhci.0"]
-
-
-def machine_argv(s: WindowsSettings, *, disk: Path, disk_format: str = "qcow2",
+def device_model(s: WindowsSettings, *, disk: Path, disk_format: str = "qcow2",
                  install_iso: Optional[Path] = None,
                  payload_iso: Optional[Path] = None,
                  floppy: Optional[Path] = None,
                  ovmf_vars: Optional[Path] = None,
                  smb_dir: Optional[Path] = None,
-                 ssh_port: Optional[int] = None,
-                 memory: str = "4G", cpus: int = 2,
-                 ovmf_code: Path = OVMF_CODE) -> "list[str]":
-    """QEMU arguments for this guest. The install stage passes the ISOs (and
-    the floppy for XP); snapshot and builds pass only the disk."""
-    cdroms = [p for p in (install_iso, payload_iso) if p is not None]
-    argv = ["-machine", "pc" if s.legacy else "q35", "-m", str(memory),
-            "-smp", str(int(cpus))]
-    argv += _firmware(s, ovmf_vars, ovmf_code)
-    argv += _drives(s, disk, disk_format, cdroms)
-    if floppy is not None:
-        argv += _floppy(s, floppy)
-    argv += _network(s, smb_dir, ssh_port)
-    argv += _usb(s)
-    argv += ["-rtc", f"base={s.rtc},clock=vm", "-vga", "std"]
-    return argv
+                 ssh_port: "int | str | None" = None,
+                 memory_mb: int = 4096, cpus: int = 2,
+                 ovmf_code: Path = OVMF_CODE) -> DeviceModel:
+    """This guest's machine. The install stage passes the ISOs (and the
+    floppy for XP); snapshot and builds pass only the disk."""
+    if s.firmware == "uefi" and ovmf_vars is None:
+        raise ValueError("UEFI needs this VM's copy of OVMF_VARS (copy_ovmf_vars)")
+    if s.firmware == "uefi" and floppy is not None:
+        raise ValueError("no floppy under UEFI: put autounattend.xml on the payload CD")
+    return DeviceModel(
+        machine="pc" if s.legacy else "q35",
+        storage="ide" if s.legacy else "ahci",
+        memory_mb=memory_mb, cpus=int(cpus),
+        firmware=Firmware(str(ovmf_code), str(ovmf_vars)) if s.firmware == "uefi" else None,
+        disks=(Disk(str(disk), disk_format, bootindex=1),),
+        cdroms=tuple(str(p) for p in (install_iso, payload_iso) if p is not None),
+        floppy=str(floppy) if floppy is not None else None,
+        floppy_controller=not s.legacy,
+        nic=Nic("rtl8139" if s.legacy else "e1000e",
+                smb=str(smb_dir) if smb_dir is not None else None,
+                forward_ssh=str(ssh_port) if ssh_port is not None else None),
+        usb_tablet="uhci" if s.legacy else "xhci",
+        rtc=f"base={s.rtc},clock=vm", vga="std")

@@ -154,7 +154,7 @@ class WindowsSettings:
 
 
 def _fail(key: str, problem: str, todo: str) -> UserError:
-    return UserError(f"config.toml [guest] {key}: {problem}; {todo}")
+    return UserError(f"config.toml: [guest] {key}: {problem}; {todo}")
 
 
 def _choice(table: dict, key: str, choices, default):
@@ -337,6 +337,10 @@ def from_table(table: dict, base_dir: Path) -> WindowsSettings:
     )
     _check_combination(settings)
     return settings
+
+
+# The guest-kind contract reads every kind's settings the same way.
+WindowsSettings.from_table = staticmethod(from_table)
 
 
 def _cached_sha256(iso: Path, cache: Optional[Path]) -> str:

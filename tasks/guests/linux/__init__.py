@@ -1,0 +1,135 @@
+"""What Linux guests (tiny, debian) share: the installer and kernel
+(``installer``, ``pins``, ``kmod``, ``elf``), the answer floppy
+(``answers``), the device model of install and of the installed system, the
+console markers, and share mounting.
+
+The installed system is booted with the payload's own kernel and initramfs
+(QEMU ``-kernel``/``-initrd``): the disk needs no bootloader, and the kernel
+that revive boots is the one pinned in the payload.
+"""
+
+import shlex
+from pathlib import Path
+
+from ...machine.devices import Channel, DeviceModel, Disk, Kernel, Nic, NinePShare
+from ..base import GuestKind
+from . import answers, installer
+
+INSTALL_OK = "REVIVE-INSTALL-OK"
+INSTALL_FAILED = "REVIVE-INSTALL-FAILED"
+HOSTKEY = "REVIVE-HOSTKEY "
+# The installer runs from RAM; the memory the guest gets later is [vm] memory.
+INSTALL_MEMORY_MB = 1024
+
+
+def mount_command(shares) -> str:
+    """Mount every share (9p by tag; SMB from QEMU's built-in server)."""
+    steps = []
+    for s in shares:
+        guest = shlex.quote(s.guest)
+        if s.transport == "9p":
+            steps.append(f"mkdir -p {guest} && mount -t 9p -o trans=virtio,version=9p2000.L,"
+                         f"msize=262144,{s.mode} {s.name} {guest}")
+        else:
+            # QEMU's smbd serves one folder as \\10.0.2.4\qemu; each share is
+            # a subfolder. No mount.cifs helper: the kernel wants username=
+            # (an empty password makes it a guest logon) and the address.
+            steps.append(f"mkdir -p {guest} && mount -t cifs //10.0.2.4/qemu/{s.name} {guest} "
+                         f"-o username=guest,password=,vers=3.0,ip=10.0.2.4,{s.mode},"
+                         # Files show as root's; a non-root build user must still
+                         # write and chmod in the exchange folder.
+                         "file_mode=0777,dir_mode=0777,noperm")
+    return " && ".join(steps) or "true"
+
+
+def unmount_command(shares) -> str:
+    return " ; ".join(f"umount {shlex.quote(s.guest)}" for s in shares) or "true"
+
+
+def parse_host_key(console: str) -> "str | None":
+    for line in console.splitlines():
+        if HOSTKEY in line:
+            fields = line.split(HOSTKEY, 1)[1].split()
+            if len(fields) >= 2:
+                return f"{fields[0]} {fields[1]}"
+    return None
+
+
+class LinuxKind(GuestKind):
+    """A Linux guest kind: a subclass brings its payload; this class holds
+    what all share."""
+
+    iso_boot = installer.ISO_BOOT
+
+    def settings_for(self, stage: str):
+        # Only the payload depends on a Linux kind's settings (its packages);
+        # every later stage follows from the payload's files.
+        return self.settings if stage == "payload" else None
+
+    # -- media -------------------------------------------------------------
+    def floppy_files(self, inputs, public_key: str) -> "dict[str, bytes]":
+        return answers.answer_files({
+            "hostname": inputs["answers.hostname"], "user": inputs["answers.user"],
+            "disk": {"device": "/dev/vda", "filesystem": "ext2"},
+            "ssh_public_key": public_key})
+
+    # -- install -----------------------------------------------------------
+    def probe_kernel(self, paths) -> Path:
+        return paths.payload / "boot" / "vmlinuz"
+
+    def install_devices(self, inputs, paths, disk: Path) -> DeviceModel:
+        return DeviceModel(machine="pc", memory_mb=INSTALL_MEMORY_MB, no_reboot=True,
+                           boot_cd=True, cdroms=(str(paths.iso),), floppy=str(paths.floppy),
+                           disks=(Disk(str(disk)),))
+
+    def install_report(self, console: str) -> dict:
+        failed = next((l.split(INSTALL_FAILED, 1)[1].strip()
+                       for l in console.splitlines() if INSTALL_FAILED in l), None)
+        steps = [l for l in console.splitlines() if l.startswith("revive:")]
+        return {"done": INSTALL_OK in console, "failed": failed,
+                "host_key": parse_host_key(console), "step": steps[-1] if steps else None}
+
+    # -- snapshot and builds -----------------------------------------------
+    def installed_devices(self, inputs) -> DeviceModel:
+        shares = inputs["shares"].values()
+        smb = "@smb@" if any(s.transport == "smb" for s in shares) else None
+        return DeviceModel(
+            machine="pc", memory_mb=inputs["vm.memory"], cpus=inputs["vm.cpus"],
+            kernel=Kernel("@artifacts@/payload/boot/vmlinuz",
+                          "@artifacts@/payload/boot/initrd.img", installer.BOOT_CMDLINE),
+            disks=(Disk("@disk@"),),
+            nic=Nic("virtio-net-pci", forward_ssh="@port@", smb=smb, mac="52:54:00:12:34:56"),
+            shares=tuple(NinePShare(s.name, f"@share.{s.name}@", readonly=s.mode == "ro")
+                         for s in shares if s.transport == "9p") + self._agent_share(inputs),
+            channels=self._agent_channel(inputs))
+
+    # [vm] channel = "agent" (issue 9): qemu-ga's virtio-serial port, and the
+    # hidden read-write share a command's output streams through.
+    def _agent_channel(self, inputs) -> "tuple[Channel, ...]":
+        if inputs["vm.channel"] != "agent":
+            return ()
+        from ...remote import agent
+        return (Channel(agent.PORT_NAME, "@agent-socket@"),)
+
+    def _agent_share(self, inputs) -> "tuple[NinePShare, ...]":
+        if inputs["vm.channel"] != "agent":
+            return ()
+        from ...remote import agent
+        return (NinePShare(agent.STREAM_TAG, "@agent-stream@", readonly=False),)
+
+    def prepare_shares(self, shares) -> str:
+        return (f"{mount_command(shares)} && {unmount_command(shares)} && sync && "
+                "echo 3 > /proc/sys/vm/drop_caches")
+
+    def after_revive(self, shares, now: float) -> str:
+        # A revived guest's clock is where the snapshot left it. busybox's
+        # date takes whole seconds only, GNU date fractions too.
+        return (f"{{ date -s @{now:.3f} || date -s @{round(now)}; }} >/dev/null 2>&1; "
+                f"{mount_command(shares)}")
+
+    def command_line(self, command: str, env: "dict[str, str]", user: str, shares=()) -> str:
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        prefix = f"export {exports}; " if exports else ""
+        if user != "root":
+            return f"{prefix}exec su -s /bin/sh {shlex.quote(user)} -c {shlex.quote(command)}"
+        return prefix + command

@@ -1,0 +1,152 @@
+"""What a stage reads is what it hashes, checked against doit itself.
+
+The cases are generated from the stages' input records (``tasks.inputs``),
+not from a list written here: for every key of every record, changing it to
+another valid value must make exactly the stages whose records hold it out
+of date (doit's own status), and the stages after them follow through their
+file_deps; changing a key that no record holds makes nothing out of date.
+"""
+
+import re
+import tomllib
+
+import pytest
+
+from tasks import config as config_mod
+from tasks import inputs
+from tasks.guests import KINDS
+
+pytestmark = pytest.mark.integration
+
+
+def dump(table: dict, where: str = "") -> str:
+    """TOML for the shapes config.toml has (tables, scalars, lists, inline
+    tables), enough to write a changed config back."""
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+    lines, tables = [], []
+    for key, v in table.items():
+        sub = f"{where}.{key}" if where else key
+        if isinstance(v, dict) and (not where or where in ("shares", "builds")):
+            tables.append((sub, v))
+        else:
+            lines.append(f"{key} = {value(v)}")
+    text = (f"[{where}]\n" if where and lines else "") + "".join(l + "\n" for l in lines)
+    return text + "".join("\n" + dump(v, sub) for sub, v in tables)
+
+
+def records(cfg) -> "dict[str, dict]":
+    """Every stage's record as doit hashes it, by doit task name."""
+    found = {stage: inputs.for_stage(cfg, stage).plain() for stage in inputs.STAGES}
+    for name in cfg.builds:
+        found[f"build:{name}"] = inputs.for_build(cfg, name).plain()
+    return found
+
+
+def stale(project) -> "set[str]":
+    """The tasks doit would run now, by its own up-to-date checks."""
+    listing = project.doit("list", "--all", "--status").stdout
+    return {m.group(1) for m in re.finditer(r"^R (\S+)", listing, re.M)} - {"build"}
+
+
+def changed(raw: dict, key: str, cfg) -> dict:
+    """``raw`` (the TOML as data) with ``key`` set to another valid value."""
+    raw = tomllib.loads(dump(raw))          # a deep copy
+    if key == "guest.kind":
+        raw.setdefault("guest", {})["kind"] = next(k for k in KINDS if k not in
+                                                   (cfg.guest_kind, "windows"))
+        return raw
+    if key == "shares":
+        share = next(iter(raw["shares"].values()))
+        share["guest"] += "2"
+        return raw
+    if key.startswith("builds."):
+        raw["builds"][key.split(".", 1)[1]]["command"] += " "
+        return raw
+    if key.startswith("shares.") and key.endswith(".host"):
+        raw["shares"][key.split(".")[1]]["host"] = "elsewhere"
+        return raw
+    section, name = key.split(".", 1)
+    table = raw.setdefault(section, {})
+    current = cfg.value(key) if key in config_mod._VALUES else table.get(name)
+    attr = config_mod._VALUES.get(key, ("", ""))[1]
+    choices = {"vm.accel": config_mod.ACCELS, "vm.save": config_mod.SAVE_METHODS}
+    if key in choices:
+        table[name] = next(c for c in choices[key] if c != current and c != "kvm")
+    elif attr.endswith("_mb"):
+        table[name] = f"{current * 2}M"
+    elif section == "timeouts":
+        table[name] = f"{current * 2:.0f}s"
+    elif isinstance(current, int):
+        table[name] = current + 1
+    elif key == "answers.user":
+        table[name] = "builder" if current != "builder" else "root"
+    else:
+        table[name] = f"{current}x"
+    return raw
+
+
+def test_each_key_a_stage_hashes_makes_exactly_that_stage_stale(built):
+    original = built.config.read_text()
+    raw = tomllib.loads(original)
+    cfg = config_mod.load(built.config)
+    by_stage = records(cfg)
+    before = stale(built)
+    keys = {k for record in by_stage.values() for k in record if not k.startswith("host.")}
+    assert {"answers.disk_size", "vm.memory", "shares", "guest.kind"} <= keys
+    try:
+        for key in sorted(keys):
+            built.config.write_text(dump(changed(raw, key, cfg)))
+            holders = {task for task, record in by_stage.items()
+                       if any(k == key or k.startswith(key + ".") for k in record)}
+            assert stale(built) - before == holders - before, key
+    finally:
+        built.config.write_text(original)
+    assert stale(built) == before
+
+
+def test_keys_no_stage_hashes_make_nothing_stale(built):
+    original = built.config.read_text()
+    raw = tomllib.loads(original)
+    cfg = config_mod.load(built.config)
+    hashed = {k for record in records(cfg).values() for k in record}
+    unread = [k for k in config_mod._VALUES if k not in hashed]
+    unread += [f"shares.{n}.host" for n, s in cfg.shares.items() if s.host is not None]
+    assert "timeouts.revive" in unread
+    before = stale(built)
+    try:
+        for key in unread:
+            built.config.write_text(dump(changed(raw, key, cfg)))
+            assert stale(built) == before, key
+    finally:
+        built.config.write_text(original)
+
+
+def test_a_bigger_disk_reinstalls_and_the_guest_sees_it(built):
+    """The instance that hid the class: [answers] disk_size was hashed by the
+    floppy, whose bytes do not carry it, and not by the install."""
+    original = built.config.read_text()
+    raw = tomllib.loads(original)
+    raw.setdefault("answers", {})["disk_size"] = "3G"
+    exchange = config_mod.load(built.config).exchange.guest
+    raw["builds"]["size"] = {"command": f"cat /sys/block/vda/size > {exchange}/sectors",
+                             "outputs": ["sectors"], "timeout": "2m"}
+    try:
+        built.config.write_text(dump(raw))
+        info = built.doit("info", "install", check=False).stdout
+        assert "answers.disk_size: 2048 -> 3072" in info
+        proc = built.doit("build:size")
+        assert {"install", "snapshot", "build:size"} <= proc.executed
+        assert "floppy" not in proc.executed and "payload" not in proc.executed
+        sectors = built.artifacts / "builds" / "size" / "outputs" / "sectors"
+        assert int(sectors.read_text()) * 512 == 3 << 30
+    finally:
+        built.config.write_text(original)

@@ -1,0 +1,139 @@
+"""Every registered guest kind keeps the contract, from its example config.
+
+For each kind: the install, snapshot and revive device models render to
+argv that a real QEMU accepts (started paused, asked its state, stopped);
+the snapshot's template names only tokens a revive fills in; the commands a
+build sends (after revive, the build command, share preparation) parse in
+the guest's shell; and every config key a kind says a stage reads exists.
+"""
+
+import dataclasses
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tasks import inputs
+from tasks.common import Paths
+from tasks.config import _VALUES, load
+from tasks.guests import KINDS, base, kind_for
+from tasks.machine import qemu
+from tasks.machine import snapshot as snap
+from tasks.machine.qemu import Machine
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = {"tiny": REPO / "config.toml", "debian": REPO / "examples" / "debian.toml",
+            "windows": REPO / "examples" / "windows.toml"}
+# What a revive (machine.revive) and the snapshot stage fill in.
+TOKENS = {"artifacts", "disk", "ram", "ram-share", "smb", "port", "ovmf-vars",
+          "agent-socket", "agent-stream"}
+
+needs_qemu = pytest.mark.skipif(not shutil.which(qemu.BINARY), reason="needs QEMU")
+
+
+def test_every_kind_has_an_example():
+    assert set(EXAMPLES) == set(KINDS)
+
+
+@pytest.fixture(params=sorted(KINDS))
+def project(request, tmp_path):
+    """The kind's example config, its artifacts in a scratch folder, and the
+    files its machines open."""
+    cfg = load(EXAMPLES[request.param])
+    cfg = dataclasses.replace(cfg, root=tmp_path)
+    paths = Paths(cfg)
+    for folder in (paths.logs, paths.iso.parent, paths.payload / "boot"):
+        folder.mkdir(parents=True, exist_ok=True)
+    paths.iso.write_bytes(b"\0" * 2048 * 16)
+    paths.floppy.write_bytes(b"\0" * 1474560)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", paths.base, "64M"], check=True)
+    return cfg, paths
+
+
+def installed_settings(record, tmp_path):
+    """The record, with any install ISO the settings name made to exist."""
+    if getattr(record.guest, "iso", None) is not None:
+        iso = tmp_path / "install.iso"
+        iso.write_bytes(b"\0" * 2048 * 16)
+        return dataclasses.replace(record, guest=dataclasses.replace(record.guest, iso=iso))
+    return record
+
+
+def accepted(argv, logs: Path, name: str) -> str:
+    """Start QEMU paused with ``argv``; return the run state it reports."""
+    with Machine(argv + ["-S"], name=name, logdir=logs) as vm:
+        vm.launch()
+        return vm.status()
+
+
+def test_the_kind_is_a_guest_kind_with_its_settings(project):
+    cfg, _ = project
+    kind = kind_for(cfg)
+    assert isinstance(kind, base.GuestKind) and kind.name == cfg.guest_kind
+    assert isinstance(cfg.guest_settings, kind.Settings)
+    for stage, keys in kind.reads.items():
+        assert stage in inputs.STAGES
+        for key in keys:
+            assert key in _VALUES or key == "shares", (kind.name, stage, key)
+
+
+@needs_qemu
+def test_install_machine_starts(project, tmp_path):
+    cfg, paths = project
+    record = installed_settings(inputs.for_stage(cfg, "install"), tmp_path)
+    kind = record.guest_kind()
+    devices = kind.install_devices(record, paths, paths.base).with_(
+        accel="tcg", cpu=kind.cpu_model("tcg"))
+    argv = devices.render()
+    assert argv.count("-machine") == 1
+    assert any(str(paths.iso) in a for a in argv), "the payload CD is attached"
+    assert accepted(argv, paths.logs, "install") == "prelaunch"
+
+
+@needs_qemu
+def test_snapshot_template_fills_and_revives(project, tmp_path):
+    cfg, paths = project
+    record = inputs.for_stage(cfg, "snapshot")
+    kind = record.guest_kind()
+    features = qemu.features(paths.logs)
+    method = snap.choose_method("auto", features["capabilities"])
+    devices = kind.installed_devices(record).with_(
+        machine=features[kind.machine_alias()], accel="tcg", cpu=kind.cpu_model("tcg"),
+        ram_file="@ram@" if method == "file" else None, ram_share="@ram-share@")
+    template = devices.render()
+    used = set(re.findall(r"@([a-z][a-z0-9.-]*)@", " ".join(template)))
+    shares = {f"share.{n}" for n in cfg.shares}
+    assert used - shares <= TOKENS, used
+    assert any("restrict=on" in a for a in template), "the guest has no way out"
+    work = tmp_path / "work"
+    (work / "smb").mkdir(parents=True)
+    values = {"artifacts": str(paths.artifacts), "disk": str(paths.base),
+              "ram": str(work / "ram"), "ram-share": "on", "smb": str(work / "smb"),
+              "port": "0", **{s: str(work) for s in shares}}
+    if "agent-socket" in used:
+        from tasks.remote import agent
+        values.update(agent.argv_values(work))
+    if "ovmf-vars" in used:
+        values["ovmf-vars"] = str(shutil.copyfile(
+            "/usr/share/OVMF/OVMF_VARS_4M.fd", work / "vars.fd"))
+    # The payload's kernel is not made here; the rest of the machine is real.
+    argv = snap.fill(devices.with_(kernel=None).render(), values)
+    assert accepted(argv, paths.logs, "snapshot") == "prelaunch"
+    values["ram-share"] = "off"
+    revive = snap.fill(devices.with_(kernel=None).render(), values) + ["-incoming", "defer"]
+    assert accepted(revive, paths.logs, "revive") == "inmigrate"
+
+
+def test_build_commands_parse_in_the_guest_shell(project):
+    cfg, _ = project
+    kind = kind_for(cfg)
+    shell = "bash" if kind.drive_letters else "sh"
+    shares = list(cfg.value("shares").values())
+    commands = [kind.after_revive(shares, 1764000000.25), kind.prepare_shares(shares),
+                kind.command_line("make -j2 all && echo 'done; really'",
+                                  {"CC": "gcc -O2", "A_B": "x'y"}, "builder", shares)]
+    for command in commands:
+        check = subprocess.run([shell, "-n", "-c", command], capture_output=True, text=True)
+        assert check.returncode == 0, (command, check.stderr)
