@@ -161,41 +161,35 @@ def test_a_command_past_its_deadline_is_stopped(project):
 def test_a_dead_agent_is_one_line_naming_the_console_and_no_qemu_is_left(project):
     """The agent killed inside a revived guest: the next command over it fails
     within its deadline with one line that names the serial log."""
-    from tasks.build import revive
-    from tasks.common import Paths, Stopwatch
-    from tasks.config import load
     from tasks.core.errors import UserError
-    from tasks.core.files import remove
-    from tasks.machine import snapshot as snap
+    from tasks.machine.revive import Stopwatch, revived
     from tasks.remote import agent
 
-    cfg = load(project.config)
-    paths = Paths(cfg)
-    meta = snap.read_meta(paths.snapshot)
-    work = paths.work / "dead-agent"
-    remove(work)
+    artifacts = project.artifacts
+    work = artifacts / "work" / "dead-agent"
+    shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    machine, session = revive(paths, meta, name="dead-agent", work=work,
-                              shares={n: work for n in meta["shares"]},
-                              timeout=20, watch=Stopwatch())
     try:
-        # Not waited for: the agent dies while it answers.
-        session.agent.call("guest-exec", path="/bin/sh",
-                           arg=["-c", "sleep 0.5; kill -9 $(cat /run/qemu-ga.pid)"])
-        session.close()
-        time.sleep(3)
-        start = time.monotonic()
-        with pytest.raises(UserError) as err:
-            agent.connect(agent.socket_path(work / "agent"), timeout=5, alive=machine.dead,
-                          log=str(machine.serial_log))
-        assert time.monotonic() - start < 15
+        with revived(artifacts, name="dead-agent", shares={"src": project.root / "hello"},
+                     key=artifacts / "keys" / "id_ed25519", work=work,
+                     logs=artifacts / "logs", revive_timeout=20, watch=Stopwatch()) as copy:
+            # Not waited for: the agent dies while it answers.
+            copy.session.agent.call("guest-exec", path="/bin/sh",
+                                    arg=["-c", "sleep 0.5; kill -9 $(cat /run/qemu-ga.pid)"])
+            copy.session.close()
+            time.sleep(3)
+            start = time.monotonic()
+            with pytest.raises(UserError) as err:
+                agent.connect(agent.socket_path(work / "agent"), timeout=5,
+                              alive=copy.machine.dead, log=str(copy.machine.serial_log))
+            assert time.monotonic() - start < 15
+            serial_log = copy.machine.serial_log
     finally:
-        machine.kill()
-        remove(work)
+        shutil.rmtree(work, ignore_errors=True)
     message = str(err.value)
     assert "\n" not in message
     assert "the guest agent did not answer within 5 s" in message
-    assert str(machine.serial_log) in message
+    assert str(serial_log) in message
     assert qemu_processes(str(project.root)) == []
 
 
