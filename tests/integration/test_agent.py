@@ -69,7 +69,11 @@ command = "echo failing; exit 1"
 timeout = "1m"
 
 [builds.code137]
-command = "sh -c 'kill -9 $$'"
+command = "sh -c 'kill -9 $$'; exit $?"
+timeout = "1m"
+
+[builds.killed]
+command = "kill -9 $$"
 timeout = "1m"
 
 [builds.slow]
@@ -140,9 +144,13 @@ def test_150_mb_of_output_arrive_whole_and_can_be_followed(project):
 
 
 def test_exit_codes_come_back_as_the_command_gave_them(project):
-    proc = project.doit("--continue", "build:code0", "build:code1", "build:code137", check=False)
+    proc = project.doit("--continue", "build:code0", "build:code1", "build:code137",
+                        "build:killed", check=False)
     assert proc.returncode != 0
     assert [project.result(n)["exit_code"] for n in ("code0", "code1", "code137")] == [0, 1, 137]
+    # The command's own shell killed: the agent reports the signal as a shell
+    # would (SSH reports -1: paramiko drops exit-signal).
+    assert project.result("killed")["exit_code"] == 137
     assert (project.artifacts / "builds" / "code1" / "log").read_text() == "failing\n"
     assert "build code1: the command exited with code 1; log: " in proc.stderr + proc.stdout
 
