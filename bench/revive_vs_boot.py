@@ -293,7 +293,6 @@ def main() -> None:
         text = make_project(tmp / "cpu-cfg", "file", loops) / "config.toml"
         shutil.copy(text, file_project / "config.toml")
         names = [f"build:cpu{i}" for i in range(BUILDS)]
-        doit(file_project, *names)          # warm: caches and the snapshot's verdict
         parallel = {}
         for n in ("1", "2"):
             doit(file_project, "forget", *names)
