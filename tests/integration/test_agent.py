@@ -205,13 +205,16 @@ def test_ctrl_c_during_an_agent_build_leaves_no_qemu_and_no_target(project):
     project.edit_config('sleep 60; echo finished"\ntimeout = "3s"',
                         'sleep 60; echo finished"\ntimeout = "5m"')
     live = project.artifacts / "logs" / "build-slow-output.log"
+    live.unlink(missing_ok=True)            # left by the deadline test
     proc = project.spawn("build:slow")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (
+        # Alone (pytest -k), the stages before the build run first.
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None and not (
                 live.exists() and live.read_text() == "started\n"):
             time.sleep(0.1)
         assert live.read_text() == "started\n", "the command never started"
+        assert qemu_processes(str(project.root)), "no copy running"
         interrupt(proc)
         proc.wait(timeout=30)
     finally:
