@@ -14,6 +14,7 @@ PSS) of 4 concurrent copies revived with `file` against 2 with `zstd`.
 """
 
 import argparse
+import json
 import contextlib
 import os
 import shutil
@@ -245,8 +246,12 @@ def med(values) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--parts", default="ways,builds",
+                        help="ways: the table of ways back; builds: fixed cost, "
+                             "-n 1 vs -n 2 and memory")
     args = parser.parse_args()
     runs = args.runs
+    parts = set(args.parts.split(","))
     with tempfile.TemporaryDirectory(prefix="revive-bench-") as tmp:
         tmp = Path(tmp)
         file_project = make_project(tmp / "file", "file")
@@ -266,27 +271,19 @@ def main() -> None:
         fwork, zwork = fpaths.work / "bench" / "w", zpaths.work / "bench" / "w"
 
         rows = {}
-        rows["cold boot"] = med([cold_boot(zpaths, zmeta, zcfg, zwork) for _ in range(runs)])
-        disk = prepare_loadvm(zpaths, zmeta, zcfg, zwork)
-        rows["QEMU internal snapshot (savevm, -loadvm), SSH"] = med(
-            [loadvm(zpaths, zmeta, zcfg, zwork, disk) for _ in range(runs)])
-        state, disk = prepare_gzip(zpaths, zmeta, zcfg, zwork)
-        gzip_mb = state.stat().st_size / 2 ** 20
-        rows["nixpkgs way (exec:gzip), SSH"] = med(
-            [gzip_revive(zpaths, zmeta, zcfg, zwork, state, disk) for _ in range(runs)])
-        for method, (cfg, paths, meta, work) in {
-                "zstd": (zcfg, zpaths, zmeta, zwork), "file": (fcfg, fpaths, fmeta, fwork)}.items():
-            for channel in ("ssh", "agent"):
-                rows[f"revive `{method}`, {channel}"] = med(
-                    [revived(paths, meta, cfg, work, channel) for _ in range(runs)])
+        if "ways" in parts:
+            ways(rows, runs, zpaths, zmeta, zcfg, zwork, fpaths, fmeta, fcfg, fwork)
+        if "builds" not in parts:
+            print_ways(stages, rows, fmeta, runs)
+            return
         fixed = []
         for _ in range(runs):
             doit(file_project, "forget", "build:hello")
             doit(file_project, "build:hello")
-            t = __import__("json").loads(
-                (fpaths.builds / "hello" / "result.json").read_text())["timings"]
+            t = json.loads((fpaths.builds / "hello" / "result.json").read_text())["timings"]
             fixed.append((t["total"] - t["command"], t))
-        fixed_cost = med([f for f, _ in fixed])
+        fixed.sort(key=lambda f: f[0])
+        fixed_cost, fixed_phases = fixed[len(fixed) // 2]
 
         # 8 CPU-bound builds, -n 1 against -n 2.
         loops = calibrate(fpaths, fmeta, fcfg, fwork)
@@ -297,34 +294,56 @@ def main() -> None:
         for n in ("1", "2"):
             doit(file_project, "forget", *names)
             parallel[n] = doit(file_project, "-n", n, *names)
-        command_s = med([__import__("json").loads(
+        command_s = med([json.loads(
             (fpaths.builds / f"cpu{i}" / "result.json").read_text())["timings"]["command"]
             for i in range(BUILDS)])
 
         pss_file = concurrent_pss(fpaths, fmeta, fcfg, fpaths.work / "bench", 4)
         pss_zstd = concurrent_pss(zpaths, zmeta, zcfg, zpaths.work / "bench", 2)
 
-    cold = rows["cold boot"]
-    print(f"\nrevive benchmark — QEMU {fmeta['qemu']}, {fmeta['accelerator']}, "
-          f"{fmeta['memory_mb']} MB tiny guest, medians of {runs}\n")
-    print("| stage (doit, from scratch) | seconds |\n|---|---|")
-    for stage, seconds in stages.items():
-        print(f"| {stage} | {seconds:.1f} |")
-    print("\n| launch → first command answered | seconds | faster than cold boot |\n|---|---|---|")
-    for name, seconds in rows.items():
-        print(f"| {name} | {seconds:.3f} | {cold / seconds:.1f}× |")
-    agent_file = rows["revive `file`, agent"]
-    print(f"\n`file` over the agent vs the gzip stream ({gzip_mb:.0f} MB): "
-          f"{rows['nixpkgs way (exec:gzip), SSH'] / agent_file:.1f}×; vs -loadvm: "
-          f"{rows['QEMU internal snapshot (savevm, -loadvm), SSH'] / agent_file:.1f}×")
-    print(f"build fixed cost (result.json total − command, build:hello, agent, file): "
-          f"{fixed_cost:.3f} s; phases of the median run: {sorted(fixed)[len(fixed) // 2][1]}")
+    print_ways(stages, rows, fmeta, runs)
+    print(f"build fixed cost (result.json total − command, build:hello, agent, file, "
+          f"median of {runs}): {fixed_cost:.3f} s; that run's phases: {fixed_phases}")
     print(f"\n| {BUILDS} builds of a CPU-bound command ({command_s:.1f} s each in the guest) "
           f"| seconds |\n|---|---|")
     print(f"| doit -n 1 | {parallel['1']:.1f} |\n| doit -n 2 | {parallel['2']:.1f} |\n"
           f"| speed-up | {parallel['1'] / parallel['2']:.2f}× |")
     print(f"\n| concurrent copies (agent, each answered a command) | host memory, sum of PSS |"
           f"\n|---|---|\n| 4 × `file` | {pss_file:.0f} MiB |\n| 2 × `zstd` | {pss_zstd:.0f} MiB |")
+
+
+def ways(rows, runs, zpaths, zmeta, zcfg, zwork, fpaths, fmeta, fcfg, fwork) -> None:
+    """Launch → first command answered, each way back."""
+    rows["cold boot"] = med([cold_boot(zpaths, zmeta, zcfg, zwork) for _ in range(runs)])
+    disk = prepare_loadvm(zpaths, zmeta, zcfg, zwork)
+    rows["QEMU internal snapshot (savevm, -loadvm), SSH"] = med(
+        [loadvm(zpaths, zmeta, zcfg, zwork, disk) for _ in range(runs)])
+    state, disk = prepare_gzip(zpaths, zmeta, zcfg, zwork)
+    rows["nixpkgs way (exec:gzip), SSH"] = med(
+        [gzip_revive(zpaths, zmeta, zcfg, zwork, state, disk) for _ in range(runs)])
+    for method, (cfg, paths, meta, work) in {
+            "zstd": (zcfg, zpaths, zmeta, zwork), "file": (fcfg, fpaths, fmeta, fwork)}.items():
+        for channel in ("ssh", "agent"):
+            rows[f"revive `{method}`, {channel}"] = med(
+                [revived(paths, meta, cfg, work, channel) for _ in range(runs)])
+
+
+def print_ways(stages, rows, fmeta, runs) -> None:
+    print(f"\nrevive benchmark — QEMU {fmeta['qemu']}, {fmeta['accelerator']}, "
+          f"{fmeta['memory_mb']} MB tiny guest, medians of {runs}\n")
+    print("| stage (doit, from scratch) | seconds |\n|---|---|")
+    for stage, seconds in stages.items():
+        print(f"| {stage} | {seconds:.1f} |")
+    if not rows:
+        return
+    cold = rows["cold boot"]
+    print("\n| launch → first command answered | seconds | faster than cold boot |\n|---|---|---|")
+    for name, seconds in rows.items():
+        print(f"| {name} | {seconds:.3f} | {cold / seconds:.1f}× |")
+    agent_file = rows["revive `file`, agent"]
+    print(f"\n`file` over the agent vs the gzip stream: "
+          f"{rows['nixpkgs way (exec:gzip), SSH'] / agent_file:.1f}×; vs -loadvm: "
+          f"{rows['QEMU internal snapshot (savevm, -loadvm), SSH'] / agent_file:.1f}×")
 
 
 if __name__ == "__main__":
