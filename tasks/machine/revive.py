@@ -199,7 +199,8 @@ def run_build(artifacts: Path, request: BuildRequest, *, key: Path, out: Path,
                  watch=watch) as copy:
         command = copy.kind.command_line(request.command, request.env,
                                          copy.meta.get("user", "root"), copy.shares)
-        with open(out / "log", "wb") as log, watch.phase("command"):
+        # Unbuffered: the log is followed (tail -f) while it is written.
+        with open(out / "log", "wb", buffering=0) as log, watch.phase("command"):
             _live_log(logs, request.name, out / "log")
             result = copy.session.run(command, timeout=request.timeout, sink=log.write)
         exchange = next(s.name for s in copy.shares if s.mode == "rw")
