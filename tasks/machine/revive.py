@@ -202,7 +202,7 @@ def run_build(artifacts: Path, request: BuildRequest, *, key: Path, out: Path,
         # Unbuffered: the log is followed (tail -f) while it is written.
         with open(out / "log", "wb", buffering=0) as log, watch.phase("command"):
             _live_log(logs, request.name, out / "log")
-            result = copy.session.run(command, timeout=request.timeout, sink=log.write)
+            result = copy.session.run(command, timeout=request.timeout, sink=_write_all(log))
         exchange = next(s.name for s in copy.shares if s.mode == "rw")
         with watch.phase("collect"):
             collected, missing = collect(request.outputs, copy.folders[exchange],
@@ -213,6 +213,15 @@ def run_build(artifacts: Path, request: BuildRequest, *, key: Path, out: Path,
             "missing_outputs": missing, "timings": {**watch.phases, "total": watch.total()},
             "snapshot": {"qemu": meta["qemu"], "accelerator": meta["accelerator"],
                          "save_method": meta["save_method"]}}
+
+
+def _write_all(fh):
+    """A sink for an unbuffered file, whose write() may take part of a chunk."""
+    def sink(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[fh.write(view):]
+    return sink
 
 
 def _live_log(logs: Path, name: str, log: Path) -> None:
