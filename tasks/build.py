@@ -46,9 +46,17 @@ def _report(request, target, result: dict) -> None:
     if result["timed_out"]:
         raise UserError(f"build {name}: the command did not finish within "
                         f"[builds.{name}] timeout = {request.timeout:.0f} s; log: {log}")
+    if result["failure"] and result["exit_code"] is None:
+        raise UserError(f"build {name}: {result['failure']}; log: {log}")
     if result["exit_code"] != 0:
         raise UserError(f"build {name}: the command exited with code "
                         f"{result['exit_code']}; log: {log}")
+    if result["failure"]:
+        raise UserError(f"build {name}: {result['failure']}; log: {log}")
+    if result["refused_outputs"]:
+        raise UserError(f"build {name}: outputs refused (only regular files and "
+                        f"folders are collected): {'; '.join(result['refused_outputs'])}; "
+                        f"log: {log}")
     if result["missing_outputs"]:
         raise UserError(f"build {name}: declared outputs not produced: "
                         f"{', '.join(result['missing_outputs'])} ([builds.{name}] "

@@ -12,6 +12,7 @@ from doit.exceptions import TaskFailed
 
 from . import config as config_mod
 from .core.errors import UserError, for_people
+from .core.space import is_nospace, nospace_message
 
 
 @functools.lru_cache(maxsize=None)
@@ -149,12 +150,23 @@ def action(fn):
             fn(*args, **kwargs)
         except UserError as err:
             return TaskFailed(for_people(err))
+        except OSError as err:
+            # A full disk while writing the payload, the ISO, outputs or
+            # logs is the user's to fix: one line naming the filesystem.
+            if not is_nospace(err):
+                raise
+            where = next((a.artifacts for a in args if isinstance(a, Paths)), Path.cwd())
+            return TaskFailed(for_people(f"{fn.__name__}: {nospace_message(err, where)}"))
         return None
     return run
 
 
 def say(message: str) -> None:
-    print(for_people(message), flush=True)
+    # One write of the whole line: under `doit -n N` the workers and doit's
+    # own reporter share one pipe, and print()'s separate newline lets
+    # another process's line land in between.
+    sys.stdout.write(for_people(message) + "\n")
+    sys.stdout.flush()
 
 
 def files_under(folder: Path) -> "list[str]":

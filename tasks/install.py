@@ -40,7 +40,7 @@ def install(inputs, paths: Paths) -> None:
             report = _wait_installed(vm, kind, inputs.limits["timeouts.install"])
             # The guest powers itself off once it printed its report.
             wait_for(lambda: vm.proc.poll() is not None, timeout=300,
-                     what="waiting for the installed guest to power off",
+                     what="waiting for the installed guest to power off", alive=vm.stopped,
                      log=str(vm.qemu_log))
         if not report["host_key"]:
             raise UserError("install: the guest printed no SSH host key "

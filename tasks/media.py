@@ -7,6 +7,7 @@ from doit.tools import run_once
 
 from .common import Paths, action, say, settings, stage_inputs, uptodate
 from .core.files import atomic_path, remove, sha256_file
+from .core.space import writing
 from .formats.fat12 import write_floppy
 from .formats.iso import write_iso
 from .remote.ssh import generate_keypair
@@ -23,7 +24,7 @@ def make_keys(paths: Paths) -> None:
 def make_payload(inputs, paths: Paths) -> None:
     paths.logs.mkdir(parents=True, exist_ok=True)
     log = paths.logs / "payload.log"
-    with atomic_path(paths.payload) as tmp:
+    with writing(paths.payload), atomic_path(paths.payload) as tmp:
         tmp.mkdir()
         inputs.guest_kind().build_payload(inputs, paths, tmp, log)
         manifest_path = tmp / "manifest.json"
@@ -42,14 +43,16 @@ def make_iso(inputs, paths: Paths) -> None:
     kind = inputs.guest_kind()
     root = paths.payload / "iso"
     tree = {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
-    write_iso(paths.iso, tree, volume_id=kind.iso_volume, boot=kind.iso_boot)
+    with writing(paths.iso):
+        write_iso(paths.iso, tree, volume_id=kind.iso_volume, boot=kind.iso_boot)
     say(f"install ISO: {paths.iso} ({paths.iso.stat().st_size >> 20} MiB, {len(tree)} files)")
 
 
 @action
 def make_floppy(inputs, paths: Paths) -> None:
     files = inputs.guest_kind().floppy_files(inputs, paths.public_key.read_text().strip())
-    write_floppy(paths.floppy, files)
+    with writing(paths.floppy):
+        write_floppy(paths.floppy, files)
     say(f"answer floppy: {paths.floppy}")
 
 

@@ -4,12 +4,14 @@ Every problem is a ``UserError`` of one line naming the key and what to do.
 Each stage hashes only its own slice (``stage_slice``), as plain data.
 """
 
+import posixpath
 import re
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..core.collect import check_output_name
 from ..core.errors import UserError
 
 ACCELS = ("auto", "kvm", "tcg")
@@ -22,6 +24,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
 _SIZE = re.compile(r"^(\d+)\s*([KMGT]?)i?B?$", re.I)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h)?$")
 
 
@@ -163,14 +166,52 @@ def parse(raw: dict, path: Path) -> Config:
                          boot=timeouts.duration("boot", "5m"),
                          revive=timeouts.duration("revive", "2m"))
     shares = _shares(t.table("shares"), root, kind_class)
+    guest_settings = kind_class.Settings.from_table(dict(guest.data), root)
+    kind_class.check_shares(guest_settings, shares.values())
     cfg = Config(root=root, path=path.resolve(), guest_kind=kind,
-                 guest=dict(guest.data),
-                 guest_settings=kind_class.Settings.from_table(dict(guest.data), root),
+                 guest=dict(guest.data), guest_settings=guest_settings,
                  answers=answers_, vm=vm_, timeouts=timeouts_, shares=shares,
                  builds=_builds(t.table("builds"), shares, root))
     if cfg.vm.memory_mb < 128:
         raise UserError(f"{path.name}: [vm] memory: at least 128M is needed")
+    _check_sizes(cfg, path.name, kind_class.min_disk_mb)
     return cfg
+
+
+MAX_MEMORY_MB = 1 << 20     # 1T: beyond any host this runs on
+
+
+def host_memory_mb() -> "int | None":
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_sizes(cfg: "Config", file: str, least: int) -> None:
+    """Sizes that would only fail late (QEMU refusing to start, an install
+    running out of disk) are refused now, naming the key."""
+    host = host_memory_mb()
+    if cfg.vm.memory_mb > MAX_MEMORY_MB or (host and cfg.vm.memory_mb > host):
+        raise UserError(f"{file}: [vm] memory: {cfg.vm.memory_mb} MB is more than this "
+                        f"host's RAM ({host} MB); choose less, e.g. \"512M\"")
+    if cfg.answers.disk_size_mb < least:
+        raise UserError(f"{file}: [answers] disk_size: {cfg.answers.disk_size_mb} MB is too "
+                        f"small for a {cfg.guest_kind} guest; at least {least}M")
+
+
+def _same_or_nested(a: str, b: str) -> bool:
+    def norm(p: str) -> str:
+        p = p.replace("\\", "/")
+        if _DRIVE.match(p.replace("/", "\\")):
+            p = p[0].upper() + ":"
+        return posixpath.normpath(p).rstrip("/") or "/"
+    a, b = norm(a), norm(b)
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
 
 
 def _shares(t: "_Table", root: Path, kind) -> "dict[str, Share]":
@@ -195,6 +236,13 @@ def _shares(t: "_Table", root: Path, kind) -> "dict[str, Share]":
                           f"\"{kind.default_transport}\"")
         shares[name] = Share(name=name, guest=guest_path, mode=mode, transport=transport,
                              host=(root / host) if host is not None else None)
+    seen = list(shares.values())
+    for i, one in enumerate(seen):
+        for other in seen[:i]:
+            if _same_or_nested(one.guest, other.guest):
+                raise t.error(f"{one.name}.guest", f"{one.guest!r} is the mount point of "
+                              f"[shares.{other.name}] or nested with it; give each "
+                              "share its own folder")
     exchanges = [s.name for s in shares.values() if s.mode == "rw"]
     if len(exchanges) != 1:
         raise t.error(None, "exactly one share must have mode = \"rw\" (the exchange "
@@ -232,9 +280,13 @@ def _builds(t: "_Table", shares: "dict[str, Share]", root: Path) -> "dict[str, B
             timeout=b.duration("timeout", "30m"),
             env={k: env.string(k) for k in env.data})
         for out in builds[name].outputs:
-            if out.startswith("/") or ".." in Path(out).parts:
-                raise b.error("outputs", f"{out!r} must be a path relative to "
-                              "the exchange folder")
+            why = check_output_name(out)
+            if why:
+                raise b.error("outputs", f"{out!r} {why}")
+        for key in builds[name].env:
+            if not _ENV_NAME.match(key):
+                raise env.error(key, "an environment variable name is letters, digits "
+                                "and '_', not starting with a digit")
     return builds
 
 

@@ -11,6 +11,7 @@ class UserError(Exception):
 
     def __init__(self, message: str, log: "str | None" = None):
         self.log = log
+        self.problem = message          # the message without its log path
         if log:
             message = f"{message} (details: {log})"
         super().__init__(message)

@@ -42,6 +42,7 @@ class GuestKind:
     drive_letters = False            # may a share's guest path be "S:"?
     channels = ("agent", "ssh")      # [vm] channel: what builds talk over; first = default
     channel_note = ""                # why a channel is missing, for the error
+    min_disk_mb = 512                # the smallest disk its install fits on, with a build
     # The config keys each stage reads besides the kind's settings.
     reads = {
         "payload": (),
@@ -59,6 +60,10 @@ class GuestKind:
         hides what a stage must not depend on, e.g. the install ISO from the
         media. What a stage sees is what it hashes."""
         return self.settings
+
+    @classmethod
+    def check_shares(cls, settings, shares) -> None:
+        """Refuse, at config load, shares this kind cannot mount (UserError)."""
 
     @classmethod
     def hidden(cls, settings, *names: str):

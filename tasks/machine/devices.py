@@ -76,7 +76,7 @@ class DeviceModel:
     firmware: Optional[Firmware] = None
     kernel: Optional[Kernel] = None
     disks: "tuple[Disk, ...]" = ()
-    cdroms: "tuple[str, ...]" = ()
+    cdroms: "tuple[Disk, ...]" = ()
     floppy: Optional[str] = None
     floppy_controller: bool = False   # q35 has no built-in floppy controller
     nic: Optional[Nic] = None
@@ -130,7 +130,10 @@ class DeviceModel:
                          "-device", f"virtserialport,bus=vserial0.0,chardev=ch{n},"
                                     f"id=port{n},name={ch.name}"]
         if self.vmgenid:
-            argv += ["-device", "vmgenid"]
+            # A fresh VM generation ID at every QEMU start (guid=auto): after
+            # revive QEMU writes it into guest memory and raises the ACPI
+            # notification, and the kernel's vmgenid driver reseeds its RNG.
+            argv += ["-device", "vmgenid,guid=auto"]
         if self.usb_tablet == "uhci":
             argv += ["-usb", "-device", "usb-tablet"]
         elif self.usb_tablet == "xhci":
@@ -149,9 +152,9 @@ class DeviceModel:
                          "-device", f"virtio-blk-pci,drive=disk{n}"
                          + (f",bootindex={disk.bootindex}" if disk.bootindex else "")]
             # CD-ROMs on the PIIX IDE controller's secondary master.
-            for n, iso in enumerate(self.cdroms):
+            for n, cd in enumerate(self.cdroms):
                 argv += ["-drive", f"if=ide,index={2 + n},media=cdrom,readonly=on,"
-                                   f"format=raw,file={opt(iso)}"]
+                                   f"format={cd.format},file={opt(cd.file)}"]
             return argv
         if self.storage == "ahci":
             argv += ["-device", "ahci,id=ahci"]
@@ -167,9 +170,9 @@ class DeviceModel:
                      "-device", f"ide-hd,drive=disk{n},{slots[used]}"
                      + (f",bootindex={disk.bootindex}" if disk.bootindex else "")]
             used += 1
-        for n, iso in enumerate(self.cdroms):
-            argv += ["-drive", f"if=none,id=cd{n},media=cdrom,readonly=on,format=raw,"
-                               f"file={opt(iso)}",
+        for n, cd in enumerate(self.cdroms):
+            argv += ["-drive", f"if=none,id=cd{n},media=cdrom,readonly=on,format={cd.format},"
+                               f"file={opt(cd.file)}",
                      "-device", f"ide-cd,drive=cd{n},{slots[used]},bootindex={used + 1}"]
             used += 1
         return argv

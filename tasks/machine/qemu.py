@@ -79,6 +79,8 @@ class Machine:
         self.qmp: Optional[QEMUMonitorProtocol] = None
         self._sock: Optional[socket.socket] = None
         self.argv: "list[str]" = []
+        self._next_status = 0.0
+        self._stopped: Optional[str] = None
 
     # -- lifecycle -------------------------------------------------------
     def launch(self, connect_timeout: float = 30) -> "Machine":
@@ -175,10 +177,56 @@ class Machine:
             return "QEMU was never started"
         code = self.proc.poll()
         if code is None:
-            return None
+            return self.stopped()
         lines = [l for l in tail(self.qemu_log, 5).splitlines()
                  if l.strip() and not l.startswith(("+ ", "---"))]
-        return f"QEMU exited with code {code}" + (f": {lines[-1].strip()}" if lines else "")
+        how = f"code {code}"
+        if code < 0:
+            try:
+                how = f"signal {signal.Signals(-code).name}"
+            except ValueError:
+                pass
+        return f"QEMU exited ({how})" + (f": {lines[-1].strip()}" if lines else "")
+
+    # A VM paused on a full disk looks alive; ask its run state, at a modest
+    # rate since every wait round calls dead().
+    STATUS_INTERVAL = 0.5
+
+    def stopped(self) -> Optional[str]:
+        """None unless QEMU paused the VM on its own: an I/O error (a full
+        host filesystem above all) or an internal error."""
+        if self._stopped or self.qmp is None:
+            return self._stopped
+        now = time.monotonic()
+        if now < self._next_status:
+            return None
+        self._next_status = now + self.STATUS_INTERVAL
+        try:
+            status = self.qmp.cmd("query-status")["status"]
+        except Exception:
+            return None   # QEMU going away; poll() will say so
+        if status == "io-error":
+            self._stopped = self._io_error()
+        elif status == "internal-error":
+            self._stopped = "the VM stopped on an internal error of the emulator"
+        return self._stopped
+
+    def _io_error(self) -> str:
+        from ..core.space import describe_filesystem
+        try:
+            devices = self.qmp.cmd("query-block")
+        except Exception:
+            devices = []
+        for dev in devices:
+            io_status = dev.get("io-status", "ok")
+            if io_status == "ok":
+                continue
+            image = Path(dev.get("inserted", {}).get("image", {}).get("filename", "?"))
+            if io_status == "nospace":
+                return (f"the VM paused: no space left on {describe_filesystem(image.parent)} "
+                        f"for its disk {image}; free space there and rerun")
+            return f"the VM paused on an I/O error ({io_status}) writing its disk {image}"
+        return "the VM paused on an I/O error writing its disk"
 
     def error(self, problem: str) -> UserError:
         """A one-line error naming the logs (the serial tail goes there)."""
@@ -201,7 +249,8 @@ class Machine:
         """A deadline's error, with the screen saved beside the serial log
         (guests without a display have none)."""
         shot = self.screendump(self.serial_log.with_name(f"{self.name}-screen.png"))
-        return self.error(str(err) + (f"; screen saved as {shot}" if shot else ""))
+        problem = getattr(err, "problem", str(err))   # without its "(details: …)"
+        return self.error(problem + (f"; screen saved as {shot}" if shot else ""))
 
     def screendump(self, path: Path) -> Optional[Path]:
         """Save the screen as PNG (QEMU ≥ 7.1), or PPM on older ones."""

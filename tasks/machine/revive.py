@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Share
+from ..core.collect import collect_outputs
 from ..core.errors import UserError
+from ..core.files import remove
 from ..core.proc import run
+from ..core.space import is_nospace, nospace_message
 from ..remote import agent, ssh
 from ..remote.channel import Channel
 from . import snapshot as snap
@@ -128,9 +131,11 @@ def revived(artifacts: Path, *, name: str, shares: "dict[str, Path]", key: Path,
     in_guest = guest_shares(meta)
     folders = share_folders(in_guest, shares, work, what=name)
     overlay = work / "disk.qcow2"
+    img_log = Path(logs) / f"{name}-qemu-img.log"
+    img_log.parent.mkdir(parents=True, exist_ok=True)
+    img_log.write_text("")   # this copy's only: a line per build would pile up forever
     run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-         "-b", folder / snap.DISK, overlay], log=work / "qemu-img.log",
-        what="qemu-img create")
+         "-b", folder / snap.DISK, overlay], log=img_log, what="qemu-img create")
     values = {"artifacts": str(artifacts), "disk": str(overlay),
               "ram": str(folder / snap.RAM), "ram-share": "off", "smb": str(work / "smb"),
               **kind.vm_values(artifacts, work),
@@ -158,7 +163,8 @@ def revived(artifacts: Path, *, name: str, shares: "dict[str, Path]", key: Path,
         with session:
             with watch.phase("prepare"):
                 session.check(kind.after_revive(in_guest, time.time()), timeout=60,
-                              what="mounting the shares in the guest")
+                              what="preparing the revived guest (clock, randomness, "
+                                   "shares)")
             yield Copy(machine, session, meta, kind, in_guest, folders)
     finally:
         # A throwaway copy: nothing in it is worth a graceful shutdown.
@@ -199,29 +205,43 @@ def run_build(artifacts: Path, request: BuildRequest, *, key: Path, out: Path,
                  watch=watch) as copy:
         command = copy.kind.command_line(request.command, request.env,
                                          copy.meta.get("user", "root"), copy.shares)
-        # Unbuffered: the log is followed (tail -f) while it is written.
-        with open(out / "log", "wb", buffering=0) as log, watch.phase("command"):
+        with open(out / "log", "wb") as log, watch.phase("command"):
             _live_log(logs, request.name, out / "log")
-            result = copy.session.run(command, timeout=request.timeout, sink=_write_all(log))
-        exchange = next(s.name for s in copy.shares if s.mode == "rw")
-        with watch.phase("collect"):
-            collected, missing = collect(request.outputs, copy.folders[exchange],
-                                         out / "outputs")
+            def sink(chunk: bytes) -> None:
+                # Flushed as it comes: the log can be followed while the build runs.
+                log.write(chunk)
+                log.flush()
+            result = copy.session.run(command, timeout=request.timeout, sink=sink)
+        vm_died = copy.machine.proc.poll() is not None
     meta = copy.meta
+    failure = result.failure
+    if result.timed_out:
+        failure = f"the command did not finish within {request.timeout:.0f} s"
+    elif vm_died:
+        failure = f"the VM died: {failure}"
+    # Collected only once the copy is killed (leaving ``revived``): the
+    # guest cannot swap an entry between the check and the copy.
+    exchange = copy.folders[next(s.name for s in copy.shares if s.mode == "rw")]
+    refused: "list[str]" = []
+    with watch.phase("collect"):
+        try:
+            collected, missing, refused = collect_outputs(exchange, request.outputs,
+                                                          out / "outputs")
+        except (UserError, OSError) as err:
+            # The log and result.json are kept even when the outputs cannot be.
+            remove(out / "outputs")
+            if isinstance(err, OSError) and not is_nospace(err):
+                raise
+            collected, missing = [], list(request.outputs)
+            failure = failure or (str(err) if isinstance(err, UserError)
+                                  else nospace_message(err, out))
     return {"build": request.name, "exit_code": result.exit_code,
-            "timed_out": result.exit_code is None, "outputs": collected,
-            "missing_outputs": missing, "timings": {**watch.phases, "total": watch.total()},
+            "timed_out": result.timed_out, "vm_died": vm_died,
+            "failure": failure, "outputs": collected,
+            "missing_outputs": missing, "refused_outputs": refused,
+            "timings": {**watch.phases, "total": watch.total()},
             "snapshot": {"qemu": meta["qemu"], "accelerator": meta["accelerator"],
                          "save_method": meta["save_method"]}}
-
-
-def _write_all(fh):
-    """A sink for an unbuffered file, whose write() may take part of a chunk."""
-    def sink(data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[fh.write(view):]
-    return sink
 
 
 def _live_log(logs: Path, name: str, log: Path) -> None:
@@ -230,34 +250,6 @@ def _live_log(logs: Path, name: str, log: Path) -> None:
     live = Path(logs) / f"build-{name}-output.log"
     live.unlink(missing_ok=True)
     os.link(log, live)
-
-
-def collect(outputs, exchange: Path, dest: Path) -> "tuple[list[str], list[str]]":
-    dest.mkdir()
-    collected, missing = [], []
-    for rel in outputs:
-        src = exchange / rel
-        if src.is_dir():
-            shutil.copytree(src, dest / rel, symlinks=True, copy_function=_copy_output)
-        elif src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            _copy_output(src, dest / rel)
-        else:
-            missing.append(rel)
-            continue
-        collected.append(rel)
-    return collected, missing
-
-
-def _copy_output(src, dst) -> None:
-    """Copy an output with the mode the guest gave it: over 9p mapped-xattr
-    the host file is 0600 and the guest's mode is in an xattr."""
-    shutil.copy2(src, dst)
-    try:
-        mode = int.from_bytes(os.getxattr(src, "user.virtfs.mode"), "little")
-    except OSError:
-        return
-    os.chmod(dst, mode & 0o7777)
 
 
 def write_result(out: Path, result: dict) -> None:

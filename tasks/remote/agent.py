@@ -261,6 +261,7 @@ class AgentSession:
         output = bytearray()
         interval = 0.005
         try:
+          try:
             while True:
                 status = self._status(pid)
                 if follower is not None:
@@ -272,11 +273,20 @@ class AgentSession:
                     if follower is not None:
                         _drain(follower, output, sink, limit=1 << 62)
                     return CommandResult(command, None, output.decode(errors="replace"),
-                                         time.monotonic() - start)
+                                         time.monotonic() - start, "timeout")
                 time.sleep(interval)
                 interval = min(interval * 1.5, 0.1)
             if follower is not None:
                 _drain(follower, output, sink, limit=1 << 62)
+          except AgentError:
+            # The VM ended under the command: a result (as over SSH), not an error.
+            dead = self.agent.alive()
+            if not dead:
+                raise
+            if follower is not None:
+                _drain(follower, output, sink, limit=1 << 62)
+            return CommandResult(command, None, output.decode(errors="replace"),
+                                 time.monotonic() - start, dead)
         finally:
             if follower is not None:
                 follower.close()

@@ -46,20 +46,35 @@ def generate_keypair(private: Path, comment: str = "revive") -> str:
 @dataclass
 class CommandResult:
     command: str
-    exit_code: Optional[int]     # None when the deadline ended it
-    output: str
+    exit_code: Optional[int]     # None when the deadline or the VM ended it
+    output: str                  # the last TAIL_BYTES of the output only
     seconds: float
+    failure: Optional[str] = None   # why there is no exit code: "timeout" or how the VM ended
+
+    @property
+    def timed_out(self) -> bool:
+        return self.failure == "timeout"
 
     def __repr__(self) -> str:
-        return (f"CommandResult(exit_code={self.exit_code}, "
+        return (f"CommandResult(exit_code={self.exit_code}, failure={self.failure!r}, "
                 f"seconds={self.seconds:.2f}, command={self.command!r})")
+
+
+# Output goes to the sink as it comes; only this much is kept for messages,
+# so memory stays flat whatever a build prints.
+TAIL_BYTES = 64 * 1024
+# How often a running command also asks whether the VM still runs (a paused
+# or dead VM would otherwise look like a silent command until the timeout).
+ALIVE_INTERVAL = 0.5
 
 
 class Session:
     """One SSH connection to a guest on a loopback port."""
 
-    def __init__(self, client: paramiko.SSHClient):
+    def __init__(self, client: paramiko.SSHClient,
+                 alive: Callable[[], Optional[str]] = lambda: None):
         self.client = client
+        self.alive = alive
 
     def close(self) -> None:
         self.client.close()
@@ -73,14 +88,20 @@ class Session:
     def run(self, command: str, *, timeout: float,
             sink: Optional[Callable[[bytes], None]] = None) -> CommandResult:
         """Run ``command``; stream its combined output to ``sink``; stop at
-        ``timeout`` (exit_code None)."""
+        ``timeout`` (exit_code None, failure "timeout") or when the VM stops
+        running (exit_code None, failure saying how)."""
         start = time.monotonic()
         chan = self.client.get_transport().open_session(timeout=30)
         chan.set_combine_stderr(True)
         chan.settimeout(0.2)
         chan.exec_command(command)
-        out = bytearray()
+        tail = bytearray()
         deadline = start + timeout
+        next_alive = start + ALIVE_INTERVAL
+
+        def result(code, failure=None):
+            return CommandResult(command, code, tail.decode(errors="replace"),
+                                 time.monotonic() - start, failure)
         try:
             while True:
                 try:
@@ -88,29 +109,57 @@ class Session:
                 except socket.timeout:
                     chunk = None
                 if chunk:
-                    out += chunk
+                    tail += chunk
+                    if len(tail) > 2 * TAIL_BYTES:
+                        del tail[:-TAIL_BYTES]
                     if sink:
                         sink(chunk)
                 elif chunk == b"" and chan.exit_status_ready():
                     break
                 elif chunk == b"" and chan.closed:
-                    break
-                if time.monotonic() > deadline:
-                    return CommandResult(command, None, out.decode(errors="replace"),
-                                         time.monotonic() - start)
+                    # The connection ended without an exit status: the
+                    # VM (or its network) went away.
+                    return result(None, self.alive() or _wait_dead(self.alive)
+                                  or "the SSH connection closed without an exit status")
+                now = time.monotonic()
+                if now >= next_alive:
+                    next_alive = now + ALIVE_INTERVAL
+                    dead = self.alive()
+                    if dead:
+                        return result(None, dead)
+                if now > deadline:
+                    return result(None, "timeout")
             code = chan.recv_exit_status()
         finally:
             chan.close()
-        return CommandResult(command, code, out.decode(errors="replace"),
-                             time.monotonic() - start)
+        if code == -1:
+            # paramiko's "no status" marker: the channel ended without one,
+            # because the VM went away or a signal killed the command.
+            return result(None, self.alive() or _wait_dead(self.alive)
+                          or "the command ended without an exit status (killed by a signal?)")
+        del tail[:-TAIL_BYTES]
+        return result(code)
 
     def check(self, command: str, *, timeout: float = 60, what: str = "") -> str:
         result = self.run(command, timeout=timeout)
         if result.exit_code != 0:
-            why = "timed out" if result.exit_code is None else f"exit {result.exit_code}"
+            why = (f"exit {result.exit_code}" if result.exit_code is not None
+                   else "timed out" if result.timed_out else result.failure)
             last = result.output.strip().splitlines()[-1:] or [""]
             raise UserError(f"{what or 'guest command'} failed ({why}): {last[0]}")
         return result.output
+
+
+def _wait_dead(alive: Callable[[], Optional[str]], seconds: float = 2.0) -> Optional[str]:
+    """A closed connection usually means QEMU is on its way out; give it a
+    moment to be reaped so the message can say how it ended."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        dead = alive()
+        if dead:
+            return dead
+        time.sleep(0.05)
+    return None
 
 
 def connect(port: int, *, user: str, key_file: Path, host_key: str,
@@ -131,7 +180,7 @@ def connect(port: int, *, user: str, key_file: Path, host_key: str,
             client.connect("127.0.0.1", port=port, username=user, pkey=pkey,
                            timeout=5, banner_timeout=5, auth_timeout=5,
                            allow_agent=False, look_for_keys=False)
-            return Session(client)
+            return Session(client, alive)
         except paramiko.BadHostKeyException as err:
             client.close()
             raise UserError(f"the guest's SSH host key is not the one recorded at "

@@ -132,7 +132,8 @@ def no_qemu_left_behind(request):
         if name not in request.fixturenames:
             continue
         value = request.getfixturevalue(name)
-        root = str(getattr(value, "root", value))
+        # With its slash: pytest-1/… must not match pytest-12/…
+        root = str(getattr(value, "root", value)).rstrip("/") + "/"
         deadline = time.monotonic() + 10
         while qemu_processes(root) and time.monotonic() < deadline:
             time.sleep(0.2)

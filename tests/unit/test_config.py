@@ -126,6 +126,7 @@ def test_a_second_doit_in_the_same_project_is_refused_in_one_line(tmp_path):
 
 def test_a_guest_kind_mistake_is_one_line_at_task_loading(tmp_path):
     (tmp_path / "config.toml").write_text('[guest]\nkind = "windows"\nimage = 1\n'
+                                          '[answers]\ndisk_size = "64G"\n'
                                           + MINIMAL.replace('guest = "/mnt/xchg"',
                                                             'guest = "/mnt/xchg"\ntransport = "smb"'))
     proc = doit_list(tmp_path)
@@ -133,3 +134,45 @@ def test_a_guest_kind_mistake_is_one_line_at_task_loading(tmp_path):
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("revive: config.toml: [guest] windows_version: None is missing")
+
+
+@pytest.mark.parametrize("out", [".", "./", "a/..", "x/../.", "../up", "/abs"])
+def test_outputs_naming_the_exchange_folder_or_outside_are_refused(out):
+    message = error(MINIMAL + f'[builds.b]\ncommand = "true"\noutputs = ["{out}"]\n')
+    assert "[builds.b] outputs" in message
+
+
+def test_an_empty_output_name_is_refused():
+    assert "[builds.b] outputs" in error(MINIMAL + '[builds.b]\ncommand = "true"\noutputs = [""]\n')
+
+
+@pytest.mark.parametrize("name", ["A B;rm -rf /", "1X", "A-B", "A=B", ""])
+def test_environment_names_must_be_shell_identifiers(name):
+    message = error(MINIMAL + f'[builds.b]\ncommand = "true"\n[builds.b.env]\n"{name}" = "v"\n')
+    assert "[builds.b.env]" in message and "environment variable name" in message
+
+
+def test_valid_environment_names_pass():
+    c = cfg(MINIMAL + '[builds.b]\ncommand = "true"\n[builds.b.env]\n_A1 = "v w"\n')
+    assert c.builds["b"].env == {"_A1": "v w"}
+
+
+@pytest.mark.parametrize("second", ["/mnt/src", "/mnt/src/", "/mnt/src/sub", "/mnt", "/"])
+def test_two_shares_on_one_or_nested_mount_points_are_refused(second):
+    text = MINIMAL.replace('guest = "/mnt/xchg"', f'guest = "{second}"')
+    assert "[shares.xchg] guest" in error(text) or "[shares] xchg.guest" in error(text)
+
+
+def test_sibling_mount_points_pass():
+    assert cfg(MINIMAL.replace('"/mnt/xchg"', '"/mnt/src2"')).shares["xchg"].guest == "/mnt/src2"
+
+
+@pytest.mark.parametrize("memory", ["100T", "2000G"])
+def test_memory_beyond_the_host_is_refused_at_load(memory):
+    assert "[vm] memory" in error(MINIMAL + f'[vm]\nmemory = "{memory}"\n')
+
+
+@pytest.mark.parametrize("kind,size", [("tiny", "1M"), ("tiny", "100M"), ("debian", "512M")])
+def test_a_disk_too_small_for_the_install_is_refused_at_load(kind, size):
+    message = error(f'[guest]\nkind = "{kind}"\n[answers]\ndisk_size = "{size}"\n' + MINIMAL)
+    assert "[answers] disk_size" in message and "too small" in message

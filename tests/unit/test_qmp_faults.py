@@ -81,7 +81,8 @@ def test_a_failed_migration_is_one_line_naming_the_log(tmp_path):
         assert "disk full" in str(err.value)
         assert str(machine.qemu_log) in str(err.value)
         assert "\n" not in str(err.value)
-        assert server.seen[-3:] == ["stop", "migrate", "query-migrate"]
+        # query-status is the run-state watch of every wait round
+        assert [c for c in server.seen if c != "query-status"][-3:] == ["stop", "migrate", "query-migrate"]
     finally:
         machine.kill()
     assert proc.poll() is not None
@@ -112,3 +113,10 @@ def test_a_revive_that_never_pauses_times_out_with_what_it_saw(tmp_path):
             snap.incoming(machine, tmp_path, "zstd", timeout=1)
     finally:
         machine.kill()
+
+
+def test_a_deadline_error_names_its_log_once(tmp_path):
+    machine = Machine(["-S"], name="m", logdir=tmp_path)
+    err = machine.error_with_screen(UserError("SSH to the guest: no answer", log=str(machine.qemu_log)))
+    assert str(err).count("(details: ") == 1
+    assert str(err) == f"m: SSH to the guest: no answer (details: {machine.qemu_log})"

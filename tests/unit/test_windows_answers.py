@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tasks.core.errors import UserError
-from tasks.guests.windows.answers import answer_file, autounattend_xml, winnt_sif
+from tasks.guests.windows.answers import (answer_file, autounattend_xml,
+                                          floppy_files, winnt_sif)
 from tasks.guests.windows.settings import from_table
 from tasks.guests.windows.setup_script import (config_cmd, payload_files,
                                                read_report, share_commands, write_payload)
@@ -24,7 +25,7 @@ CYGWIN_FIXTURE = Path(__file__).parent.parent / "data" / "cygwin"
 def settings(**overrides):
     base = {"iso": "w.iso", "iso_sha256": "a" * 64, "image": 6,
             "windows_version": "10", "cygwin_mirror": "m",
-            "computer_name": "BUILDER", "admin_user": "builder"}
+            }
     base.update(overrides)
     return from_table({k: v for k, v in base.items() if v is not None}, Path("/cfg"))
 
@@ -67,12 +68,20 @@ def test_every_component_carries_the_identity_attributes(overrides, arch):
             (arch, "31bf3856ad364e35", "neutral", "nonSxS")
 
 
-def test_windows_pe_values():
-    root = xml(locale="de-DE")
+def test_windows_pe_values_keep_the_ui_language_apart_from_the_locale():
+    root = xml(locale="en-GB")
     intl = component(root, "windowsPE", "Microsoft-Windows-International-Core-WinPE")
-    assert texts(intl, "u:SetupUILanguage/u:UILanguage") == ["de-DE"]
-    for tag in ("InputLocale", "SystemLocale", "UILanguage", "UserLocale"):
-        assert texts(intl, f"u:{tag}") == ["de-DE"]
+    # The ISO's language drives Setup's pages; en-GB only formats and keys.
+    assert texts(intl, "u:SetupUILanguage/u:UILanguage") == ["en-US"]
+    assert texts(intl, "u:UILanguage") == ["en-US"]
+    for tag in ("InputLocale", "SystemLocale", "UserLocale"):
+        assert texts(intl, f"u:{tag}") == ["en-GB"]
+    oobe = component(root, "oobeSystem", "Microsoft-Windows-International-Core")
+    assert texts(oobe, "u:UILanguage") == ["en-US"]
+    assert texts(oobe, "u:UserLocale") == ["en-GB"]
+    german = component(xml(ui_language="de-DE", locale="de-DE"), "windowsPE",
+                       "Microsoft-Windows-International-Core-WinPE")
+    assert texts(german, "u:SetupUILanguage/u:UILanguage") == ["de-DE"]
     setup = component(root, "windowsPE", "Microsoft-Windows-Setup")
     assert texts(setup, "u:UserData/u:AcceptEula") == ["true"]
 
@@ -80,7 +89,7 @@ def test_windows_pe_values():
 def test_specialize_values():
     root = xml(timezone="W. Europe Standard Time")
     shell = component(root, "specialize", "Microsoft-Windows-Shell-Setup")
-    assert texts(shell, "u:ComputerName") == ["BUILDER"]
+    assert texts(shell, "u:ComputerName") == ["REVIVE-VM"]
     assert texts(shell, "u:TimeZone") == ["W. Europe Standard Time"]
 
 
@@ -152,10 +161,12 @@ def test_oobe_system_account_and_autologon():
     root = xml(admin_password="pw")
     shell = component(root, "oobeSystem", "Microsoft-Windows-Shell-Setup")
     account = shell.find("u:UserAccounts/u:LocalAccounts/u:LocalAccount", NS)
-    assert account.findtext("u:Name", namespaces=NS) == "builder"
+    assert account.findtext("u:Name", namespaces=NS) == "revive"
     assert account.findtext("u:Group", namespaces=NS) == "Administrators"
     assert account.findtext("u:Password/u:Value", namespaces=NS) == "pw"
-    assert texts(shell, "u:AutoLogon/u:Username") == ["builder"]
+    assert texts(shell, "u:UserAccounts/u:AdministratorPassword/u:Value") == ["pw"]
+    assert texts(shell, "u:UserAccounts/u:AdministratorPassword/u:PlainText") == ["true"]
+    assert texts(shell, "u:AutoLogon/u:Username") == ["revive"]
     assert texts(shell, "u:AutoLogon/u:Enabled") == ["true"]
     assert texts(shell, "u:AutoLogon/u:Password/u:Value") == ["pw"]
     intl = component(root, "oobeSystem", "Microsoft-Windows-International-Core")
@@ -239,7 +250,7 @@ def unquote(value: str) -> str:
 
 def test_winnt_sif_sections_and_values():
     p = sif(xp(timezone="W. Europe Standard Time", locale="de-DE",
-               admin_password="x&y<z>%1"))
+               admin_password="x&y<z>1"))
     assert set(p.sections()) >= {"Data", "Unattended", "GuiUnattended", "UserData",
                                  "Identification", "Networking", "GuiRunOnce"}
     assert p["Data"]["AutoPartition"] == "1"
@@ -249,15 +260,15 @@ def test_winnt_sif_sections_and_values():
     assert (u["UnattendMode"], u["OemSkipEula"], u["OemPreinstall"], u["TargetPath"]) == \
         ("FullUnattended", "Yes", "No", "\\WINDOWS")
     g = p["GuiUnattended"]
-    assert unquote(g["AdminPassword"]) == "x&y<z>%1"
+    assert unquote(g["AdminPassword"]) == "x&y<z>1"
     assert (g["AutoLogon"], g["AutoLogonCount"], g["OEMSkipRegional"], g["OemSkipWelcome"]) \
         == ("Yes", "1", "1", "1")
     assert g["TimeZone"] == "110"
     assert p["RegionalSettings"]["UserLocale"] == "00000407"
     d = p["UserData"]
     assert unquote(d["ProductKey"]) == XP_KEY
-    assert unquote(d["ComputerName"]) == "BUILDER"
-    assert unquote(d["FullName"]) == "builder"
+    assert unquote(d["ComputerName"]) == "REVIVE-VM"
+    assert unquote(d["FullName"]) == "Administrator"
     assert p["Identification"]["JoinWorkgroup"] == "WORKGROUP"
     assert p["Networking"]["InstallDefaultComponents"] == "Yes"
 
@@ -266,9 +277,26 @@ def test_winnt_utc_maps_to_greenwich_without_dst():
     assert sif(xp(timezone="UTC"))["GuiUnattended"]["TimeZone"] == "90"
 
 
-def test_winnt_gui_run_once_runs_the_setup_script_found_by_marker():
+def test_winnt_gui_run_once_holds_no_inf_token_and_runs_the_floppy_launcher():
     s = xp()
-    check_marker_command(unquote(sif(s)["GuiRunOnce"]["Command0"]), s)
+    data = winnt_sif(s).decode("ascii")
+    # [GuiRunOnce] values go through INF string substitution: "%x%" is a token.
+    assert "%" not in data
+    command = unquote(sif(s)["GuiRunOnce"]["Command0"])
+    assert command == "A:\\REVIVE.CMD"
+    files = floppy_files(s)
+    assert set(files) == {"winnt.sif", "REVIVE.CMD"}
+    launcher = files["REVIVE.CMD"].decode("ascii")
+    assert launcher.endswith("\r\n") and "\n" not in launcher.replace("\r\n", "")
+    # In a batch file the loop variable is %%i; as one cmd line it would be %i.
+    line = launcher.splitlines()[1].replace("%%", "%")
+    check_marker_command("cmd /c " + line.replace(" if exist", " @if exist"), s)
+    assert floppy_files(settings()) == {"autounattend.xml": autounattend_xml(settings())}
+
+
+def test_winnt_refuses_a_percent_in_the_password():
+    with pytest.raises(UserError, match=r"admin_password: .*'%'"):
+        xp(admin_password="50%off")
 
 
 # --- the payload CD -------------------------------------------------------------------
@@ -286,7 +314,7 @@ def test_config_cmd_values():
 def test_payload_files_carry_credentials_verbatim():
     files = payload_files(settings(admin_password="p w&\"x"), PUBKEY + "\n\n")
     assert files["revive/admin-password"] == b'p w&"x'
-    assert files["revive/admin-user"] == b"builder"
+    assert files["revive/admin-user"] == b"revive"
     assert files["revive/authorized_keys"] == (PUBKEY + "\n").encode()
 
 
@@ -375,4 +403,76 @@ def test_openssh_share_commands_use_windows_paths():
 def test_unmappable_shares_are_refused(name, guest, ssh):
     with pytest.raises(UserError) as err:
         share_commands({name: {"guest": guest, "mode": "ro"}}, ssh=ssh)
-    assert str(err.value).startswith(f"config.toml [shares.{name}]")
+    assert str(err.value).startswith(f"config.toml: [shares.{name}]")
+
+
+# --- issue 12: Joliet names, the clock after revive, XP's shares -------------------
+
+def test_a_name_joliet_would_shorten_is_refused_naming_the_file(tmp_path):
+    from tasks.guests.windows.setup_script import JOLIET_MAX, check_joliet_names
+    release = tmp_path / "cygwin" / "noarch" / "release" / "pkg"
+    release.mkdir(parents=True)
+    fits = "p" * (JOLIET_MAX - len(".tar.xz")) + ".tar.xz"
+    (release / fits).write_bytes(b"x")
+    check_joliet_names(tmp_path)
+    long_name = "python3-some-very-long-package-name-1.2.3-1-with-more.tar.xz"
+    long_name = long_name.replace("more", "more" * 3)
+    assert len(long_name) > JOLIET_MAX
+    (release / long_name).write_bytes(b"x")
+    with pytest.raises(UserError) as err:
+        check_joliet_names(tmp_path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"payload: cygwin/noarch/release/pkg/{long_name} has a "
+                              f"{len(long_name)}-character name")
+
+
+def test_the_payload_cd_refuses_long_names_when_it_is_built(tmp_path):
+    mirror = tmp_path / "mirror"
+    shutil.copytree(CYGWIN_FIXTURE, mirror)
+    ini = mirror / "setup.ini"
+    long_dir = "x86_64/release/gcc-core/"
+    long_name = "gcc-core-" + "9" * 60 + ".tar.xz"
+    old = mirror / long_dir / "gcc-core-12.4.0-1.tar.xz"
+    old.rename(old.with_name(long_name))
+    text = ini.read_text().replace(long_dir + old.name, long_dir + long_name)
+    ini.write_text(text)
+    with pytest.raises(UserError, match=f"payload: cygwin/{long_dir}{long_name} has a"):
+        write_payload(settings(cygwin_mirror=str(mirror), packages=["gcc-core"]), PUBKEY,
+                      tmp_path / "cd")
+
+
+def test_the_clock_command_sets_windows_time_after_revive():
+    from tasks.guests.windows.setup_script import set_clock_command
+    command = set_clock_command(1795805911.25)
+    assert "date -u -s @1795805911.250" in command
+    assert "AddSeconds(1795805911.250)" in command       # the fallback
+    assert command.endswith("; true")                    # never fails the build
+    subprocess.run(["bash", "-n", "-c", command], check=True)
+    openssh = set_clock_command(1795805911.25, "openssh")
+    assert openssh.startswith("powershell ") and "Set-Date" in openssh
+
+
+def test_the_clock_command_on_a_host_shell_reports_what_it_could_not_do(tmp_path):
+    """Run it for real with a date that cannot set the clock (not root): it
+    must go on and say so on stderr."""
+    from tasks.guests.windows.setup_script import set_clock_command
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "date").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "date").chmod(0o755)
+    proc = subprocess.run(["bash", "-c", set_clock_command(0.0)], capture_output=True,
+                          text=True, env={"PATH": f"{fake}:/usr/bin:/bin"})
+    assert proc.returncode == 0
+    assert proc.stderr.strip() == "revive: could not set the guest clock"
+
+
+def test_xp_shares_are_refused_in_one_line():
+    from types import SimpleNamespace
+
+    from tasks.guests.windows.setup_script import check_shares_supported
+    shares = [SimpleNamespace(name="xchg"), SimpleNamespace(name="src")]
+    with pytest.raises(UserError) as err:
+        check_shares_supported(xp(), shares)
+    assert str(err.value).startswith("config.toml: [shares.src]: Windows xp speaks only SMB1")
+    check_shares_supported(settings(), shares)

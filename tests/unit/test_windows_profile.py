@@ -1,12 +1,17 @@
+import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tasks.guests.windows.profile import (OVMF_CODE, copy_ovmf_vars,
+from tasks import inputs
+from tasks.config import load
+from tasks.guests.windows.profile import (OVMF_CODE, copy_ovmf_vars, cpu_model,
                                           device_model)
 from tasks.guests.windows.settings import from_table
 
+REPO = Path(__file__).resolve().parents[2]
 DISK = Path("/vm/base.qcow2")
 INSTALL = Path("/isos/win.iso")
 PAYLOAD = Path("/vm/payload.iso")
@@ -146,3 +151,63 @@ def test_commas_in_paths_are_escaped():
     assert "file=/vm/a,,b.qcow2" in single(argv, "-drive")
     assert drive(argv, "disk0")["file"] == "/vm/a,b.qcow2"
     assert options(argv, "-netdev")[0][1]["smb"] == "/s,m"
+
+
+# --- the CPU (issue 12, point 5) ------------------------------------------------
+
+def qemu_cpu_flags(model: str, flags=("popcnt", "sse4.2")) -> dict:
+    """Ask QEMU itself: instantiate ``model`` under TCG with enforce=on (QEMU
+    refuses to start when TCG cannot provide one of its features), stopped
+    before the first instruction, and read the CPU's flags over QMP."""
+    lines = ['{"execute":"qmp_capabilities"}']
+    lines += ['{"execute":"qom-get","arguments":{"path":"/machine/unattached/device[0]",'
+              f'"property":"{flag}"}}}}' for flag in flags]
+    lines.append('{"execute":"quit"}')
+    proc = subprocess.run(["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg",
+                           "-cpu", f"{model},check=on,enforce=on", "-S", "-nodefaults",
+                           "-display", "none", "-qmp", "stdio"],
+                          input="\n".join(lines) + "\n", capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr, proc.stderr
+    answers = [json.loads(l) for l in proc.stdout.splitlines() if '"return"' in l]
+    return dict(zip(flags, (a["return"] for a in answers[1:])))
+
+
+def test_windows_11_under_tcg_gets_a_cpu_with_sse42_and_popcnt():
+    cfg = load(REPO / "examples" / "windows.toml")
+    record = inputs.for_stage(cfg, "snapshot")
+    kind = record.guest_kind()
+    assert kind.s.windows_version == "11"
+    cpu = kind.cpu_model("tcg")
+    argv = kind.installed_devices(record).with_(machine="pc-q35-7.2", accel="tcg",
+                                                cpu=cpu).render()
+    assert single(argv, "-cpu") == cpu == "Nehalem-v1"
+    assert qemu_cpu_flags(cpu) == {"popcnt": True, "sse4.2": True}
+
+
+def test_qemu64_is_what_windows_11_cannot_boot_on():
+    # The probe can fail: QEMU's old default lacks both.
+    assert qemu_cpu_flags("qemu64") == {"popcnt": False, "sse4.2": False}
+
+
+def test_cpu_per_version_and_accelerator():
+    assert cpu_model(settings(windows_version="11"), "kvm") == "host"
+    for version in ("vista", "7", "10", "2022", "2025"):
+        assert cpu_model(settings(windows_version=version), "tcg") == "Nehalem-v1"
+    xp = settings(windows_version="xp", image=None,
+                  product_key="AAAAA-BBBBB-CCCCC-DDDDD-EEEEE")
+    assert cpu_model(xp, "tcg") == "qemu64"
+
+
+def test_install_cd_may_be_a_qcow2_overlay():
+    argv = machine_argv(settings(firmware="uefi"), disk=DISK, install_iso=Path("/w/cd.qcow2"),
+                        install_iso_format="qcow2", payload_iso=PAYLOAD,
+                        ovmf_vars=Path("/vm/vars.fd"))
+    assert (drive(argv, "cd0")["format"], drive(argv, "cd0")["file"]) == \
+        ("qcow2", "/w/cd.qcow2")
+    assert drive(argv, "cd1")["format"] == "raw"
+    # The disk boots first: with a prompt-free CD, Setup must not start again
+    # once the disk holds Windows.
+    [hd] = devices(argv, "ide-hd")
+    assert hd["bootindex"] == "1"

@@ -126,6 +126,7 @@ class DebianKind(LinuxKind):
 
     name = "debian"
     Settings = DebianSettings
+    min_disk_mb = 1024
 
     def source_files(self) -> "list[Path]":
         return source_files()
@@ -197,12 +198,12 @@ def _overlay(debs_cache: Path, log: Path) -> Archive:
 
 
 def _write_manifest(target: Path, settings: DebianSettings, root: rootfs.Root) -> None:
-    installer = json.loads(target.read_text())
+    tiny_manifest = json.loads(target.read_text())
     manifest = {
         "guest": "debian",
         "kernel_release": pins.KERNEL_RELEASE,
         "boot_cmdline": installer.BOOT_CMDLINE,
-        "installer_packages": installer["packages"],
+        "installer_packages": tiny_manifest["packages"],
         "suite": settings.suite,
         "mirror": settings.mirror,
         "sources": root.info["sources"],

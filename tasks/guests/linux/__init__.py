@@ -8,6 +8,7 @@ The installed system is booted with the payload's own kernel and initramfs
 that revive boots is the one pinned in the payload.
 """
 
+import os
 import shlex
 from pathlib import Path
 
@@ -40,6 +41,22 @@ def mount_command(shares) -> str:
                          # write and chmod in the exchange folder.
                          "file_mode=0777,dir_mode=0777,noperm")
     return " && ".join(steps) or "true"
+
+
+def clock_command(now: float) -> str:
+    """Set the guest clock to ``now`` (UTC). busybox and GNU date both take
+    whole seconds after '@' (neither takes a fraction); rounding keeps the
+    guest within half a second. A failure ends the step with a message."""
+    return (f"date -u -s @{round(now)} >/dev/null || "
+            "{ echo 'revive: setting the guest clock failed'; exit 1; }")
+
+
+def entropy_command(seed: bytes) -> str:
+    """Mix host randomness into the guest's pool (the fallback beside
+    vmgenid): printf with octal escapes works in busybox sh and dash."""
+    data = "".join(f"\\{b:03o}" for b in seed)
+    return (f"printf '{data}' > /dev/urandom || "
+            "{ echo 'revive: writing host entropy to /dev/urandom failed'; exit 1; }")
 
 
 def unmount_command(shares) -> str:
@@ -79,7 +96,7 @@ class LinuxKind(GuestKind):
 
     def install_devices(self, inputs, paths, disk: Path) -> DeviceModel:
         return DeviceModel(machine="pc", memory_mb=INSTALL_MEMORY_MB, no_reboot=True,
-                           boot_cd=True, cdroms=(str(paths.iso),), floppy=str(paths.floppy),
+                           boot_cd=True, cdroms=(Disk(str(paths.iso), "raw"),), floppy=str(paths.floppy),
                            disks=(Disk(str(disk)),))
 
     def install_report(self, console: str) -> dict:
@@ -97,7 +114,7 @@ class LinuxKind(GuestKind):
             machine="pc", memory_mb=inputs["vm.memory"], cpus=inputs["vm.cpus"],
             kernel=Kernel("@artifacts@/payload/boot/vmlinuz",
                           "@artifacts@/payload/boot/initrd.img", installer.BOOT_CMDLINE),
-            disks=(Disk("@disk@"),),
+            disks=(Disk("@disk@"),), vmgenid=True,
             nic=Nic("virtio-net-pci", forward_ssh="@port@", smb=smb, mac="52:54:00:12:34:56"),
             shares=tuple(NinePShare(s.name, f"@share.{s.name}@", readonly=s.mode == "ro")
                          for s in shares if s.transport == "9p") + self._agent_share(inputs),
@@ -122,9 +139,9 @@ class LinuxKind(GuestKind):
                 "echo 3 > /proc/sys/vm/drop_caches")
 
     def after_revive(self, shares, now: float) -> str:
-        # A revived guest's clock is where the snapshot left it. busybox's
-        # date takes whole seconds only, GNU date fractions too.
-        return (f"{{ date -s @{now:.3f} || date -s @{round(now)}; }} >/dev/null 2>&1; "
+        # A revived guest's clock is where the snapshot left it, and its
+        # random state is the snapshot's (vmgenid reseeds; host entropy too).
+        return (f"{clock_command(now)}; {entropy_command(os.urandom(64))}; "
                 f"{mount_command(shares)}")
 
     def command_line(self, command: str, env: "dict[str, str]", user: str, shares=()) -> str:

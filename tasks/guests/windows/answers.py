@@ -31,6 +31,11 @@ _LETTERS = " ".join("CDEFGHIJKLMNOPQRSTUVWXYZ")
 # runs its own setup.cmd.
 FIRST_LOGON_COMMAND = (f"cmd /c for %i in ({_LETTERS}) do "
                        f"@if exist %i:\\{MARKER} call %i:\\{SETUP_CMD}")
+# XP's [GuiRunOnce] lines go through INF string substitution, where "%...%"
+# is a token: the loop above would lose its "%i". So XP runs a batch file
+# from the answer floppy (always A:), and the command line holds no "%".
+XP_LAUNCHER = "REVIVE.CMD"
+XP_FIRST_LOGON_COMMAND = f"A:\\{XP_LAUNCHER}"
 LABCONFIG = ("BypassTPMCheck", "BypassSecureBootCheck", "BypassRAMCheck")
 
 
@@ -39,6 +44,23 @@ def answer_file(s: WindowsSettings) -> "tuple[str, bytes]":
     if s.answer_format == "winnt":
         return "winnt.sif", winnt_sif(s)
     return "autounattend.xml", autounattend_xml(s)
+
+
+def xp_launcher() -> bytes:
+    """The batch file XP's first logon runs from the floppy: in a batch
+    file the loop variable is written %%i."""
+    return (f"@echo off\r\nfor %%i in ({_LETTERS}) do "
+            f"if exist %%i:\\{MARKER} call %%i:\\{SETUP_CMD}\r\n").encode("ascii")
+
+
+def floppy_files(s: WindowsSettings) -> "dict[str, bytes]":
+    """What goes on the answer floppy: the answer file, and for XP/2003 the
+    first-logon launcher."""
+    name, data = answer_file(s)
+    files = {name: data}
+    if s.answer_format == "winnt":
+        files[XP_LAUNCHER] = xp_launcher()
+    return files
 
 
 # --- autounattend.xml -------------------------------------------------------
@@ -68,8 +90,12 @@ def _new_component(pass_el, name: str, s: WindowsSettings) -> ET.Element:
 
 
 def _international(comp, s: WindowsSettings) -> None:
-    for tag in ("InputLocale", "SystemLocale", "UILanguage", "UserLocale"):
-        _el(comp, tag, s.locale)
+    # UILanguage must be a language the ISO has, or Setup stops at its
+    # language page; the locales may be any (en-GB formats on an en-US ISO).
+    _el(comp, "InputLocale", s.locale)
+    _el(comp, "SystemLocale", s.locale)
+    _el(comp, "UILanguage", s.ui_language)
+    _el(comp, "UserLocale", s.locale)
 
 
 def _partition(parent, order: int, **settings) -> None:
@@ -131,8 +157,10 @@ def _user_data(comp, s: WindowsSettings) -> None:
         _el(key, "Key", s.product_key)
         _el(key, "WillShowUI", "OnError")
     else:
-        # No key: never stop at the key page; fail instead of waiting for a
-        # person who is not there.
+        # No key (an evaluation image, or one without a published generic
+        # key): never stop at the key page; fail instead of waiting for a
+        # person who is not there. The empty node stays, as in dockur's
+        # evaluation answer files: some Setup versions want it present.
         _el(key, "WillShowUI", "Never")
 
 
@@ -148,7 +176,7 @@ def _windows_pe(root, s: WindowsSettings) -> None:
     pe = _el(root, "settings")
     pe.set("pass", "windowsPE")
     intl = _new_component(pe, "Microsoft-Windows-International-Core-WinPE", s)
-    _el(_el(intl, "SetupUILanguage"), "UILanguage", s.locale)
+    _el(_el(intl, "SetupUILanguage"), "UILanguage", s.ui_language)
     _international(intl, s)
     setup = _new_component(pe, "Microsoft-Windows-Setup", s)
     partition = _disk_configuration(setup, s)
@@ -183,7 +211,11 @@ def _password(parent, tag: str, value: str) -> None:
 
 
 def _accounts(shell, s: WindowsSettings) -> None:
-    local = _el(_el(shell, "UserAccounts"), "LocalAccounts")
+    accounts = _el(shell, "UserAccounts")
+    # Server Setup stops to ask for the built-in Administrator's password
+    # when the answer file has none; clients keep that account disabled.
+    _password(accounts, "AdministratorPassword", s.admin_password)
+    local = _el(accounts, "LocalAccounts")
     account = _el(local, "LocalAccount", add=True)
     _password(account, "Password", s.admin_password)
     _el(account, "Group", "Administrators")
@@ -278,7 +310,7 @@ def _winnt_sections(s: WindowsSettings) -> "list[tuple[str, list]]":
                       ("ComputerName", _quoted(s.computer_name))]),
         ("Identification", [("JoinWorkgroup", "WORKGROUP")]),
         ("Networking", [("InstallDefaultComponents", "Yes")]),
-        ("GuiRunOnce", [("Command0", _quoted(FIRST_LOGON_COMMAND))]),
+        ("GuiRunOnce", [("Command0", _quoted(XP_FIRST_LOGON_COMMAND))]),
     ]
 
 

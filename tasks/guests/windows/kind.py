@@ -11,7 +11,7 @@ from ...core.files import sha256_file
 from ...machine.devices import DeviceModel
 from ..base import GuestKind
 from ..linux import installer
-from . import answers, profile, setup_script
+from . import answers, cdboot, profile, setup_script
 from .settings import WindowsSettings, check_iso
 
 PRESS_ANY_KEY_FOR = 40.0     # seconds of Enter presses for the UEFI CD prompt
@@ -29,6 +29,7 @@ class WindowsKind(GuestKind):
     channels = ("ssh",)
     channel_note = ("QEMU's guest agent needs a virtio-serial driver, which Windows "
                     "installed offline lacks")
+    min_disk_mb = 20 * 1024
     # The answer file comes from [guest] alone; the install's machine is the
     # one the VM gets later, so its memory and CPUs shape the install too.
     reads = {
@@ -42,6 +43,11 @@ class WindowsKind(GuestKind):
         super().__init__(settings)
         self.s = settings
         self._last_key = -1.0
+        self._press_keys = settings is not None and settings.firmware == "uefi"
+
+    @classmethod
+    def check_shares(cls, settings, shares) -> None:
+        setup_script.check_shares_supported(settings, shares)
 
     def settings_for(self, stage: str):
         # The user's ISO is the install stage's input alone: the media and
@@ -72,8 +78,7 @@ class WindowsKind(GuestKind):
             {"kind": self.name, "files": files}, indent=1, sort_keys=True) + "\n")
 
     def floppy_files(self, inputs, public_key: str) -> "dict[str, bytes]":
-        name, data = answers.answer_file(self.s)
-        return {name: data}
+        return answers.floppy_files(self.s)
 
     # -- install -----------------------------------------------------------
     def probe_kernel(self, paths) -> Path:
@@ -91,12 +96,17 @@ class WindowsKind(GuestKind):
         vars_ = None
         if self.s.firmware == "uefi":
             vars_ = profile.copy_ovmf_vars(disk.with_name(disk.name + ".vars.fd"))
+        cd = cdboot.install_cd(self.s, paths.work / "windows-install-cd.qcow2",
+                               paths.logs / "install.log")
+        self._press_keys = not cd.prompt_free
         return profile.device_model(
-            self.s, disk=disk, install_iso=self.s.iso, payload_iso=paths.iso,
+            self.s, disk=disk, install_iso=cd.path, install_iso_format=cd.format,
+            payload_iso=paths.iso,
             floppy=paths.floppy if self.s.firmware == "bios" else None,
             ovmf_vars=vars_, memory_mb=inputs["vm.memory"], cpus=inputs["vm.cpus"])
 
     def after_install(self, paths, disk: Path) -> None:
+        (paths.work / "windows-install-cd.qcow2").unlink(missing_ok=True)
         if self.s.firmware == "uefi":
             shutil.move(disk.with_name(disk.name + ".vars.fd"), self.ovmf_vars(paths.artifacts))
 
@@ -107,8 +117,9 @@ class WindowsKind(GuestKind):
                 "step": report.last_step}
 
     def during_install(self, vm, elapsed: float) -> None:
-        # OVMF shows "Press any key to boot from CD or DVD" for a few seconds.
-        if self.s.firmware == "uefi" and elapsed < PRESS_ANY_KEY_FOR \
+        # Only when cdboot could not give the CD a boot image without the
+        # prompt: OVMF shows "Press any key to boot from CD or DVD" briefly.
+        if self._press_keys and elapsed < PRESS_ANY_KEY_FOR \
                 and elapsed - self._last_key >= 1.0:
             self._last_key = elapsed
             try:
@@ -117,6 +128,9 @@ class WindowsKind(GuestKind):
                 pass
 
     # -- snapshot and builds -----------------------------------------------
+    def cpu_model(self, accel: str) -> str:
+        return profile.cpu_model(self.s, accel)
+
     def machine_alias(self) -> str:
         return "pc" if self.s.legacy else "q35"
 
@@ -147,7 +161,7 @@ class WindowsKind(GuestKind):
         return " && ".join(setup_script.share_commands(self._share_table(shares), self.s.ssh)) or "true"
 
     def after_revive(self, shares, now: float) -> str:
-        return "true"
+        return setup_script.set_clock_command(now, self.s.ssh)
 
     def command_line(self, command: str, env: "dict[str, str]", user: str, shares=()) -> str:
         # Drive mappings belong to one logon session and every SSH connection

@@ -30,6 +30,24 @@ OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 
+# The CPU under TCG, per Windows family. Windows 11 24H2 and Server 2025
+# stop at boot without SSE4.2 and POPCNT, which QEMU's default qemu64 lacks.
+# Nehalem-v1 is the oldest named model with both; QEMU 7.2's TCG runs every
+# feature of it (`-cpu Nehalem-v1,check=on,enforce=on` starts without a
+# warning, while SandyBridge and later ask for x2apic/tsc-deadline TCG lacks
+# and Nehalem-v2 for spec-ctrl). The versioned name keeps a snapshot's CPU
+# the same on a later QEMU. Every version from Vista on runs on it; XP and
+# Server 2003 keep qemu64, the CPU they have always been installed on here.
+# Under KVM the host's own CPU ("host"): nothing is emulated.
+TCG_CPU = {"nt5": "qemu64", "nt6.0": "Nehalem-v1", "nt6.1": "Nehalem-v1",
+           "nt6.2+": "Nehalem-v1"}
+
+
+def cpu_model(s: WindowsSettings, accel: str) -> str:
+    """The ``-cpu`` model for this Windows under this accelerator."""
+    return "host" if accel == "kvm" else TCG_CPU[s.family]
+
+
 def copy_ovmf_vars(dest: Path, source: Path = OVMF_VARS) -> Path:
     """UEFI variables are written by the firmware: each VM gets its own copy."""
     shutil.copyfile(source, dest)
@@ -38,6 +56,7 @@ def copy_ovmf_vars(dest: Path, source: Path = OVMF_VARS) -> Path:
 
 def device_model(s: WindowsSettings, *, disk: Path, disk_format: str = "qcow2",
                  install_iso: Optional[Path] = None,
+                 install_iso_format: str = "raw",
                  payload_iso: Optional[Path] = None,
                  floppy: Optional[Path] = None,
                  ovmf_vars: Optional[Path] = None,
@@ -46,7 +65,9 @@ def device_model(s: WindowsSettings, *, disk: Path, disk_format: str = "qcow2",
                  memory_mb: int = 4096, cpus: int = 2,
                  ovmf_code: Path = OVMF_CODE) -> DeviceModel:
     """This guest's machine. The install stage passes the ISOs (and the
-    floppy for XP); snapshot and builds pass only the disk."""
+    floppy for XP); snapshot and builds pass only the disk. The install ISO
+    may be a qcow2 overlay (cdboot.py: the UEFI boot image without the key
+    prompt)."""
     if s.firmware == "uefi" and ovmf_vars is None:
         raise ValueError("UEFI needs this VM's copy of OVMF_VARS (copy_ovmf_vars)")
     if s.firmware == "uefi" and floppy is not None:
@@ -57,7 +78,8 @@ def device_model(s: WindowsSettings, *, disk: Path, disk_format: str = "qcow2",
         memory_mb=memory_mb, cpus=int(cpus),
         firmware=Firmware(str(ovmf_code), str(ovmf_vars)) if s.firmware == "uefi" else None,
         disks=(Disk(str(disk), disk_format, bootindex=1),),
-        cdroms=tuple(str(p) for p in (install_iso, payload_iso) if p is not None),
+        cdroms=tuple(Disk(str(p), f) for p, f in ((install_iso, install_iso_format),
+                                                  (payload_iso, "raw")) if p is not None),
         floppy=str(floppy) if floppy is not None else None,
         floppy_controller=not s.legacy,
         nic=Nic("rtl8139" if s.legacy else "e1000e",

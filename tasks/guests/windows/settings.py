@@ -8,11 +8,14 @@ Keys (defaults in brackets)::
                            10 2016 2019 2022 11 2025 (required)
     image                  edition in install.wim: index or name (required
                            except for XP/2003; wiminfo lists them)
-    product_key            [none; required for XP/2003]
+    product_key            [Microsoft's generic key of the named edition
+                           (product_keys.py), else none; required for XP/2003]
     admin_user             ["revive"; "Administrator" on XP/2003]
     admin_password         [DEFAULT_PASSWORD, see below]
-    computer_name          ["REVIVE"]
-    locale                 ["en-US"]
+    computer_name          ["REVIVE-VM"] never the account's name
+    ui_language            ["en-US"] Setup's and Windows' display language:
+                           one the ISO has (the install refuses others)
+    locale                 ["en-US"] user and system locale, keyboard
     timezone               ["UTC"] a Windows time zone name (tzutil /l)
     firmware               ["bios"] or "uefi"
     answer_format          ["autounattend"; "winnt" for XP/2003]
@@ -34,7 +37,15 @@ documented value: the guest has no route out (user networking with
 ``restrict=on``) and is reached only over SSH with the project's key, so a
 secret would protect nothing and would make snapshots differ per machine.
 It meets the complexity rule Windows Server enforces on local accounts
-(upper, lower, digit and symbol), which a plain word would not.
+(three of upper, lower, digit and symbol; at least 6 characters; not the
+account name nor a 3+ character part of the full name, ignoring case), which
+``check_password_complexity`` applies to server versions.
+
+Two combinations install a Windows that never reaches SSH, so they are
+refused: an account named like the computer (Setup creates it but cannot
+add it to Administrators, 0x8007056b in setupact.log, and falls back to
+defaultuser0 without auto-logon), and on servers a password the complexity
+rule rejects (Setup stops at the password page).
 """
 
 import json
@@ -47,7 +58,14 @@ from typing import Optional, Union
 from tasks.core.errors import UserError
 from tasks.core.files import sha256_file, write_atomic
 
-DEFAULT_PASSWORD = "Revive.Guest1"
+from . import product_keys
+from .cdboot import iso_languages
+from .wim import check_edition
+
+DEFAULT_PASSWORD = "Build.Guest.2026"
+DEFAULT_COMPUTER_NAME = "REVIVE-VM"
+SERVERS = {"2003", "2008", "2008r2", "2012", "2012r2", "2016", "2019", "2022",
+           "2025"}
 
 # Windows versions by family: "nt5" (XP, Server 2003: winnt.sif, floppy, IDE,
 # no AHCI/e1000 drivers on the media), "nt6.0" (Vista, 2008), "nt6.1" (7,
@@ -103,7 +121,8 @@ XP_LOCALES = {
 }
 
 _KEYS = ("kind", "iso", "iso_sha256", "image", "product_key", "admin_user",
-         "admin_password", "computer_name", "locale", "timezone", "firmware",
+         "admin_password", "computer_name", "ui_language", "locale",
+         "timezone", "firmware",
          "answer_format", "windows_version", "arch", "cygwin_mirror",
          "packages", "ssh", "openssh_msi", "rtc")
 _SSH_PACKAGES = ("openssh", "cygrunsrv")
@@ -118,7 +137,8 @@ class WindowsSettings:
     product_key: Optional[str] = None
     admin_user: str = "revive"
     admin_password: str = DEFAULT_PASSWORD
-    computer_name: str = "REVIVE"
+    computer_name: str = DEFAULT_COMPUTER_NAME
+    ui_language: str = "en-US"
     locale: str = "en-US"
     timezone: str = "UTC"
     firmware: str = "bios"
@@ -133,6 +153,10 @@ class WindowsSettings:
     @property
     def family(self) -> str:
         return VERSIONS[self.windows_version]
+
+    @property
+    def server(self) -> bool:
+        return self.windows_version in SERVERS
 
     @property
     def legacy(self) -> bool:
@@ -208,14 +232,19 @@ def _image(table: dict, answer_format: str):
                 "set it as wiminfo shows the edition")
 
 
-def _product_key(table: dict, answer_format: str) -> Optional[str]:
+def _product_key(table: dict, answer_format: str, version: str,
+                 image) -> Optional[str]:
+    if table.get("product_key") == "" and answer_format != "winnt":
+        return None         # explicitly none: evaluation images want no key
     key = _text(table, "product_key", None,
                 r"[A-Za-z0-9]{5}(-[A-Za-z0-9]{5}){4}",
                 "write it as XXXXX-XXXXX-XXXXX-XXXXX-XXXXX")
     if key is None and answer_format == "winnt":
         raise _fail("product_key", "missing", "XP and Server 2003 setup stops "
                     "at the key page without one; set your key")
-    return key.upper() if key else None
+    if key is None:
+        return product_keys.default_key(version, image)
+    return key.upper()
 
 
 def _admin_user(table: dict, answer_format: str) -> str:
@@ -234,15 +263,20 @@ def _admin_password(table: dict, answer_format: str) -> str:
             or any(ord(c) < 32 or ord(c) == 127 for c in password):
         raise _fail("admin_password", "must be 1 to 127 printable characters",
                     "choose another password")
-    if answer_format == "winnt" and (not password.isascii() or '"' in password):
-        raise _fail("admin_password", "winnt.sif cannot hold '\"' or "
+    # winnt.sif has no escape for '"', and '%' starts an INF string token.
+    if answer_format == "winnt" and (not password.isascii() or '"' in password
+                                     or "%" in password):
+        raise _fail("admin_password", "winnt.sif cannot hold '\"', '%' or "
                     "non-ASCII characters", "choose another password")
     return password
 
 
-def _regional(table: dict, answer_format: str) -> "tuple[str, str]":
+def _regional(table: dict, answer_format: str) -> "tuple[str, str, str]":
     locale = _text(table, "locale", "en-US", r"[a-z]{2,3}(-[A-Za-z]{4})?-[A-Z]{2}",
                    "write it like en-US")
+    ui_language = _text(table, "ui_language", "en-US",
+                        r"[a-z]{2,3}(-[A-Za-z]{4})?-[A-Z]{2}",
+                        "write it like en-US: the language of your ISO")
     zone = _text(table, "timezone", "UTC", r"[A-Za-z0-9 .()+_-]{1,64}",
                  "use a Windows time zone name such as UTC or "
                  "W. Europe Standard Time (tzutil /l lists them)")
@@ -253,7 +287,7 @@ def _regional(table: dict, answer_format: str) -> "tuple[str, str]":
         if zone not in XP_TIME_ZONES:
             raise _fail("timezone", f"{zone!r} has no XP time zone index here",
                         "use one of " + ", ".join(sorted(XP_TIME_ZONES)))
-    return locale, zone
+    return ui_language, locale, zone
 
 
 def _packages(table: dict, ssh: str) -> tuple:
@@ -277,6 +311,30 @@ def _answer_format(table: dict, version: str) -> str:
     return answer_format
 
 
+def password_complexity_problem(password: str, user: str,
+                                full_name: Optional[str] = None) -> Optional[str]:
+    """Why Windows' "Password must meet complexity requirements" policy
+    (on by default on Server) rejects ``password``, or None. Microsoft's
+    rule: not the account name (when longer than 2 characters) nor any
+    3+ character token of the full name, ignoring case (tokens split at
+    , . - _ # space and tab); at least 6 characters; three of: upper case,
+    lower case, digit, other."""
+    lowered = password.lower()
+    if len(user) > 2 and user.lower() in lowered:
+        return f"it contains the account name {user!r}"
+    for token in re.split(r"[,.\-_#\s]+", full_name if full_name is not None else user):
+        if len(token) >= 3 and token.lower() in lowered:
+            return f"it contains {token!r} from the account's full name"
+    if len(password) < 6:
+        return "it is shorter than 6 characters"
+    kinds = sum([any(c.isupper() for c in password), any(c.islower() for c in password),
+                 any(c.isdigit() for c in password),
+                 any(not c.isalnum() for c in password)])
+    if kinds < 3:
+        return "it needs three of: upper case, lower case, digit, symbol"
+    return None
+
+
 def _check_combination(s: WindowsSettings) -> None:
     if s.arch == "x86" and s.windows_version in _64BIT_ONLY:
         raise _fail("arch", f"Windows {s.windows_version} has no 32-bit "
@@ -290,6 +348,15 @@ def _check_combination(s: WindowsSettings) -> None:
     if s.ssh == "openssh" and s.openssh_msi is None:
         raise _fail("openssh_msi", "missing", "point it at the OpenSSH-Win64 "
                     "MSI from github.com/PowerShell/Win32-OpenSSH releases")
+    if s.admin_user.lower() == s.computer_name.lower():
+        raise _fail("computer_name", f"{s.computer_name!r} is also the account's "
+                    "name (admin_user); Windows then cannot make it an "
+                    "administrator and never logs on", "choose another name")
+    if s.server:
+        problem = password_complexity_problem(s.admin_password, s.admin_user)
+        if problem:
+            raise _fail("admin_password", f"Windows Server refuses it: {problem}",
+                        "choose another password")
     if s.cygwin_packages and s.cygwin_mirror is None:
         raise _fail("cygwin_mirror", "missing", "point it at a folder made by "
                     "Cygwin's setup 'Download Without Installing' (see "
@@ -315,17 +382,18 @@ def from_table(table: dict, base_dir: Path) -> WindowsSettings:
         raise _fail("iso_sha256", "missing", "set it to the output of "
                     "sha256sum on the ISO")
     ssh = _choice(table, "ssh", ("cygwin", "openssh"), "cygwin")
-    locale, zone = _regional(table, answer_format)
+    ui_language, locale, zone = _regional(table, answer_format)
+    image = _image(table, answer_format)
     settings = WindowsSettings(
         iso=iso, iso_sha256=sha.lower(), windows_version=version,
-        image=_image(table, answer_format),
-        product_key=_product_key(table, answer_format),
+        image=image,
+        product_key=_product_key(table, answer_format, version, image),
         admin_user=_admin_user(table, answer_format),
         admin_password=_admin_password(table, answer_format),
-        computer_name=_text(table, "computer_name", "REVIVE",
+        computer_name=_text(table, "computer_name", DEFAULT_COMPUTER_NAME,
                             r"(?![0-9]+$)[A-Za-z0-9-]{1,15}",
                             "use 1-15 letters, digits or '-', not only digits"),
-        locale=locale, timezone=zone,
+        ui_language=ui_language, locale=locale, timezone=zone,
         firmware=_choice(table, "firmware", ("bios", "uefi"), "bios"),
         answer_format=answer_format,
         arch=_choice(table, "arch", ("x86_64", "x86"),
@@ -379,4 +447,28 @@ def check_iso(settings: WindowsSettings, log: Optional[Path] = None,
                     "check it is the right ISO, or set iso_sha256 to its "
                     "sha256sum")
         raise UserError(str(err), log=str(log) if log else None)
+    check_ui_language(settings, log)
+    check_edition(settings, log)
+
+
+def check_ui_language(settings: WindowsSettings, log: Optional[Path] = None) -> None:
+    """Refuse a ui_language the ISO does not have: Setup would stop at its
+    language page. An ISO whose sources/lang.ini cannot be read is let
+    through, with a line in the log."""
+    languages = iso_languages(settings.iso)
+    if languages is None:
+        if log:
+            with open(log, "a") as fh:
+                fh.write(f"{settings.iso}: no readable sources/lang.ini; "
+                         f"ui_language {settings.ui_language} not checked\n")
+        return
+    if log:
+        with open(log, "a") as fh:
+            fh.write(f"{settings.iso.name}: UI languages {', '.join(languages)}\n")
+    if settings.ui_language.lower() not in (l.lower() for l in languages):
+        raise UserError(str(_fail(
+            "ui_language", f"{settings.iso.name} has no {settings.ui_language!r} "
+            f"(it has {', '.join(languages)}); Setup would stop at its language page",
+            f'set ui_language = "{languages[0]}" (locale may stay {settings.locale!r})')),
+            log=str(log) if log else None)
 

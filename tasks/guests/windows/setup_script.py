@@ -82,8 +82,54 @@ def payload_files(s: WindowsSettings, public_key: str) -> "dict[str, Union[bytes
     return files
 
 
+JOLIET_MAX = 64      # characters in one Joliet name; longer ones are cut
+
+
+def check_joliet_names(tree: Path) -> None:
+    """Refuse a payload file whose name Joliet would shorten: the guest sees
+    the shortened name, and Cygwin's setup then cannot find that archive."""
+    for path in sorted(tree.rglob("*")):
+        length = len(path.name.encode("utf-16-be")) // 2
+        if length > JOLIET_MAX:
+            raise UserError(f"payload: {path.relative_to(tree)} has a {length}-character "
+                            f"name; the payload CD's Joliet names hold {JOLIET_MAX}, "
+                            "so Windows would see it cut short; leave out the package "
+                            "it belongs to or use a mirror where its name is shorter")
+
+
+def check_shares_supported(s: WindowsSettings, shares) -> None:
+    """XP and Server 2003 speak only SMB1, which QEMU's smb= cannot offer:
+    it writes its own smb.conf, and Samba 4.11 and later refuse SMB1 by
+    default. Builds need the exchange share, so such a guest is refused
+    here, in one line, rather than at its first build."""
+    if s.legacy and shares:
+        name = sorted(share.name for share in shares)[0]
+        raise UserError(f"config.toml: [shares.{name}]: Windows {s.windows_version} "
+                        "speaks only SMB1, which QEMU's smb= share (Samba >= 4.11) "
+                        "refuses; revive cannot run builds on it yet: use Windows "
+                        "Vista / Server 2008 or later")
+
+
+def set_clock_command(now: float, ssh: str = "cygwin") -> str:
+    """A command for the guest's SSH shell that sets Windows' clock to
+    ``now`` (Unix time): a revived copy wakes at the snapshot's time.
+    Cygwin's date sets the system time (the administrator holds
+    SeSystemtimePrivilege); PowerShell's Set-Date is the fallback, and with
+    Windows' OpenSSH (cmd) the only way. A clock that cannot be set is
+    reported on stderr, not fatal: the build still runs, as on Linux."""
+    seconds = f"{now:.3f}"
+    powershell = ("powershell -NoProfile -NonInteractive -Command \"Set-Date -Date "
+                  f"([DateTime]'1970-01-01Z').AddSeconds({seconds})\"")
+    warning = "revive: could not set the guest clock"
+    if ssh == "cygwin":
+        return (f"{{ date -u -s @{seconds} || {powershell}; }} >/dev/null 2>&1 "
+                f"|| echo '{warning}' >&2; true")
+    return f"{powershell} >nul 2>&1 || echo {warning} 1>&2"
+
+
 def write_payload(s: WindowsSettings, public_key: str, dest: Path) -> None:
-    """Fill ``dest`` with the whole payload CD tree, Cygwin included."""
+    """Fill ``dest`` with the whole payload CD tree, Cygwin included, and
+    refuse names the CD would shorten."""
     for name, content in payload_files(s, public_key).items():
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -94,6 +140,7 @@ def write_payload(s: WindowsSettings, public_key: str, dest: Path) -> None:
     if s.cygwin_packages:
         cygwin.copy_payload(s.cygwin_mirror, dest / "cygwin", s.cygwin_packages,
                             s.arch)
+    check_joliet_names(dest)
 
 
 # --- the serial report ----------------------------------------------------------
@@ -144,7 +191,7 @@ def _letters(shares: dict) -> "dict[str, str]":
 
 def _check_share(name: str, guest: str, ssh: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
-        raise UserError(f"config.toml [shares.{name}]: the name must be letters, "
+        raise UserError(f"config.toml: [shares.{name}]: the name must be letters, "
                         "digits, '-' or '_'; rename the table")
     drive = re.fullmatch(r"[A-Za-z]:?\\?", guest)
     posix = re.fullmatch(r"/[A-Za-z0-9_./-]+", guest)
@@ -153,7 +200,7 @@ def _check_share(name: str, guest: str, ssh: str) -> None:
         return
     where = "a drive letter (X:) or a path like /mnt/src" if ssh == "cygwin" \
         else "a drive letter (X:) or a path like C:\\src"
-    raise UserError(f"config.toml [shares.{name}] guest: {guest!r} cannot be "
+    raise UserError(f"config.toml: [shares.{name}] guest: {guest!r} cannot be "
                     f"mapped; use {where}")
 
 

@@ -1,0 +1,280 @@
+"""The fault matrix on real QEMU (tiny guest): a hostile build, a full host
+disk under the VM, under the outputs and under the media, a QEMU that dies
+mid-build, and what every revived copy must get (fresh randomness, the
+host's time).
+
+Every fault ends in one line without a traceback, leaves no QEMU running,
+keeps its logs, leaves no target doit trusts (the plain rerun runs the task
+again) and a plain rerun succeeds once the fault is gone. The project is
+this module's own: the tests mount small filesystems into its artifacts/.
+"""
+
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, Project, qemu_processes
+
+pytestmark = pytest.mark.integration
+
+CONFIG = """
+[guest]
+kind = "tiny"
+
+[answers]
+hostname = "revive-faults"
+
+[vm]
+memory = "256M"
+
+[timeouts]
+install = "10m"
+boot = "3m"
+revive = "1m"
+
+[shares.src]
+guest = "/mnt/src"
+host = "src"
+
+[shares.xchg]
+guest = "/mnt/xchg"
+mode = "rw"
+
+[builds.hostile]
+command = '''cd /mnt/xchg && cp /bin/busybox suid && chmod 4755 suid &&
+cp /bin/busybox sgid && chmod 2755 sgid && ln -s /etc/shadow shadow && mkfifo fifo &&
+mknod null c 1 3 && ln -s /etc etc && mkdir -p tree/sub && echo ok > tree/sub/ok.txt &&
+chmod 1777 tree && ln -s /etc/shadow tree/shadow && mkfifo tree/fifo && ls -la . tree'''
+outputs = ["suid", "sgid", "shadow", "fifo", "null", "etc/passwd", "tree"]
+timeout = "2m"
+
+[builds.fill]
+command = "dd if=/dev/zero of=/root/fill bs=1M count=200 && sync && rm /root/fill && echo filled"
+timeout = "10m"
+
+[builds.bigout]
+command = "head -c 12000000 /dev/zero > /mnt/xchg/big && echo written"
+outputs = ["big"]
+timeout = "2m"
+
+[builds.dies]
+command = "echo started; sleep 15; echo done"
+timeout = "10m"
+"""
+
+COPY = """
+[builds.copy{n}]
+command = '''head -c 16 /dev/urandom | od -An -tx1; ls /sys/bus/acpi/drivers/vmgenid | grep QEMUVGID; adjtimex | grep tv_; : > /mnt/xchg/stamp; stat -c 'host %y' /mnt/xchg/stamp'''
+timeout = "2m"
+"""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Project:
+    root = tmp_path_factory.mktemp("faults")
+    (root / "src").mkdir()
+    (root / "src" / "input.txt").write_text("input\n")
+    (root / "config.toml").write_text(CONFIG + "".join(COPY.format(n=n) for n in (1, 2, 3)))
+    p = Project(root)
+    p.doit("snapshot")
+    yield p
+    for mounted in _mounts_under(root):
+        subprocess.run(["umount", "-l", mounted], check=False)
+
+
+def _mounts_under(root: Path) -> "list[str]":
+    return [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+            if line.split()[1].startswith(str(root))]
+
+
+class small_filesystem:
+    """A tmpfs of a few MB mounted over ``folder`` for the duration."""
+
+    def __init__(self, folder: Path, size: str):
+        self.folder, self.size = Path(folder), size
+
+    def __enter__(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size}", "tmpfs",
+                        str(self.folder)], check=True)
+        return self.folder
+
+    def __exit__(self, *exc):
+        subprocess.run(["umount", str(self.folder)], check=True)
+
+
+def one_line_failure(proc, *needles: str) -> str:
+    """The doit run failed with one revive line holding every needle."""
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "Traceback" not in text, text
+    hits = [l for l in text.splitlines() if all(n in l for n in needles)]
+    assert len(hits) == 1, text
+    return hits[0]
+
+
+def no_qemu(project: Project) -> None:
+    deadline = time.monotonic() + 10
+    while qemu_processes(str(project.root)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert qemu_processes(str(project.root)) == []
+
+
+def test_a_hostile_build_brings_back_no_privilege_link_or_special_file(project):
+    proc = project.doit("build:hostile", check=False)
+    line = one_line_failure(proc, "build hostile: outputs refused")
+    for name in ("shadow", "fifo", "null", "etc/passwd", "tree/shadow", "tree/fifo"):
+        assert f"{name}: " in line
+    no_qemu(project)
+    target = project.artifacts / "builds" / "hostile"
+    result = project.result("hostile")
+    assert result["exit_code"] == 0 and result["outputs"] == ["suid", "sgid", "tree"]
+    assert len(result["refused_outputs"]) == 6
+    assert "suid" in (target / "log").read_text()
+    outputs = target / "outputs"
+    for entry in [outputs, *outputs.rglob("*")]:
+        st = os.lstat(entry)
+        assert stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode), entry
+        assert not st.st_mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX), entry
+        assert st.st_mode & 0o700 == (0o700 if stat.S_ISDIR(st.st_mode) else st.st_mode & 0o700)
+    # The guest's modes, masked: busybox stays executable, loses setuid/setgid.
+    assert stat.S_IMODE(os.stat(outputs / "suid").st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(outputs / "sgid").st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(outputs / "tree").st_mode) == 0o755
+    assert (outputs / "tree" / "sub" / "ok.txt").read_text() == "ok\n"
+    assert sorted(p.name for p in outputs.rglob("*")) == ["ok.txt", "sgid", "sub", "suid", "tree"]
+
+    project.edit_config('outputs = ["suid", "sgid", "shadow", "fifo", "null", "etc/passwd", "tree"]',
+                        'outputs = ["suid", "tree/sub"]')
+    rerun = project.doit("build:hostile")
+    assert "build:hostile" in rerun.executed
+    assert project.result("hostile")["outputs"] == ["suid", "tree/sub"]
+    # Two runs, one qemu-img line: the log is this run's, not a pile.
+    img_log = (project.artifacts / "logs" / "build-hostile-qemu-img.log").read_text()
+    assert img_log.count("+ qemu-img") == 1
+
+
+def test_a_full_disk_under_the_vm_ends_the_build_at_once(project):
+    work = project.artifacts / "work"
+    with small_filesystem(work, "48M"):
+        start = time.monotonic()
+        proc = project.doit("build:fill", check=False)
+        spent = time.monotonic() - start
+        no_qemu(project)
+    line = one_line_failure(proc, "build fill: the VM paused: no space left on the filesystem at "
+                            f"{work}")
+    assert "free space there and rerun" in line
+    assert spent < 120, f"took {spent:.0f} s: waited for the deadline instead"
+    result = project.result("fill")
+    assert result["exit_code"] is None and result["failure"].startswith("the VM paused")
+    assert result["vm_died"] is False and result["timed_out"] is False
+    assert (project.artifacts / "builds" / "fill" / "log").exists()
+
+    rerun = project.doit("build:fill")
+    assert "build:fill" in rerun.executed
+    assert "filled" in (project.artifacts / "builds" / "fill" / "log").read_text()
+
+
+def test_outputs_that_do_not_fit_keep_the_log_and_result(project):
+    builds = project.artifacts / "builds"
+    with small_filesystem(builds, "4M"):
+        proc = project.doit("build:bigout", check=False)
+        no_qemu(project)
+        line = one_line_failure(proc, "build bigout: the outputs need 11.4 MB but only")
+        assert f"free on the filesystem at {builds}" in line
+        result = project.result("bigout")
+        assert result["exit_code"] == 0 and result["outputs"] == []
+        assert "written" in (builds / "bigout" / "log").read_text()
+        assert not (builds / "bigout" / "outputs").exists()
+    rerun = project.doit("build:bigout")
+    assert "build:bigout" in rerun.executed
+    assert (builds / "bigout" / "outputs" / "big").stat().st_size == 12000000
+
+
+def test_a_build_whose_qemu_dies_says_so(project):
+    proc = project.spawn("build:dies")
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            logs = list((project.artifacts / "builds").glob(".dies.tmp-*/log"))
+            if logs and "started" in logs[0].read_text():
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        else:
+            pytest.fail("the build never started")
+        victims = [p for p in Path("/proc").glob("[0-9]*")
+                   if _is_qemu_of(p, project.root, "build-dies")]
+        assert len(victims) == 1
+        os.kill(int(victims[0].name), signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    proc.stdout, proc.stderr = out, err
+    line = one_line_failure(proc, "build dies: the VM died: QEMU exited (signal SIGKILL)")
+    assert "log: " in line
+    no_qemu(project)
+    result = project.result("dies")
+    assert result["vm_died"] is True and result["exit_code"] is None
+    assert result["timed_out"] is False
+    assert result["failure"].startswith("the VM died: QEMU exited (signal SIGKILL)")
+    assert "started" in (project.artifacts / "builds" / "dies" / "log").read_text()
+    rerun = project.doit("build:dies")
+    assert "build:dies" in rerun.executed
+    assert project.result("dies")["exit_code"] == 0
+
+
+def _is_qemu_of(proc_dir: Path, root: Path, name: str) -> bool:
+    try:
+        args = (proc_dir / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    line = b" ".join(args).decode(errors="replace")
+    return bool(args) and b"qemu-system" in args[0] and str(root) in line and name in line
+
+
+def test_every_copy_gets_fresh_randomness_and_the_host_time(project):
+    project.doit("build:copy1", "build:copy2", "build:copy3")
+    randoms, offsets = [], []
+    for n in (1, 2, 3):
+        log = (project.artifacts / "builds" / f"copy{n}" / "log").read_text()
+        randoms.append(log.splitlines()[0].strip())
+        sec = int(re.search(r"time\.tv_sec:\s*(\d+)", log).group(1))
+        usec = int(re.search(r"time\.tv_usec:\s*(\d+)", log).group(1))
+        guest = sec + usec / 1e6
+        # The stamp file's mtime was set by the host's kernel (9p creates it
+        # on the host) right after the guest read its clock.
+        stamp = re.search(r"host (\S+ \S+) ([+-]\d{4})", log)
+        day, frac = stamp.group(1).split(".")
+        host = datetime.datetime.strptime(f"{day} {stamp.group(2)}", "%Y-%m-%d %H:%M:%S %z")
+        offsets.append(guest - (host.timestamp() + float("0." + frac)))
+    assert all(re.fullmatch(r"([0-9a-f]{2} ){15}[0-9a-f]{2}", r) for r in randoms), randoms
+    assert len(set(randoms)) == 3, randoms
+    # The kernel's vmgenid driver is bound to QEMU's device in every copy.
+    assert all("QEMUVGID" in (project.artifacts / "builds" / f"copy{n}" / "log").read_text()
+               for n in (1, 2, 3))
+    assert all(abs(o) < 1.0 for o in offsets), offsets
+    print(f"guest clock minus host clock: {[round(o, 3) for o in offsets]}")
+
+
+def test_a_full_disk_under_the_media_is_one_line(project):
+    target = project.artifacts / "media"
+    project.doit("forget", "iso")
+    with small_filesystem(target, "1M"):
+        proc = project.doit("iso", check=False)
+        assert not (target / "install.iso").exists()
+    line = one_line_failure(proc, f"no space left on the filesystem at {target}")
+    assert "free space there and rerun" in line
+    rerun = project.doit("iso")
+    assert "iso" in rerun.executed
