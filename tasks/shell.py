@@ -62,7 +62,12 @@ def open_shell(request: dict, paths: Paths, kept: str = "") -> None:
                 + (f" with build {name}'s shares" if name else "")
                 + "; leave with exit: the copy is then thrown away")
             command = copy.kind.command_line(terminal.login_command(), env, user, copy.shares)
-            terminal.interactive(copy.session.client.get_transport(), command)
+            session = copy.ssh(request["revive_timeout"])
+            try:
+                terminal.interactive(session.client.get_transport(), command)
+            finally:
+                if session is not copy.session:
+                    session.close()
     finally:
         remove(work)
     say("shell ended; the copy is gone")

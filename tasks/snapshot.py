@@ -14,7 +14,7 @@ from .machine import accel, qemu
 from .machine import snapshot as snap
 from .machine.qemu import launch_with_port
 from .machine.revive import Stopwatch
-from .remote import ssh
+from .remote import agent, ssh
 
 
 def empty_share_dirs(shares, work) -> "dict[str, str]":
@@ -60,7 +60,8 @@ def take_snapshot(inputs, paths: Paths) -> None:
             log=work / "qemu-img.log", what="qemu-img create")
         values = {"artifacts": str(paths.artifacts), "disk": str(folder / snap.DISK),
                   "ram": str(folder / snap.RAM), "ram-share": "on",
-                  **empty_share_dirs(shares, work), **kind.vm_values(paths.artifacts, work)}
+                  **empty_share_dirs(shares, work), **kind.vm_values(paths.artifacts, work),
+                  **(agent.argv_values(work) if inputs["vm.channel"] == "agent" else {})}
         machine, port = launch_with_port(
             lambda port: snap.fill(template, {**values, "port": port}),
             name="snapshot", logdir=paths.logs)
@@ -75,8 +76,16 @@ def take_snapshot(inputs, paths: Paths) -> None:
             with session, watch.phase("prepare_shares"):
                 session.check(kind.prepare_shares(shares),
                               timeout=120, what="preparing the shares in the guest")
-            with watch.phase("save"):
-                snap.save(machine, folder, method, timeout=timeout)
+            # [vm] channel = "agent": the agent must answer before the save,
+            # and stays connected through it, so a revived guest never sees
+            # its host side close (qemu-ga then sleeps 0.5 s between reads).
+            guest_agent = _agent_ready(inputs, machine, work, watch, timeout)
+            try:
+                with watch.phase("save"):
+                    snap.save(machine, folder, method, timeout=timeout)
+            finally:
+                if guest_agent is not None:
+                    guest_agent.close()
         meta = {"qemu": qemu.version(), "machine": machine_name, "cpu": cpu,
                 "accelerator": accel_name, "memory_mb": inputs["vm.memory"],
                 "cpus": inputs["vm.cpus"], "argv": template, "save_method": method,
@@ -85,7 +94,7 @@ def take_snapshot(inputs, paths: Paths) -> None:
                 "user": kind.build_user(inputs),
                 "shares": {s.name: {"guest": s.guest, "mode": s.mode, "transport": s.transport}
                            for s in shares},
-                "timings": watch.phases}
+                "timings": watch.phases, "channel": agent.meta(inputs["vm.channel"])}
         (folder / snap.DISK).chmod(0o444)
         snap.write_meta(folder, meta)
     remove(work)
@@ -114,6 +123,19 @@ class snapshot_intact:
         return self.problem or "the snapshot's files match meta.json"
 
     __repr__ = __str__
+
+
+def _agent_ready(inputs, machine, work, watch, timeout):
+    if inputs["vm.channel"] != "agent":
+        return None
+    with watch.phase("agent_sync"):
+        try:
+            return agent.connect(agent.socket_path(work / "agent"), timeout=timeout,
+                                 alive=machine.dead, log=str(machine.serial_log),
+                                 setting="[timeouts] boot")
+        except UserError as err:
+            machine.error(str(err))     # the serial tail into the QEMU log
+            raise
 
 
 def task_snapshot():

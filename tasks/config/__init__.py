@@ -17,6 +17,7 @@ from ..core.errors import UserError
 
 ACCELS = ("auto", "kvm", "tcg")
 SAVE_METHODS = ("auto", "file", "zstd")
+CHANNELS = ("agent", "ssh")
 SHARE_MODES = ("ro", "rw")
 TRANSPORTS = ("9p", "smb")
 _DRIVE = re.compile(r"^[A-Za-z]:\\?$")
@@ -81,6 +82,7 @@ class VM:
     cpus: int
     accel: str
     save: str
+    channel: str = "ssh"        # how builds talk to the guest: agent | ssh
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ _VALUES = {
     "vm.cpus": ("vm", "cpus"),
     "vm.accel": ("vm", "accel"),
     "vm.save": ("vm", "save"),
+    "vm.channel": ("vm", "channel"),
     "timeouts.install": ("timeouts", "install"),
     "timeouts.boot": ("timeouts", "boot"),
     "timeouts.revive": ("timeouts", "revive"),
@@ -173,7 +176,7 @@ def parse(raw: dict, path: Path) -> Config:
     vm = t.table("vm")
     timeouts = t.table("timeouts")
     answers.only("hostname", "user", "disk_size")
-    vm.only("memory", "cpus", "accel", "save")
+    vm.only("memory", "cpus", "accel", "save", "channel")
     timeouts.only("install", "boot", "revive")
     answers_ = Answers(
         hostname=answers.match("hostname", _HOSTNAME, "revive",
@@ -184,7 +187,12 @@ def parse(raw: dict, path: Path) -> Config:
     vm_ = VM(memory_mb=vm.size_mb("memory", "512M"),
              cpus=vm.integer("cpus", 1, 1, 64),
              accel=vm.choice("accel", ACCELS, "auto"),
-             save=vm.choice("save", SAVE_METHODS, "auto"))
+             save=vm.choice("save", SAVE_METHODS, "auto"),
+             channel=vm.choice("channel", CHANNELS, kind_class.channels[0]))
+    if vm_.channel not in kind_class.channels:
+        raise UserError(f"{path.name}: [vm] channel: \"{vm_.channel}\" is not available for "
+                        f"a {kind} guest ({kind_class.channel_note}); use channel = "
+                        f"\"{kind_class.channels[0]}\"")
     timeouts_ = Timeouts(install=timeouts.duration("install", "20m"),
                          boot=timeouts.duration("boot", "5m"),
                          revive=timeouts.duration("revive", "2m"))

@@ -40,6 +40,8 @@ class GuestKind:
     default_transport = "9p"         # how shares reach the guest
     transports = ("9p", "smb")
     drive_letters = False            # may a share's guest path be "S:"?
+    channels = ("agent", "ssh")      # [vm] channel: what builds talk over; first = default
+    channel_note = ""                # why a channel is missing, for the error
     min_disk_mb = 512                # the smallest disk its install fits on, with a build
     # The config keys each stage reads besides the kind's settings.
     reads = {
@@ -47,7 +49,7 @@ class GuestKind:
         "floppy": ("answers.hostname", "answers.user"),
         "install": ("answers.disk_size",),
         "snapshot": ("answers.user", "vm.memory", "vm.cpus", "vm.accel", "vm.save",
-                     "shares"),
+                     "vm.channel", "shares"),
     }
 
     def __init__(self, settings):

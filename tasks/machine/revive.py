@@ -31,7 +31,8 @@ from ..core.files import remove
 from ..core.proc import run
 from ..core import progress
 from ..core.space import is_nospace, nospace_message
-from ..remote import ssh
+from ..remote import agent, ssh
+from ..remote.channel import Channel
 from . import keep
 from . import snapshot as snap
 from .qemu import Machine, launch_with_port
@@ -77,13 +78,26 @@ class BuildRequest:
 
 @dataclass
 class Copy:
-    """A revived copy: its QEMU, an SSH session to it, its snapshot's meta."""
+    """A revived copy: its QEMU, a channel to it (SSH or the guest agent),
+    its snapshot's meta."""
     machine: Machine
-    session: ssh.Session
+    session: Channel
     meta: dict
     kind: object
     shares: "list[Share]"          # as the guest sees them
     folders: "dict[str, Path]"     # host folder behind each share
+    port: int                      # the loopback port forwarded to the guest's sshd
+    key: Path
+
+    def ssh(self, timeout: float) -> ssh.Session:
+        """An SSH session to the copy (an interactive shell needs one, also
+        when builds talk to the guest agent). The caller closes it."""
+        if isinstance(self.session, ssh.Session):
+            return self.session
+        return ssh.connect(self.port, user=self.meta.get("ssh_user", "root"),
+                           key_file=self.key, host_key=self.meta["host_key"],
+                           timeout=timeout, alive=self.machine.dead,
+                           log=str(self.machine.qemu_log))
 
 
 def guest_shares(meta: dict) -> "list[Share]":
@@ -149,29 +163,57 @@ def revived(artifacts: Path, *, name: str, shares: "dict[str, Path]", key: Path,
               **kind.vm_values(artifacts, work),
               **{f"share.{n}": str(p) for n, p in folders.items()}}
     template = meta["argv"] + ["-incoming", "defer", "-S"]
+    if agent.uses_agent(meta):
+        values.update(agent.argv_values(work))
     with watch.phase("revive"):
         machine, port = launch_with_port(
             lambda port: snap.fill(template, {**values, "port": port}),
             name=name, logdir=logs)
     try:
-        with watch.phase("revive"):
-            snap.incoming(machine, folder, meta["save_method"], revive_timeout)
-        with watch.phase("connect"):
-            try:
-                session = ssh.connect(port, user=meta.get("ssh_user", "root"), key_file=key,
-                                      host_key=meta["host_key"], timeout=revive_timeout,
-                                      alive=machine.dead, log=str(machine.qemu_log))
-            except UserError as err:
-                raise machine.error_with_screen(err) from None
+        if agent.uses_agent(meta):
+            session = _agent_session(machine, folder, meta, work, revive_timeout, watch)
+        else:
+            with watch.phase("revive"):
+                snap.incoming(machine, folder, meta["save_method"], revive_timeout)
+            with watch.phase("connect"):
+                try:
+                    session = ssh.connect(port, user=meta.get("ssh_user", "root"), key_file=key,
+                                          host_key=meta["host_key"], timeout=revive_timeout,
+                                          alive=machine.dead, log=str(machine.qemu_log))
+                except UserError as err:
+                    raise machine.error_with_screen(err) from None
         with session:
             with watch.phase("prepare"):
                 session.check(kind.after_revive(in_guest, time.time()), timeout=60,
                               what="preparing the revived guest (clock, randomness, "
                                    "shares)")
-            yield Copy(machine, session, meta, kind, in_guest, folders)
+            yield Copy(machine, session, meta, kind, in_guest, folders, port, key)
     finally:
         # A throwaway copy: nothing in it is worth a graceful shutdown.
         machine.kill()
+
+
+def _agent_session(machine: Machine, folder: Path, meta: dict, work: Path,
+                   timeout: float, watch: Stopwatch) -> "agent.AgentSession":
+    """[vm] channel = "agent": connect to the agent's socket before the state
+    is loaded and the guest runs, so the revived guest never sees its host
+    side closed (qemu-ga would then sleep 0.5 s between reads), then sync."""
+    with watch.phase("revive"):
+        try:
+            session = agent.connect(agent.socket_path(work / "agent"), timeout=timeout,
+                                    alive=machine.dead, log=str(machine.serial_log),
+                                    stream_dir=work / "agent-stream", sync=False)
+        except UserError as err:
+            raise machine.error(str(err)) from None
+    try:
+        with watch.phase("revive"):
+            snap.incoming(machine, folder, meta["save_method"], timeout)
+        with watch.phase("connect"):
+            session.sync(timeout, setting="[timeouts] revive")
+    except BaseException:
+        session.close()
+        raise
+    return session
 
 
 def run_build(artifacts: Path, request: BuildRequest, *, key: Path, out: Path,

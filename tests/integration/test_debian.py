@@ -121,6 +121,9 @@ def test_the_guest_is_debian_on_systemd_with_the_shares_mounted(built):
     assert "src /mnt/src 9p ro," in log and "xchg /mnt/xchg 9p rw," in log
     assert "src: read-only" in log
     assert "no hello package" in log
+    # It ran over QEMU's guest agent, started by udev and systemd in the guest.
+    meta = json.loads((built.artifacts / "snapshot" / "meta.json").read_text())
+    assert meta["channel"]["kind"] == "agent" and "agent_sync" in meta["timings"]
     written = built.artifacts / "builds" / "probe" / "outputs" / "written.txt"
     assert written.read_text() == "written\n"
 

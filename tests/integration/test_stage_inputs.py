@@ -78,7 +78,8 @@ def changed(raw: dict, key: str, cfg) -> dict:
     table = raw.setdefault(section, {})
     current = cfg.value(key) if key in config_mod._VALUES else table.get(name)
     attr = config_mod._VALUES.get(key, ("", ""))[1]
-    choices = {"vm.accel": config_mod.ACCELS, "vm.save": config_mod.SAVE_METHODS}
+    choices = {"vm.accel": config_mod.ACCELS, "vm.save": config_mod.SAVE_METHODS,
+               "vm.channel": config_mod.CHANNELS}
     if key in choices:
         table[name] = next(c for c in choices[key] if c != current and c != "kvm")
     elif attr.endswith("_mb"):

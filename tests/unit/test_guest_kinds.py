@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = {"tiny": REPO / "config.toml", "debian": REPO / "examples" / "debian.toml",
             "windows": REPO / "examples" / "windows.toml"}
 # What a revive (machine.revive) and the snapshot stage fill in.
-TOKENS = {"artifacts", "disk", "ram", "ram-share", "smb", "port", "ovmf-vars"}
+TOKENS = {"artifacts", "disk", "ram", "ram-share", "smb", "port", "ovmf-vars",
+          "agent-socket", "agent-stream"}
 
 needs_qemu = pytest.mark.skipif(not shutil.which(qemu.BINARY), reason="needs QEMU")
 
@@ -111,6 +112,9 @@ def test_snapshot_template_fills_and_revives(project, tmp_path):
     values = {"artifacts": str(paths.artifacts), "disk": str(paths.base),
               "ram": str(work / "ram"), "ram-share": "on", "smb": str(work / "smb"),
               "port": "0", **{s: str(work) for s in shares}}
+    if "agent-socket" in used:
+        from tasks.remote import agent
+        values.update(agent.argv_values(work))
     if "ovmf-vars" in used:
         values["ovmf-vars"] = str(shutil.copyfile(
             "/usr/share/OVMF/OVMF_VARS_4M.fd", work / "vars.fd"))

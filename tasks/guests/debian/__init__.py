@@ -41,9 +41,10 @@ from . import apt, rootfs
 HERE = Path(__file__).resolve().parent
 
 # What revive needs in every Debian guest: systemd as init (with udev, which
-# systemd-networkd waits for), OpenSSH, modprobe for the pinned kernel's
-# modules, and ip for looking around.
-REQUIRED = ("systemd-sysv", "udev", "openssh-server", "kmod", "iproute2")
+# systemd-networkd waits for and which starts qemu-ga when its virtio-serial
+# port appears), OpenSSH, QEMU's guest agent, modprobe for the pinned
+# kernel's modules, and ip for looking around.
+REQUIRED = ("systemd-sysv", "udev", "openssh-server", "qemu-guest-agent", "kmod", "iproute2")
 DEFAULT_PACKAGES = ("build-essential",)
 DEFAULT_SUITE = "bookworm"
 

@@ -12,7 +12,7 @@ import os
 import shlex
 from pathlib import Path
 
-from ...machine.devices import DeviceModel, Disk, Kernel, Nic, NinePShare
+from ...machine.devices import Channel, DeviceModel, Disk, Kernel, Nic, NinePShare
 from ..base import GuestKind
 from . import answers, installer
 
@@ -117,7 +117,22 @@ class LinuxKind(GuestKind):
             disks=(Disk("@disk@"),), vmgenid=True,
             nic=Nic("virtio-net-pci", forward_ssh="@port@", smb=smb, mac="52:54:00:12:34:56"),
             shares=tuple(NinePShare(s.name, f"@share.{s.name}@", readonly=s.mode == "ro")
-                         for s in shares if s.transport == "9p"))
+                         for s in shares if s.transport == "9p") + self._agent_share(inputs),
+            channels=self._agent_channel(inputs))
+
+    # [vm] channel = "agent" (issue 9): qemu-ga's virtio-serial port, and the
+    # hidden read-write share a command's output streams through.
+    def _agent_channel(self, inputs) -> "tuple[Channel, ...]":
+        if inputs["vm.channel"] != "agent":
+            return ()
+        from ...remote import agent
+        return (Channel(agent.PORT_NAME, "@agent-socket@"),)
+
+    def _agent_share(self, inputs) -> "tuple[NinePShare, ...]":
+        if inputs["vm.channel"] != "agent":
+            return ()
+        from ...remote import agent
+        return (NinePShare(agent.STREAM_TAG, "@agent-stream@", readonly=False),)
 
     def prepare_shares(self, shares) -> str:
         return (f"{mount_command(shares)} && {unmount_command(shares)} && sync && "

@@ -28,10 +28,11 @@ SYSTEM_MODULES = [
     # SMB 3 signing/encryption builds gcm(aes) and ccm(aes) at mount time;
     # the templates' own parts are not declared anywhere in modinfo.
     "ctr", "ghash_generic",
+    "virtio_console",                                    # qemu-ga's virtio-serial port
 ]
 
 # The system's programs, whose shared libraries are found like ldd would.
-SYSTEM_PROGRAMS = ["usr/sbin/dropbear", "usr/bin/dropbearkey"]
+SYSTEM_PROGRAMS = ["usr/sbin/dropbear", "usr/bin/dropbearkey", "usr/sbin/qemu-ga"]
 LIBRARY_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib"]
 
 # Folders of the installed system that no package provides.
@@ -69,7 +70,8 @@ def build_payload(cache: Path, out: Path, log: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="tiny-payload-", dir=cache) as tmp:
         work = Path(tmp)
         inst = installer.build(packages, out, work)
-        userland = installer.unpack(packages, [pins.DROPBEAR, *pins.LIBRARIES],
+        userland = installer.unpack(packages, [pins.DROPBEAR, *pins.LIBRARIES, pins.QEMU_GA,
+                                               *pins.AGENT_LIBRARIES],
                                     work / "userland")
         _system(userland, inst, work / "system-modules").write(out / "iso/system.cpio")
     _write_manifest(out / "manifest.json")

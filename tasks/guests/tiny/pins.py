@@ -28,4 +28,21 @@ LIBRARIES = [
         "d7dd1d1411fedf27f5e27650a6eff20ef294077b568f4c8c5e51466dc7c08ce4"),
 ]
 
-ALL = [DROPBEAR, *LIBRARIES]
+# QEMU's guest agent and the libraries its binary loads beyond the ones above
+# (found by the payload's ELF walk over usr/sbin/qemu-ga).
+QEMU_GA = Pin("qemu-guest-agent", "1:7.2+dfsg-7+deb12u18+b3",
+              "ffdc7852decec129a903acf1b9ac083859cabee60e7b24477b652f36e228e808")
+AGENT_LIBRARIES = [
+    Pin("libglib2.0-0", "2.74.6-2+deb12u9",
+        "7ff85197685d89e150e342b29a59aab1beee400050ba7da73de81cd999ffee5a"),
+    Pin("libpcre2-8-0", "10.42-1+deb12u2",
+        "d2f7edfcc7689b9e0761c2742cc824ac86a20768bc5e8057818dc6875291fe76"),
+    Pin("libudev1", "252.39-1~deb12u2",
+        "6f7e08f11c4809d2e5998c775f7b423ab5ec2ce0309494b4a2615037052245e2"),
+    Pin("libnuma1", "2.0.16-1",
+        "639e1ab6bd66ead40db8a22c332d7199679fa22db261cac34444eb8eb4c17dda"),
+    Pin("liburing2", "2.3-3",
+        "c23077e3640e6cb4b819c134b3f41d5cf21b3edac099654b1b4142c3069a39a3"),
+]
+
+ALL = [DROPBEAR, *LIBRARIES, QEMU_GA, *AGENT_LIBRARIES]

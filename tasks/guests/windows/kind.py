@@ -26,6 +26,9 @@ class WindowsKind(GuestKind):
     default_transport = "smb"    # Windows reaches shares over SMB only
     transports = ("smb",)
     drive_letters = True
+    channels = ("ssh",)
+    channel_note = ("QEMU's guest agent needs a virtio-serial driver, which Windows "
+                    "installed offline lacks")
     min_disk_mb = 20 * 1024
     # The answer file comes from [guest] alone; the install's machine is the
     # one the VM gets later, so its memory and CPUs shape the install too.
@@ -33,7 +36,7 @@ class WindowsKind(GuestKind):
         "payload": (),
         "floppy": (),
         "install": ("answers.disk_size", "vm.memory", "vm.cpus"),
-        "snapshot": ("vm.memory", "vm.cpus", "vm.accel", "vm.save", "shares"),
+        "snapshot": ("vm.memory", "vm.cpus", "vm.accel", "vm.save", "vm.channel", "shares"),
     }
 
     def __init__(self, settings):

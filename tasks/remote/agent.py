@@ -1,0 +1,398 @@
+"""QEMU's guest agent (qemu-ga) over a virtio-serial port: the channel to a
+revived Linux guest that needs no handshake.
+
+The port is one long byte pipe, not a connection: the guest's open file
+descriptor lives in guest RAM and survives the revive, so the host only
+connects to the new QEMU's chardev socket and talks. Because a previous
+client may have left half a request in the agent's parser, every new
+connection starts with 0xFF (the agent drops what it holds when it reads
+it) and ``guest-sync-delimited`` with a random id; the answer is 0xFF then
+``{"return": id}``, and everything before it is stale and dropped.
+
+qemu-ga keeps a command's captured output in memory and cuts it at 16 MB,
+so ``run`` with a sink (a build) does not capture: the guest writes the
+combined output into a file on a hidden read-write 9p share
+(``STREAM_TAG``), which the host follows while the command runs. Small
+commands (``check``) capture through the agent.
+
+Every read has a deadline, and every wait asks ``alive`` (is QEMU still
+running?) on each round.
+"""
+
+import base64
+import json
+import os
+import random
+import select
+import shlex
+import socket
+import stat
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..core.errors import UserError
+from ..core.wait import wait_for
+from .ssh import CommandResult
+
+PORT_NAME = "org.qemu.guest_agent.0"
+STREAM_TAG = "revive_log"          # the 9p mount tag of the output share
+STREAM_GUEST = "/run/revive-log"   # where the guest mounts it
+DELIMITER = b"\xff"
+SYNC_RETRY = 1.0                   # seconds before a new guest-sync is sent
+KILL_TIMEOUT = 10.0
+TAIL = 1 << 20                     # bytes of a streamed output kept in the result
+
+# What a command sees over SSH as root (dropbear and OpenSSH set these):
+# the agent passes its own environment otherwise.
+BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root", "USER": "root", "LOGNAME": "root", "SHELL": "/bin/sh"}
+
+
+class AgentError(UserError):
+    pass
+
+
+def private_dir(path: Path) -> Path:
+    """A folder only this user can enter: whoever reaches the socket can run
+    anything in the guest as root."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def argv_values(work: Path) -> "dict[str, str]":
+    """The snapshot argv's @agent-socket@ and @agent-stream@ for one QEMU,
+    in private folders of its ``work`` folder."""
+    return {"agent-socket": socket_path(private_dir(work / "agent")),
+            "agent-stream": str(private_dir(work / "agent-stream"))}
+
+
+def meta(channel: str) -> dict:
+    """What the snapshot's meta.json records about the channel."""
+    if channel != "agent":
+        return {"kind": channel}
+    return {"kind": "agent", "port": PORT_NAME, "socket_token": "@agent-socket@",
+            "stream_tag": STREAM_TAG, "stream_guest": STREAM_GUEST}
+
+
+def uses_agent(snapshot_meta: dict) -> bool:
+    return snapshot_meta.get("channel", {}).get("kind") == "agent"
+
+
+def socket_path(folder: Path) -> str:
+    path = str(Path(folder).resolve() / "agent.sock")
+    if len(path.encode()) > 107:
+        raise UserError(f"the guest agent's socket path {path} is longer than a unix "
+                        "socket allows (107 bytes); move the project to a shorter path")
+    return path
+
+
+class Agent:
+    """The wire protocol: requests out, one JSON answer per line back."""
+
+    def __init__(self, sock: socket.socket, *, alive: Callable[[], Optional[str]],
+                 log: "str | None"):
+        self.sock = sock
+        self.alive = alive
+        self.log = log
+        self.buffer = b""
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as err:
+            raise AgentError(f"the guest agent's socket failed: {err}", log=self.log) from None
+
+    def _read_some(self, deadline: float) -> bool:
+        """Read what is there within ``deadline``; False when nothing came."""
+        dead = self.alive()
+        if dead:
+            raise AgentError(f"the guest agent did not answer: {dead}", log=self.log)
+        wait = max(0.0, min(deadline - time.monotonic(), 0.2))
+        ready, _, _ = select.select([self.sock], [], [], wait)
+        if not ready:
+            return False
+        try:
+            chunk = self.sock.recv(65536)
+        except OSError as err:
+            raise AgentError(f"the guest agent's socket failed: {err}", log=self.log) from None
+        if not chunk:
+            raise AgentError("QEMU closed the guest agent's socket", log=self.log)
+        self.buffer += chunk
+        return True
+
+    def _line(self, deadline: float) -> Optional[dict]:
+        """The next JSON answer, or None at the deadline."""
+        while b"\n" not in self.buffer:
+            if time.monotonic() >= deadline:
+                return None
+            self._read_some(deadline)
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        line = line.replace(DELIMITER, b"").strip()
+        if not line:
+            return self._line(deadline)
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            return {}          # garbage from a previous client: skip it
+        return answer if isinstance(answer, dict) else {}
+
+    def sync(self, timeout: float, setting: str = "[timeouts] revive") -> None:
+        """Flush the agent's parser and our buffer: 0xFF, guest-sync-delimited
+        with a random id, drop everything until its answer. Resent every
+        SYNC_RETRY seconds (a request may land before the agent reads)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ident = random.randrange(1, 2 ** 31)
+            self.buffer = b""
+            self._send(DELIMITER + json.dumps(
+                {"execute": "guest-sync-delimited", "arguments": {"id": ident}}).encode())
+            retry = min(deadline, time.monotonic() + SYNC_RETRY)
+            while True:
+                # Skip to the delimiter the agent sends before its answer.
+                if DELIMITER in self.buffer:
+                    self.buffer = self.buffer[self.buffer.rindex(DELIMITER) + 1:]
+                answer = self._line(retry)
+                if answer is None:
+                    break
+                if answer.get("return") == ident:
+                    return
+            if time.monotonic() >= deadline:
+                raise AgentError(f"the guest agent did not answer within {timeout:.0f} s "
+                                 f"({setting}); the guest's console: {self.log}")
+
+    def call(self, command: str, timeout: float = 30, **arguments):
+        request = {"execute": command}
+        if arguments:
+            request["arguments"] = arguments
+        self._send(json.dumps(request).encode() + b"\n")
+        deadline = time.monotonic() + timeout
+        answer = self._line(deadline)
+        if answer is None:
+            raise AgentError(f"the guest agent did not answer {command} within "
+                             f"{timeout:.0f} s", log=self.log)
+        if "error" in answer:
+            desc = answer["error"].get("desc", answer["error"]) if isinstance(
+                answer["error"], dict) else answer["error"]
+            raise AgentError(f"guest agent {command} failed: {desc}", log=self.log)
+        if "return" not in answer:
+            raise AgentError(f"guest agent {command}: unexpected answer {answer!r:.200}",
+                             log=self.log)
+        return answer["return"]
+
+
+class AgentSession:
+    """A build's channel to a Linux guest over its agent, with the surface of
+    ``ssh.Session`` (run, check, close)."""
+
+    def __init__(self, agent: Agent, *, stream_dir: "Path | None" = None):
+        self.agent = agent
+        self.stream_dir = stream_dir
+        self.runs = 0
+
+    def close(self) -> None:
+        self.agent.close()
+
+    def __enter__(self) -> "AgentSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def sync(self, timeout: float, setting: str = "[timeouts] revive") -> None:
+        self.agent.sync(timeout, setting)
+
+    def set_time(self, now_ns: "int | None" = None) -> None:
+        """guest-set-time. Not used by builds: qemu-ga 7.2 follows it with
+        `hwclock -w`, 0.18 s under TCG; a `date -s` in the first command
+        costs nothing extra (bench/revive_vs_boot.py measures both)."""
+        self.agent.call("guest-set-time", time=now_ns if now_ns is not None else time.time_ns())
+
+    # -- commands ----------------------------------------------------------
+    def _spawn(self, script: str, capture: bool) -> int:
+        # setsid: the command gets its own process group, so a deadline kills
+        # all of it (qemu-ga's children are not group leaders, so setsid does
+        # not fork and the pid stays the command's).
+        answer = self.agent.call("guest-exec", path="/usr/bin/setsid",
+                                 arg=["/bin/sh", "-c", script],
+                                 env=[f"{k}={v}" for k, v in BASE_ENV.items()],
+                                 **{"capture-output": capture})
+        return int(answer["pid"])
+
+    def _status(self, pid: int) -> dict:
+        return self.agent.call("guest-exec-status", pid=pid)
+
+    def _kill(self, pid: int) -> None:
+        try:
+            killer = self._spawn(f"kill -9 -{pid} {pid} 2>/dev/null; true", capture=False)
+            deadline = time.monotonic() + KILL_TIMEOUT
+            while time.monotonic() < deadline and not self._status(killer).get("exited"):
+                time.sleep(0.02)
+            deadline = time.monotonic() + KILL_TIMEOUT
+            while time.monotonic() < deadline and not self._status(pid).get("exited"):
+                time.sleep(0.02)
+        except UserError:
+            pass    # the caller kills the whole machine next
+
+    def run(self, command: str, *, timeout: float,
+            sink: Optional[Callable[[bytes], None]] = None) -> CommandResult:
+        """Run ``command`` with /bin/sh as root; stream its combined output
+        to ``sink``; stop at ``timeout`` (exit_code None, the command killed)."""
+        start = time.monotonic()
+        deadline = start + timeout
+        follower = None
+        if sink is not None and self.stream_dir is not None:
+            self.runs += 1
+            name = f"out-{os.getpid()}-{self.runs}"
+            follower = _Follower(self.stream_dir / name)
+            guest = shlex.quote(f"{STREAM_GUEST}/{name}")
+            script = (f"{mount_stream_command()} || exit 125; "
+                      f"exec >{guest} 2>&1 </dev/null; cd /root 2>/dev/null; {command}")
+        else:
+            script = f"exec 2>&1 </dev/null; cd /root 2>/dev/null; {command}"
+        pid = self._spawn(script, capture=follower is None)
+        output = bytearray()
+        interval = 0.005
+        try:
+          try:
+            while True:
+                status = self._status(pid)
+                if follower is not None:
+                    _drain(follower, output, sink)
+                if status.get("exited"):
+                    break
+                if time.monotonic() > deadline:
+                    self._kill(pid)
+                    if follower is not None:
+                        _drain(follower, output, sink, limit=1 << 62)
+                    return CommandResult(command, None, output.decode(errors="replace"),
+                                         time.monotonic() - start, "timeout")
+                time.sleep(interval)
+                interval = min(interval * 1.5, 0.1)
+            if follower is not None:
+                _drain(follower, output, sink, limit=1 << 62)
+          except AgentError:
+            # The VM ended under the command: a result (as over SSH), not an error.
+            dead = self.agent.alive()
+            if not dead:
+                raise
+            if follower is not None:
+                _drain(follower, output, sink, limit=1 << 62)
+            return CommandResult(command, None, output.decode(errors="replace"),
+                                 time.monotonic() - start, dead)
+        finally:
+            if follower is not None:
+                follower.close()
+        if follower is None:
+            data = base64.b64decode(status.get("out-data", ""))
+            output += data
+            if sink and data:
+                sink(data)
+        if "exitcode" in status:
+            code = int(status["exitcode"])
+        else:
+            # Killed by a signal: what a shell would report for it.
+            code = 128 + int(status.get("signal", 0))
+        return CommandResult(command, code, output.decode(errors="replace"),
+                             time.monotonic() - start)
+
+    def check(self, command: str, *, timeout: float = 60, what: str = "") -> str:
+        result = self.run(command, timeout=timeout)
+        if result.exit_code != 0:
+            why = "timed out" if result.exit_code is None else f"exit {result.exit_code}"
+            last = result.output.strip().splitlines()[-1:] or [""]
+            raise UserError(f"{what or 'guest command'} failed ({why}): {last[0]}")
+        return result.output
+
+
+def mount_stream_command() -> str:
+    return (f"{{ grep -q ' {STREAM_GUEST} ' /proc/mounts || {{ mkdir -p {STREAM_GUEST} && "
+            f"mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,rw "
+            f"{STREAM_TAG} {STREAM_GUEST}; }}; }}")
+
+
+class _Follower:
+    """Reads a file the guest writes on the stream share, as it grows. The
+    guest is untrusted: the file is opened without following links and must
+    be a regular file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: Optional[int] = None
+
+    def read(self, limit: int = 1 << 20) -> bytes:
+        if self.fd is None:
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except FileNotFoundError:
+                return b""
+            except OSError as err:
+                raise UserError(f"the guest's output file {self.path} cannot be read: "
+                                f"{err}") from None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise UserError(f"the guest replaced its output file {self.path} by "
+                                "something that is not a file")
+            self.fd = fd
+        return os.read(self.fd, limit)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+
+
+def _drain(follower: _Follower, output: bytearray, sink, limit: int = 64 << 20) -> None:
+    """Pass on what the file holds now (up to ``limit`` per call, so a
+    command that writes fast cannot keep its status from being asked)."""
+    done = 0
+    while done < limit:
+        chunk = follower.read()
+        if not chunk:
+            return
+        done += len(chunk)
+        sink(chunk)
+        # The sink keeps the whole output; the result keeps its tail.
+        output += chunk
+        if len(output) > 2 * TAIL:
+            del output[:-TAIL]
+
+
+def connect(socket_file: "str | Path", *, timeout: float, alive: Callable[[], Optional[str]],
+            log: "str | None" = None, stream_dir: "Path | None" = None,
+            sync: bool = True, setting: str = "[timeouts] revive") -> AgentSession:
+    """Connect to QEMU's chardev socket for the agent and (``sync``) make sure
+    the agent answers, within ``timeout``, else one line naming ``log``."""
+    deadline = time.monotonic() + timeout
+
+    def attempt():
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(socket_file))
+        except OSError:
+            sock.close()
+            return None
+        return sock
+
+    sock = wait_for(attempt, timeout=timeout, what="connecting to the guest agent's socket",
+                    alive=alive, interval=0.01, log=log)
+    agent = Agent(sock, alive=alive, log=log)
+    session = AgentSession(agent, stream_dir=stream_dir)
+    if sync:
+        try:
+            agent.sync(max(0.1, deadline - time.monotonic()), setting)
+        except BaseException:
+            agent.close()
+            raise
+    return session

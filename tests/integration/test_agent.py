@@ -1,0 +1,244 @@
+"""Builds over QEMU's guest agent (issue 9), on the tiny guest under real
+QEMU: the first command after revive, a non-root build user, 150 MB of
+output streamed whole, exit codes, a deadline, a dead agent, Ctrl-C, and the
+same builds over channel = "ssh".
+
+One project for the module (its own install and snapshot); tests run in
+file order and put back what they change.
+"""
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from .conftest import REPO, Project, interrupt, qemu_processes
+
+pytestmark = pytest.mark.integration
+
+BIG = 150 * 2 ** 20
+
+CONFIG = f"""
+[guest]
+kind = "tiny"
+
+[answers]
+hostname = "agent-test"
+user = "builder"
+
+[vm]
+memory = "256M"
+
+[timeouts]
+install = "10m"
+boot = "3m"
+revive = "20s"
+
+[shares.src]
+guest = "/mnt/src"
+host = "hello"
+
+[shares.xchg]
+guest = "/mnt/xchg"
+mode = "rw"
+
+[builds.hello]
+command = "sh /mnt/src/build.sh"
+shares = {{ src = "hello" }}
+outputs = ["hello", "hello.txt"]
+timeout = "2m"
+
+[builds.who]
+command = "id -un > /mnt/xchg/who; date +%s > /mnt/xchg/clock; echo $GREETING"
+outputs = ["who", "clock"]
+env = {{ GREETING = "hello from the environment" }}
+timeout = "2m"
+
+[builds.big]
+command = "head -c {BIG} /dev/zero | tr '\\\\0' x; echo; echo END"
+timeout = "10m"
+
+[builds.code0]
+command = "true"
+timeout = "1m"
+
+[builds.code1]
+command = "echo failing; exit 1"
+timeout = "1m"
+
+[builds.code137]
+command = "sh -c 'kill -9 $$'; exit $?"
+timeout = "1m"
+
+[builds.killed]
+command = "kill -9 $$"
+timeout = "1m"
+
+[builds.slow]
+command = "echo started; sleep 60; echo finished"
+timeout = "3s"
+"""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Project:
+    root = tmp_path_factory.mktemp("agent")
+    shutil.copytree(REPO / "examples" / "hello", root / "hello")
+    (root / "config.toml").write_text(CONFIG)
+    return Project(root)
+
+
+def test_first_command_over_the_agent_after_revive(project):
+    project.doit("build:hello")
+    meta = json.loads((project.artifacts / "snapshot" / "meta.json").read_text())
+    assert meta["channel"]["kind"] == "agent"
+    assert "guest-sync" not in json.dumps(meta)      # channel info, not a transcript
+    assert any("name=org.qemu.guest_agent.0" in a for a in meta["argv"])
+    assert "agent_sync" in meta["timings"]           # the snapshot's readiness
+    result = project.result("hello")
+    assert result["exit_code"] == 0 and result["outputs"] == ["hello", "hello.txt"]
+    log = (project.artifacts / "builds" / "hello" / "log").read_text()
+    assert "building hello on Linux" in log and "as builder" in log
+    console = (project.artifacts / "logs" / "build-hello-serial.log").read_text(errors="replace")
+    assert "Linux version" not in console            # revived, not booted
+    # The socket was in the build's private folder, which is gone.
+    assert not list((project.artifacts / "work").glob("build-hello-*"))
+
+
+def test_a_build_as_the_non_root_user_with_its_env_and_clock(project):
+    project.doit("build:who")
+    out = project.artifacts / "builds" / "who" / "outputs"
+    assert (out / "who").read_text() == "builder\n"
+    # The revived guest's clock was set to the host's, not left at the snapshot's.
+    assert abs(int((out / "clock").read_text()) - time.time()) < 30
+    log = (project.artifacts / "builds" / "who" / "log").read_text()
+    assert log == "hello from the environment\n"
+
+
+def test_150_mb_of_output_arrive_whole_and_can_be_followed(project):
+    live = project.artifacts / "logs" / "build-big.log"
+    proc = project.spawn("build:big")
+    sizes = []
+    try:
+        while proc.poll() is None:
+            if live.exists():
+                sizes.append(live.stat().st_size)
+            time.sleep(0.5)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stdout + stderr
+    # Read while it grew: sizes between nothing and all of it were seen.
+    assert any(0 < s < BIG for s in sizes), sizes[-5:]
+    log = project.artifacts / "builds" / "big" / "log"
+    assert log.stat().st_size == BIG + len("\nEND\n")
+    with open(log, "rb") as fh:
+        assert fh.read(4096) == b"x" * 4096
+        fh.seek(BIG - 4)
+        assert fh.read() == b"xxxx\nEND\n"
+    assert project.result("big")["exit_code"] == 0
+
+
+def test_exit_codes_come_back_as_the_command_gave_them(project):
+    proc = project.doit("--continue", "build:code0", "build:code1", "build:code137",
+                        "build:killed", check=False)
+    assert proc.returncode != 0
+    assert [project.result(n)["exit_code"] for n in ("code0", "code1", "code137")] == [0, 1, 137]
+    # The command's own shell killed: the agent reports the signal as a shell
+    # would (SSH reports -1: paramiko drops exit-signal).
+    assert project.result("killed")["exit_code"] == 137
+    assert (project.artifacts / "builds" / "code1" / "log").read_text() == "failing\n"
+    assert "build code1: the command exited with code 1; log: " in proc.stderr + proc.stdout
+
+
+def test_a_command_past_its_deadline_is_stopped(project):
+    start = time.monotonic()
+    proc = project.doit("build:slow", check=False)
+    assert proc.returncode != 0
+    assert time.monotonic() - start < 50                  # not the command's 60 s
+    result = project.result("slow")
+    assert result["timed_out"] is True and result["exit_code"] is None
+    assert (project.artifacts / "builds" / "slow" / "log").read_text() == "started\n"
+    assert "did not finish within [builds.slow] timeout = 3 s" in proc.stdout + proc.stderr
+
+
+def test_a_dead_agent_is_one_line_naming_the_console_and_no_qemu_is_left(project):
+    """The agent killed inside a revived guest: the next command over it fails
+    within its deadline with one line that names the serial log."""
+    from tasks.core.errors import UserError
+    from tasks.machine.revive import Stopwatch, revived
+    from tasks.remote import agent
+
+    artifacts = project.artifacts
+    work = artifacts / "work" / "dead-agent"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        with revived(artifacts, name="dead-agent", shares={"src": project.root / "hello"},
+                     key=artifacts / "keys" / "id_ed25519", work=work,
+                     logs=artifacts / "logs", revive_timeout=20, watch=Stopwatch()) as copy:
+            # Not waited for: the agent dies while it answers.
+            copy.session.agent.call("guest-exec", path="/bin/sh",
+                                    arg=["-c", "sleep 0.5; kill -9 $(cat /run/qemu-ga.pid)"])
+            copy.session.close()
+            time.sleep(3)
+            start = time.monotonic()
+            with pytest.raises(UserError) as err:
+                agent.connect(agent.socket_path(work / "agent"), timeout=5,
+                              alive=copy.machine.dead, log=str(copy.machine.serial_log))
+            assert time.monotonic() - start < 15
+            serial_log = copy.machine.serial_log
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "the guest agent did not answer within 5 s" in message
+    assert str(serial_log) in message
+    assert qemu_processes(str(project.root)) == []
+
+
+def test_ctrl_c_during_an_agent_build_leaves_no_qemu_and_no_target(project):
+    project.edit_config('sleep 60; echo finished"\ntimeout = "3s"',
+                        'sleep 60; echo finished"\ntimeout = "5m"')
+    live = project.artifacts / "logs" / "build-slow.log"
+    live.unlink(missing_ok=True)            # left by the deadline test
+    proc = project.spawn("build:slow")
+    try:
+        # Alone (pytest -k), the stages before the build run first.
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None and not (
+                live.exists() and live.read_text() == "started\n"):
+            time.sleep(0.1)
+        assert live.read_text() == "started\n", "the command never started"
+        assert qemu_processes(str(project.root)), "no copy running"
+        interrupt(proc)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        project.edit_config('sleep 60; echo finished"\ntimeout = "5m"',
+                            'sleep 60; echo finished"\ntimeout = "3s"')
+    assert proc.returncode != 0
+    assert qemu_processes(str(project.root)) == []
+    assert not list((project.artifacts / "work").glob("build-slow-*"))
+    assert not list((project.artifacts / "builds").glob(".slow.tmp-*"))
+
+
+def test_the_same_builds_over_ssh(project):
+    project.edit_config('memory = "256M"\n', 'memory = "256M"\nchannel = "ssh"\n')
+    proc = project.doit("build:hello", "build:who")
+    assert proc.executed == {"snapshot", "build:hello", "build:who"}
+    meta = json.loads((project.artifacts / "snapshot" / "meta.json").read_text())
+    assert meta["channel"] == {"kind": "ssh"}
+    assert not any("virtserialport" in a for a in meta["argv"])
+    assert project.result("hello")["exit_code"] == 0
+    out = project.artifacts / "builds" / "who" / "outputs"
+    assert (out / "who").read_text() == "builder\n"
+    assert abs(int((out / "clock").read_text()) - time.time()) < 30
+    proc = project.doit("--continue", "build:code1", "build:code137", check=False)
+    assert [project.result(n)["exit_code"] for n in ("code1", "code137")] == [1, 137]

@@ -1,0 +1,158 @@
+"""The guest agent client against faults a real qemu-ga cannot produce on
+demand: stale answers and garbage left in the pipe by an earlier client, an
+agent that never answers, a QEMU that dies mid-wait. (The real agent is
+tested under QEMU in tests/integration/test_agent.py.)"""
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from tasks.config import parse
+from tasks.core.errors import UserError
+from tasks.remote import agent
+
+
+class Peer(threading.Thread):
+    """The guest side of the pipe: answers each request with ``reply``."""
+
+    def __init__(self, sock, reply):
+        super().__init__(daemon=True)
+        self.sock, self.reply = sock, reply
+        self.requests = []
+
+    def run(self):
+        buffer = b""
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except OSError:
+                return
+            if not data:
+                return
+            buffer += data
+            # Requests are JSON objects; the client puts 0xFF before a sync.
+            while True:
+                buffer = buffer.lstrip(b"\xff\n")
+                try:
+                    request, end = json.JSONDecoder().raw_decode(buffer.decode())
+                except ValueError:
+                    break
+                buffer = buffer[len(buffer.decode()[:end].encode()):]
+                self.requests.append(request)
+                out = self.reply(request)
+                if out:
+                    self.sock.sendall(out)
+
+
+def pair(reply, alive=lambda: None):
+    ours, theirs = socket.socketpair()
+    peer = Peer(theirs, reply)
+    peer.start()
+    return agent.Agent(ours, alive=alive, log="/logs/build-x-serial.log"), peer
+
+
+def sync_answer(request, prefix=b""):
+    if request["execute"] == "guest-sync-delimited":
+        ident = request["arguments"]["id"]
+        return prefix + b"\xff" + json.dumps({"return": ident}).encode() + b"\n"
+    return json.dumps({"return": {"pid": 42}}).encode() + b"\n"
+
+
+def test_sync_drops_stale_answers_and_garbage_before_the_delimiter():
+    stale = b'{"return": {"pid": 7}}\n{"retu' + b"\x00garbage"
+    client, _ = pair(lambda r: sync_answer(r, prefix=stale))
+    client.sync(5)
+    assert client.call("guest-exec", path="/bin/true") == {"pid": 42}
+
+
+def test_sync_resends_with_a_new_id_until_the_agent_answers():
+    seen = []
+
+    def reply(request):
+        seen.append(request["arguments"]["id"])
+        # The first request is lost (as when it lands before the agent reads).
+        return sync_answer(request) if len(seen) > 1 else None
+    client, _ = pair(reply)
+    old = agent.SYNC_RETRY
+    agent.SYNC_RETRY = 0.2
+    try:
+        client.sync(5)
+    finally:
+        agent.SYNC_RETRY = old
+    assert len(seen) == 2 and seen[0] != seen[1]
+
+
+def test_an_agent_that_never_answers_is_one_line_naming_the_console():
+    client, _ = pair(lambda r: None)
+    start = time.monotonic()
+    with pytest.raises(UserError) as err:
+        client.sync(1, setting="[timeouts] revive")
+    assert time.monotonic() - start < 3
+    assert str(err.value) == ("the guest agent did not answer within 1 s ([timeouts] revive); "
+                              "the guest's console: /logs/build-x-serial.log")
+
+
+def test_a_dead_qemu_ends_the_wait_at_once():
+    client, _ = pair(lambda r: None, alive=lambda: "QEMU exited with code 1")
+    start = time.monotonic()
+    with pytest.raises(UserError, match="QEMU exited with code 1"):
+        client.sync(30)
+    assert time.monotonic() - start < 2
+
+
+def test_an_agent_error_is_one_line():
+    client, _ = pair(lambda r: json.dumps(
+        {"error": {"class": "GenericError", "desc": "Guest agent command failed"}}).encode()
+        + b"\n")
+    with pytest.raises(UserError, match="guest agent guest-exec failed: Guest agent command"):
+        client.call("guest-exec", path="/nonexistent")
+
+
+def test_the_follower_refuses_a_link_planted_by_the_guest(tmp_path):
+    (tmp_path / "secret").write_text("host file")
+    (tmp_path / "out-1").symlink_to(tmp_path / "secret")
+    follower = agent._Follower(tmp_path / "out-1")
+    with pytest.raises(UserError, match="cannot be read"):
+        follower.read()
+
+
+def test_socket_path_too_long_is_one_line(tmp_path):
+    with pytest.raises(UserError, match="longer than a unix socket allows"):
+        agent.socket_path(tmp_path / ("x" * 120))
+
+
+WINDOWS = {"kind": "windows", "iso": "w.iso", "iso_sha256": "a" * 64, "image": 6,
+           "windows_version": "10", "cygwin_mirror": "m"}
+
+
+def _config(vm: str, kind: str = "tiny"):
+    text = {"guest": WINDOWS if kind == "windows" else {"kind": kind}, "vm": vm,
+            "answers": {"disk_size": "20G"} if kind == "windows" else {},
+            "shares": {"xchg": {"guest": "/mnt/xchg" if kind != "windows" else "X:",
+                                "mode": "rw"}}}
+    from pathlib import Path
+    return parse(text, Path("/tmp/config.toml"))
+
+
+def test_channel_defaults_to_the_agent_on_linux_and_ssh_on_windows():
+    assert _config({}).vm.channel == "agent"
+    assert _config({}, "debian").vm.channel == "agent"
+    assert _config({"channel": "ssh"}).vm.channel == "ssh"
+    assert _config({}, "windows").vm.channel == "ssh"
+
+
+def test_the_agent_is_refused_for_windows_in_one_line():
+    with pytest.raises(UserError) as err:
+        _config({"channel": "agent"}, "windows")
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith('config.toml: [vm] channel: "agent" is not available '
+                                     "for a windows guest (QEMU's guest agent needs")
+    assert str(err.value).endswith('use channel = "ssh"')
+
+
+def test_an_unknown_channel_names_the_key():
+    with pytest.raises(UserError, match=r"\[vm\] channel"):
+        _config({"channel": "serial"})
