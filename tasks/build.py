@@ -4,6 +4,7 @@ collect outputs, the combined log and the exit code into
 artifacts/builds/NAME/."""
 
 import os
+import shutil
 from pathlib import Path
 
 from .common import (Paths, action, base_damage, files_under, say, settings, stage_inputs,
@@ -64,7 +65,8 @@ def _keep_partial_log(log: Path, kept: Path, err: BaseException) -> None:
     command printed so far moves to artifacts/logs/ first."""
     if log.exists():
         kept.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(log, kept)
+        kept.unlink(missing_ok=True)      # the live link to the same log
+        shutil.move(log, kept)
         stopped = interrupts.find(err)
         if stopped is not None and stopped.log is None:
             stopped.log = str(kept)

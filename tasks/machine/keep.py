@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.files import remove, sha256_file
+from ..remote import agent
 from . import qemu
 from . import snapshot as snap
 
@@ -98,11 +99,14 @@ def keep_failed_copy(copy, *, artifacts: Path, work: Path, build: str,
     """Save a failed build's revived ``copy`` (revive.Copy) as the command
     left it: ``{"kept": folder}``, or ``{"kept_error": why}`` when it cannot
     be saved; the build's own failure is what gets reported either way."""
-    nine_p = [s for s in copy.shares if s.transport == "9p"]
+    nine_p = [f"umount {shlex.quote(s.guest)}" for s in copy.shares if s.transport == "9p"]
+    if agent.uses_agent(copy.meta):
+        # The agent's output share too; the next command mounts it again.
+        nine_p.insert(0, f"{{ umount {agent.STREAM_GUEST} 2>/dev/null || true; }}")
     try:
         if nine_p:
             # QEMU refuses to migrate while a 9p share is mounted.
-            unmount = " ; ".join(f"umount {shlex.quote(s.guest)}" for s in nine_p)
+            unmount = " ; ".join(nine_p)
             copy.session.check(f"sync; {unmount}", timeout=60,
                                what="unmounting the shares to keep the failed copy")
         folder = save_failed(copy.machine, overlay=work / "disk.qcow2", artifacts=artifacts,

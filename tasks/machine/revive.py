@@ -232,7 +232,12 @@ def run_build(artifacts: Path, request: BuildRequest, *, key: Path, out: Path,
             # that `tail -f` follows it; REVIVE_VERBOSE=1 echoes it too.
             live = Path(logs) / f"build-{request.name}.log"
             live.unlink(missing_ok=True)
-            os.link(out / "log", live)
+            try:
+                os.link(out / "log", live)
+            except OSError:
+                # Another filesystem (artifacts/builds on its own mount): a
+                # link by name, good while the build runs.
+                live.symlink_to(out / "log")
             result = copy.session.run(command, timeout=request.timeout,
                                       sink=progress.build_sink(log, request.name))
         vm_died = copy.machine.proc.poll() is not None

@@ -15,12 +15,21 @@ import struct
 import sys
 import termios
 import time
+import tomllib
 
 import pytest
 
 from .conftest import DOIT, REPO, qemu_processes
 
 pytestmark = pytest.mark.integration
+
+# root's "# " or a build user's "$ ": earlier tests may have set [answers] user.
+PROMPT = r"[#$] "
+
+
+def build_user(project) -> str:
+    return tomllib.loads(project.config.read_text()).get("answers", {}).get("user", "root")
+
 
 FAILS_KEPT = """
 [builds.post-mortem]
@@ -108,12 +117,12 @@ def test_a_shell_in_a_copy_answers_follows_the_window_and_ends_with_exit(built):
     term = Terminal(built, "shell:hello")
     try:
         term.expect("leave with exit", timeout=120)
-        term.expect(r"# ", timeout=60)          # the guest shell's prompt
+        term.expect(PROMPT, timeout=60)         # the guest shell's prompt
         assert term.run("echo $((6*7))").strip() == "42"
         # The build's shares are mounted, the build's sources read-only.
         listing = term.run("ls /mnt/src; grep -c ' /mnt/' /proc/mounts")
         assert "build.sh" in listing and "hello.in" in listing
-        assert term.run("id -un").strip() == "root"
+        assert term.run("id -un").strip() == build_user(built)
         assert term.run("stty size").strip() == "30 100"
         term.resize(40, 120)                    # the kernel sends SIGWINCH to doit
         time.sleep(0.5)
@@ -150,7 +159,7 @@ def test_a_failed_build_keeps_its_state_and_the_shell_resumes_it(built):
     term = Terminal(built, "shell:post-mortem", "--kept", kept[0].name)
     try:
         term.expect("leave with exit", timeout=120)
-        term.expect(r"# ", timeout=60)
+        term.expect(PROMPT, timeout=60)
         assert term.run("cat /tmp/post-mortem.txt").strip() == "left-behind"
         # The process the command started in the background still runs.
         assert term.run("kill -0 $(cat /tmp/sleeper.pid) && echo alive").strip() == "alive"
@@ -163,7 +172,7 @@ def test_a_failed_build_keeps_its_state_and_the_shell_resumes_it(built):
     term = Terminal(built, "shell", "--kept", str(kept[0]))
     try:
         term.expect("leave with exit", timeout=120)
-        term.expect(r"# ", timeout=60)
+        term.expect(PROMPT, timeout=60)
         assert term.run("cat /tmp/post-mortem.txt").strip() == "left-behind"
         term.type("exit\r")
         assert term.wait() == 0
