@@ -86,4 +86,7 @@ def device_model(s: WindowsSettings, *, disk: Path, disk_format: str = "qcow2",
                 smb=str(smb_dir) if smb_dir is not None else None,
                 forward_ssh=str(ssh_port) if ssh_port is not None else None),
         usb_tablet="uhci" if s.legacy else "xhci",
+        # Windows 8 / Server 2012 and later read the VM generation ID and
+        # reseed their RNG when it changes (each revive gets a new one).
+        vmgenid=s.family == "nt6.2+",
         rtc=f"base={s.rtc},clock=vm", vga="std")
