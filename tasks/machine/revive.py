@@ -163,6 +163,9 @@ def revived(artifacts: Path, *, name: str, shares: "dict[str, Path]", key: Path,
               **kind.vm_values(artifacts, work),
               **{f"share.{n}": str(p) for n, p in folders.items()}}
     template = meta["argv"] + ["-incoming", "defer", "-S"]
+    # A kept failed copy is reopened over SSH: its agent was in the middle of
+    # the failed command's session when it was saved.
+    use_agent = agent.uses_agent(meta) and state is None
     if agent.uses_agent(meta):
         values.update(agent.argv_values(work))
     with watch.phase("revive"):
@@ -170,7 +173,7 @@ def revived(artifacts: Path, *, name: str, shares: "dict[str, Path]", key: Path,
             lambda port: snap.fill(template, {**values, "port": port}),
             name=name, logdir=logs)
     try:
-        if agent.uses_agent(meta):
+        if use_agent:
             session = _agent_session(machine, folder, meta, work, revive_timeout, watch)
         else:
             with watch.phase("revive"):

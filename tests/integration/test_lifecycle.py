@@ -133,7 +133,10 @@ def test_interrupting_parallel_builds_is_one_line_per_build(slow, sig, to_group)
     for name in ("slow1", "slow2"):
         log = slow.artifacts / "logs" / f"build-{name}.log"
         line = next(l for l in lines if l.startswith(f"revive: build:{name} "))
-        assert f"interrupted ({sig.name}) during command" in line
+        # A Ctrl-C reaches every process of the group, and doit passes
+        # SIGTERM on to its workers: a worker may see either one first.
+        seen = {sig.name, "SIGTERM"}
+        assert any(f"interrupted ({s}) during command" in line for s in seen), line
         assert line.endswith(f"partial log kept: {log}")
         assert log.read_text() == "started\n"
     assert_clean_after(slow, out + err)
