@@ -17,7 +17,6 @@ Only the newest ``KEEP`` states of a build are kept.
 
 import json
 import os
-import shlex
 import shutil
 import time
 from pathlib import Path
@@ -99,16 +98,14 @@ def keep_failed_copy(copy, *, artifacts: Path, work: Path, build: str,
     """Save a failed build's revived ``copy`` (revive.Copy) as the command
     left it: ``{"kept": folder}``, or ``{"kept_error": why}`` when it cannot
     be saved; the build's own failure is what gets reported either way."""
-    nine_p = [f"umount {shlex.quote(s.guest)}" for s in copy.shares if s.transport == "9p"]
+    # The kind leaves no share mounted (9p blocks the save; SMB would be
+    # stale when the state is reopened), the agent's output share neither.
+    unmount = copy.kind.before_keep(copy.shares)
     if agent.uses_agent(copy.meta):
-        # The agent's output share too; the next command mounts it again.
-        nine_p.insert(0, f"{{ umount {agent.STREAM_GUEST} 2>/dev/null || true; }}")
+        unmount = f"{{ umount {agent.STREAM_GUEST} 2>/dev/null || true; }} && {unmount}"
     try:
-        if nine_p:
-            # QEMU refuses to migrate while a 9p share is mounted.
-            unmount = " ; ".join(nine_p)
-            copy.session.check(f"sync; {unmount}", timeout=60,
-                               what="unmounting the shares to keep the failed copy")
+        copy.session.check(unmount, timeout=60,
+                           what="unmounting the shares to keep the failed copy")
         folder = save_failed(copy.machine, overlay=work / "disk.qcow2", artifacts=artifacts,
                              meta=copy.meta, build=build, exit_code=exit_code,
                              timeout=max(timeout, 60))

@@ -132,6 +132,7 @@ def test_build_commands_parse_in_the_guest_shell(project):
     shell = "bash" if kind.drive_letters else "sh"
     shares = list(cfg.value("shares").values())
     commands = [kind.after_revive(shares, 1764000000.25), kind.prepare_shares(shares),
+                kind.before_keep(shares),
                 kind.command_line("make -j2 all && echo 'done; really'",
                                   {"CC": "gcc -O2", "A_B": "x'y"}, "builder", shares)]
     for command in commands:

@@ -144,6 +144,10 @@ class LinuxKind(GuestKind):
         return (f"{clock_command(now)}; {entropy_command(os.urandom(64))}; "
                 f"{mount_command(shares)}")
 
+    def before_keep(self, shares) -> str:
+        unmount = " && ".join(f"umount {shlex.quote(s.guest)}" for s in shares)
+        return f"sync && {unmount}" if unmount else "sync"
+
     def command_line(self, command: str, env: "dict[str, str]", user: str, shares=()) -> str:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         prefix = f"export {exports}; " if exports else ""
