@@ -90,6 +90,12 @@ def executed(doit_stdout: str) -> "set[str]":
     return {m.group(1) for m in re.finditer(r"^\.  (\S+)", doit_stdout, re.M)}
 
 
+def stale(project) -> "set[str]":
+    """The tasks doit would run now, by its own up-to-date checks."""
+    listing = project.doit("list", "--all", "--status").stdout
+    return {m.group(1) for m in re.finditer(r"^R (\S+)", listing, re.M)} - {"build"}
+
+
 def qemu_processes(marker: str) -> "list[str]":
     """Running QEMU processes whose command line mentions ``marker``
     (read from /proc: ps cuts long command lines)."""

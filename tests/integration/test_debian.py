@@ -5,8 +5,9 @@ from its Debian source package (fetched by the example's sources:hello task
 through apt at test time, cached): one `doit build`, nothing run by hand.
 
 One project for the module; the tests run in file order. The first run
-builds three things in parallel: hello as the example has it, hello with a
-test patched to fail in the build command, and a look at the guest.
+builds two things in parallel: hello as the example has it and a look at
+the guest. (A failing build's exit code and log are the tiny guest's tests:
+a second configure of hello under TCG costs this module ~3 minutes.)
 """
 
 import json
@@ -18,21 +19,14 @@ import pytest
 from tasks.core.errors import UserError
 from tasks.guests.debian import from_table, sources
 
-from .conftest import REPO, Project
+from .conftest import REPO, Project, stale
 
 pytestmark = [pytest.mark.integration, pytest.mark.debian,
               # The first test waits for the whole first run (install,
-              # snapshot, two builds of hello under TCG).
+              # snapshot, a build of hello under TCG).
               pytest.mark.timeout(2400)]
 
 STAGES = {"sources:hello", "keys", "payload", "iso", "floppy", "install", "snapshot"}
-
-# The example's build, with one of hello's tests made to expect another
-# greeting: the sources on the share stay as they are.
-BREAK_A_TEST = ("tar -xf /mnt/src/hello_*.orig.tar.gz\n",
-                "tar -xf /mnt/src/hello_*.orig.tar.gz\n"
-                "sed -i 's/^Nothing happens here.$/Something happens here./' "
-                "hello-*/tests/greeting-1\n")
 
 PROBE = """
 [builds.probe]
@@ -56,27 +50,23 @@ timeout = "5m"
 def project(tmp_path_factory) -> Project:
     root = tmp_path_factory.mktemp("debian")
     example = (REPO / "examples" / "debian.toml").read_text()
-    build = example[example.index("[builds.hello]"):]
-    broken = build.replace("[builds.hello]", "[builds.hello-broken]").replace(*BREAK_A_TEST)
-    assert broken.count("sed -i") == 1
     (root / "config.toml").write_text(example.replace('hostname = "revive-debian"',
                                                       'hostname = "debian-test"')
-                                      + "\n" + broken + PROBE)
+                                      + PROBE)
     return Project(root)
 
 
 @pytest.fixture(scope="module")
 def built(project) -> Project:
     start = time.monotonic()
-    project.first_run = project.doit("-n", "3", "--continue", "build", check=False,
-                                     timeout=2400)
+    project.first_run = project.doit("-n", "2", "build", check=False, timeout=2400)
     project.first_run_seconds = time.monotonic() - start
     return project
 
 
 def test_the_example_builds_and_checks_gnu_hello(built):
     proc = built.first_run
-    assert proc.executed == STAGES | {"build:hello", "build:hello-broken", "build:probe"}, \
+    assert proc.executed == STAGES | {"build:hello", "build:probe"}, \
         proc.stdout + proc.stderr
     result = built.result("hello")
     assert result["exit_code"] == 0, (built.artifacts / "builds/hello/log").read_text()[-3000:]
@@ -92,23 +82,6 @@ def test_the_example_builds_and_checks_gnu_hello(built):
     ran = subprocess.run([binary, "--greeting=built in a revived Debian"],
                          capture_output=True, text=True)
     assert ran.stdout == "built in a revived Debian\n"
-
-
-def test_a_failing_make_check_fails_the_task_with_the_guest_exit_code_and_log(built):
-    proc = built.first_run
-    assert proc.returncode != 0
-    log = built.artifacts / "builds" / "hello-broken" / "log"
-    assert (f"revive: build hello-broken: the command exited with code 2; log: {log}"
-            in proc.stdout)
-    assert "Traceback" not in proc.stdout + proc.stderr
-    result = built.result("hello-broken")
-    assert result["exit_code"] == 2 and result["timed_out"] is False
-    assert "FAIL: tests/greeting-1" in log.read_text()
-    report = built.artifacts / "builds" / "hello-broken" / "outputs" / "test-suite.log"
-    assert "FAIL: tests/greeting-1" in report.read_text()
-    assert "# FAIL:  1" in report.read_text()
-    # The other builds of the same run were not stopped by this one.
-    assert built.result("hello")["exit_code"] == 0
 
 
 def test_the_guest_is_debian_on_systemd_with_the_shares_mounted(built):
@@ -158,23 +131,25 @@ def test_the_payload_records_the_mirror_state_it_was_made_from(built):
 
 
 def test_nothing_changed_runs_nothing(built):
-    # (A failed task always runs again, so hello-broken is left out.)
     proc = built.doit("build:hello", "build:probe")
     assert proc.executed == set()
 
 
-def test_changing_the_package_list_reruns_media_install_snapshot_and_builds(built):
+def test_changing_the_package_list_makes_the_payload_stale(built):
+    # Only the payload hashes the list; the ISO, install, snapshot and builds
+    # follow from its files, as every kind's do (test_stage_inputs reinstalls
+    # for real). The first run proved that listed packages land in the guest
+    # (build-essential built hello); a second mmdebstrap, install and
+    # snapshot under TCG (~3 min) would prove nothing more.
+    text = built.config.read_text()
     built.edit_config('packages = ["build-essential"]', 'packages = ["build-essential", "hello"]')
-    info = built.doit("info", "payload", check=False)
-    assert "guest.packages" in info.stdout and "'hello'" in info.stdout
-    proc = built.doit("build:probe")
-    assert proc.executed == {"payload", "iso", "install", "snapshot", "build:probe"}
-    log = (built.artifacts / "builds" / "probe" / "log").read_text()
-    assert "/usr/bin/hello" in log
-    listing = (built.artifacts / "payload" / "debian-packages.txt").read_text()
-    assert "\nhello\t2.10" in listing
-    info = built.doit("info", "build:hello", check=False)
-    assert "snapshot/meta.json" in info.stdout
+    try:
+        info = built.doit("info", "payload", check=False)
+        assert "guest.packages" in info.stdout and "'hello'" in info.stdout
+        assert "payload" in stale(built)
+    finally:
+        built.config.write_text(text)
+    assert "payload" not in stale(built)
 
 
 def test_a_mistake_in_the_guest_table_is_one_line(built):

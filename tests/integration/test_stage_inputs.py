@@ -7,7 +7,6 @@ of date (doit's own status), and the stages after them follow through their
 file_deps; changing a key that no record holds makes nothing out of date.
 """
 
-import re
 import tomllib
 
 import pytest
@@ -15,6 +14,8 @@ import pytest
 from tasks import config as config_mod
 from tasks import inputs
 from tasks.guests import KINDS
+
+from .conftest import stale
 
 pytestmark = pytest.mark.integration
 
@@ -49,12 +50,6 @@ def records(cfg) -> "dict[str, dict]":
     for name in cfg.builds:
         found[f"build:{name}"] = inputs.for_build(cfg, name).plain()
     return found
-
-
-def stale(project) -> "set[str]":
-    """The tasks doit would run now, by its own up-to-date checks."""
-    listing = project.doit("list", "--all", "--status").stdout
-    return {m.group(1) for m in re.finditer(r"^R (\S+)", listing, re.M)} - {"build"}
 
 
 def changed(raw: dict, key: str, cfg) -> dict:
