@@ -13,16 +13,21 @@ and the worker's QEMU dies with it.
 No doit here: ``tasks/common.py`` wires this into the action wrapper.
 """
 
+import atexit
 import ctypes
 import multiprocessing
 import multiprocessing.util
 import os
 import signal
 import sys
+import time
 from typing import Optional
 
 PR_SET_PDEATHSIG = 1
 PARENT_DIED = "doit was killed"
+# How long a worker told to stop (doit is leaving) may take to clean up
+# (reap its QEMU, remove temporary names) before it is killed.
+WORKER_GRACE = 30.0
 
 
 class Interrupted(KeyboardInterrupt):
@@ -72,15 +77,40 @@ def _on_main_signal(signum, frame) -> None:
     if workers:
         # -n: the workers run the stages; each fails its task in one line and
         # doit stops after the first failure. A terminal's Ctrl-C reached them
-        # already; a SIGTERM sent to doit alone did not.
-        for worker in workers:
-            try:
-                os.kill(worker.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        # already; a SIGTERM sent to doit alone did not. A second signal
+        # means doit did not stop: the workers are told doit is leaving.
+        _signal_all(workers, signal.SIGTERM if first else signal.SIGUSR1)
         return
     if first:
         raise Interrupted(_state["interrupted"])
+
+
+def _signal_all(workers, signum: int) -> None:
+    for worker in workers:
+        try:
+            os.kill(worker.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _reap_workers() -> None:
+    """At the main process's exit: workers still alive wait for tasks that
+    will never come (doit left its loop on an error, e.g. a write to an
+    output pipe nobody reads), and multiprocessing's own exit handler would
+    join them forever. Tell them doit is leaving (SIGUSR1: an idle worker
+    exits, a busy one cleans up), then kill what remains after the grace."""
+    if os.getpid() != _state["main_pid"]:
+        return
+    workers = multiprocessing.active_children()
+    if not workers:
+        return
+    _signal_all(workers, signal.SIGUSR1)
+    deadline = time.monotonic() + WORKER_GRACE
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    _signal_all([w for w in workers if w.is_alive()], signal.SIGKILL)
+    for worker in workers:
+        worker.join(5)
 
 
 def _on_worker_signal(signum, frame) -> None:
@@ -133,6 +163,9 @@ def install() -> None:
     signal.signal(signal.SIGINT, _on_main_signal)
     signal.signal(signal.SIGTERM, _on_main_signal)
     multiprocessing.util.register_after_fork(_after_fork, _after_fork)
+    # Runs before multiprocessing's own exit handler (atexit is last in,
+    # first out; multiprocessing.util registered its handler on import).
+    atexit.register(_reap_workers)
     sys.excepthook = _excepthook
 
 

@@ -146,6 +146,25 @@ def test_interrupting_parallel_builds_is_one_line_per_build(slow, sig, to_group)
     assert not (slow.artifacts / "logs" / "build-slow1.log").exists()
 
 
+def test_sigterm_ends_doit_whose_output_pipe_is_gone(slow):
+    """`doit -n 2 build | head` whose reader went away, then `kill PID`:
+    every write of doit's fails; it still stops, its workers and QEMU too."""
+    proc = start_slow_builds(slow)
+    proc.stdout.close()
+    proc.stderr.close()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            interrupt(proc, signal.SIGKILL)
+            proc.wait()
+            raise AssertionError("doit ignored SIGTERM with its output pipe closed")
+    assert proc.returncode != 0
+    assert_clean_after(slow, "")
+    rerun_quick(slow)
+
+
 def test_killing_doit_outright_takes_its_workers_and_qemu_down(slow):
     proc = start_slow_builds(slow)
     assert len(doit_processes(slow.root)) >= 3      # doit and its two workers

@@ -163,7 +163,8 @@ def test_a_failed_build_keeps_its_state_and_the_shell_resumes_it(built):
         assert term.run("cat /tmp/post-mortem.txt").strip() == "left-behind"
         # Its shares were unmounted before the save and are mounted afresh
         # (after test_pipeline they are SMB, whose old session is gone).
-        assert term.run("cat /mnt/src/data.txt").strip() == "other build's input"
+        data = (built.root / "other" / "data.txt").read_text().strip()
+        assert term.run("cat /mnt/src/data.txt").strip() == data
         # The process the command started in the background still runs.
         assert term.run("kill -0 $(cat /tmp/sleeper.pid) && echo alive").strip() == "alive"
         term.type("exit\r")
