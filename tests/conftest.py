@@ -1,5 +1,8 @@
 """Options for the Windows acceptance run (tests/integration/
-test_windows_acceptance.py): without --windows-iso it is skipped."""
+test_windows_acceptance.py): without --windows-iso it is skipped; and the
+groups the suite's two xdist workers take."""
+
+import pytest
 
 
 def pytest_addoption(parser):
@@ -23,3 +26,22 @@ def pytest_addoption(parser):
                          "(default artifacts/windows-acceptance)")
     group.addoption("--windows-install-timeout", default="3h", metavar="DURATION",
                     help="[timeouts] install (default 3h)")
+
+
+# pytest.ini runs the suite on two xdist workers (`-n 2 --dist loadgroup`):
+# the Debian guest's modules on one, the tiny guest's on the other. Each
+# group's modules still run in file order on one worker (the tests of a
+# module share its project and put back what they change); the unit tests
+# go wherever there is room. The Debian build's one emulated CPU then
+# overlaps the tiny guest's tests instead of following them.
+SLOW_ALONE = {"test_debian.py", "test_unprivileged.py"}
+
+
+@pytest.hookimpl(tryfirst=True)    # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = item.nodeid.split("::", 1)[0].split("/")
+        if "integration" not in parts:
+            continue
+        group = "debian" if parts[-1] in SLOW_ALONE else "tiny"
+        item.add_marker(pytest.mark.xdist_group(group))
