@@ -10,6 +10,7 @@ Runs on the session's project (conftest `built`) and puts back what it changes.
 import json
 import os
 import signal
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -335,15 +336,22 @@ timeout = "2m"
             disk.append((disk_usage(built.artifacts), disk_usage(tmp)))
         for i in (0, SOAK_BUILDS - 1):
             assert (built.artifacts / "builds" / f"soak{i}" / "outputs" / "out.txt").read_text() == "2\n"
-        first = [s for s in samples if s[0] == 1]
+        # Once doit and both workers run; a quarter of those samples early
+        # and late in the first run.
+        first = [s for s in samples if s[0] == 1 and s[1] >= 3]
         quarter = max(1, len(first) // 4)
         early, late = first[:quarter], first[-quarter:]
         # doit, 2 workers, and per worker a QEMU with its short-lived helpers
         # (qemu-img, QEMU's `sh -c cat` for the state): a leak grows with builds.
         assert max(s[1] for s in samples) <= 3 + 2 * 4, max(samples, key=lambda s: s[1])
-        assert max(s[2] for s in late) <= max(s[2] for s in early) + 4, (early, late)
+        # A leak raises the usual count (the median); a sample may catch both
+        # workers at their busiest moment at once (a CI run saw 70 once
+        # among samples of 45–47), so single peaks are not compared.
+        files_early = statistics.median(s[2] for s in early)
+        files_late = statistics.median(s[2] for s in late)
+        assert files_late <= files_early + 4, (early, late)
         print(f"soak: {SOAK_BUILDS} builds x2, processes max {max(s[1] for s in samples)}, "
-              f"open files early {max(s[2] for s in early)} late {max(s[2] for s in late)}, "
+              f"open files early {files_early} late {files_late}, "
               f"artifacts {disk[0][0]} -> {disk[1][0]} bytes, tmp {disk[0][1]} -> {disk[1][1]}")
         # A second identical run adds at most log lines, never overlays or folders.
         assert disk[1][0] - disk[0][0] < 1 << 20, disk
