@@ -134,7 +134,7 @@ def built(fresh_project) -> Project:
 def no_qemu_left_behind(request):
     """After every test that used a project: none of its QEMU processes run."""
     yield
-    for name in ("fresh_project", "project"):
+    for name in ("fresh_project", "project", "cluster"):
         if name not in request.fixturenames:
             continue
         value = request.getfixturevalue(name)

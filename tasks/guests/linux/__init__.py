@@ -60,7 +60,8 @@ def entropy_command(seed: bytes) -> str:
 
 
 def unmount_command(shares) -> str:
-    return " ; ".join(f"umount {shlex.quote(s.guest)}" for s in shares) or "true"
+    """Unmount every share; fails when one stays mounted."""
+    return " && ".join(f"umount {shlex.quote(s.guest)}" for s in shares) or "true"
 
 
 def parse_host_key(console: str) -> "str | None":
@@ -145,8 +146,7 @@ class LinuxKind(GuestKind):
                 f"{mount_command(shares)}")
 
     def before_keep(self, shares) -> str:
-        unmount = " && ".join(f"umount {shlex.quote(s.guest)}" for s in shares)
-        return f"sync && {unmount}" if unmount else "sync"
+        return f"sync && {unmount_command(shares)}"
 
     def command_line(self, command: str, env: "dict[str, str]", user: str, shares=()) -> str:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
