@@ -138,8 +138,13 @@ def no_qemu_left_behind(request):
         if name not in request.fixturenames:
             continue
         value = request.getfixturevalue(name)
+        # A fixture gives a Project/Cluster or the folder itself. Not
+        # getattr(value, "root"): a Path's .root is "/", which matched every
+        # QEMU on the machine (another xdist worker's included).
+        folder = value if isinstance(value, Path) else value.root
+        assert folder.is_absolute() and len(folder.parts) > 2, folder
         # With its slash: pytest-1/… must not match pytest-12/…
-        root = str(getattr(value, "root", value)).rstrip("/") + "/"
+        root = str(folder).rstrip("/") + "/"
         deadline = time.monotonic() + 10
         while qemu_processes(root) and time.monotonic() < deadline:
             time.sleep(0.2)
