@@ -19,7 +19,8 @@ import pytest
 from tasks.core.errors import UserError
 from tasks.guests.debian import from_table, sources
 
-from .conftest import REPO, Project, stale
+from .conftest import REPO, Project, qemu_processes, stale
+from .terminal import PROMPT, Terminal
 
 pytestmark = [pytest.mark.integration, pytest.mark.debian,
               # The first test waits for the whole first run (install,
@@ -112,6 +113,29 @@ def test_the_guest_was_revived_and_its_console_stays_quiet(built):
     installer = (built.artifacts / "logs" / "install-serial.log").read_text(errors="replace")
     base = json.loads((built.artifacts / "base.json").read_text())
     assert f"REVIVE-HOSTKEY {base['host_key']}" in installer
+
+
+def test_a_shell_on_debian_is_bash_over_openssh_with_the_build_shares(built):
+    """`doit shell:NAME` on the Debian guest: OpenSSH's sshd (not the tiny
+    guest's dropbear), a real pty, the build's shares, and no copy left."""
+    term = Terminal(built, "shell:probe", rows=33, cols=111)
+    try:
+        term.expect("leave with exit", timeout=180)
+        term.expect(PROMPT, timeout=120)
+        assert term.run(". /etc/os-release; echo $ID-$VERSION_CODENAME").strip() \
+            == "debian-bookworm"
+        assert term.run("ps -o comm= -p $PPID").strip() == "sshd"
+        assert term.run("stty size").strip() == "33 111"
+        assert term.run("grep -c ' /mnt/src 9p ro,' /proc/mounts").strip() == "1"
+        assert "hello_" in term.run("ls /mnt/src")
+        assert term.run("id -un").strip() == "root"
+        term.type("exit\r")
+        assert term.wait(timeout=120) == 0
+    finally:
+        term.kill()
+    assert b"shell ended; the copy is gone" in term.seen
+    assert qemu_processes(str(built.root)) == []
+    assert not list((built.artifacts / "work").glob("shell-*"))
 
 
 def test_the_payload_records_the_mirror_state_it_was_made_from(built):
