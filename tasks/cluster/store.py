@@ -21,6 +21,7 @@ link, so its link count is above one) is never evicted.
 
 import contextlib
 import fcntl
+import functools
 import gzip
 import hashlib
 import io
@@ -55,16 +56,69 @@ def _check_sha(sha: str) -> str:
     return sha
 
 
+# paramiko's SFTP file waits for the answer to each 32 KiB request unless
+# told otherwise: 100 MB took 90 s to upload and 21 s to fetch over
+# loopback, against 1.2 s pipelined and 0.9 s prefetched. The prefetch keeps
+# at most this many requests in flight (2 MiB), so memory stays bounded.
+SFTP_REQUESTS = 64
+
+
+@functools.lru_cache(maxsize=None)
+def _known_hosts_policy():
+    """One policy object: fsspec keeps a filesystem per (URL, options,
+    thread), and a new object per Store would open, and keep, a new SSH
+    connection for every build a worker runs.
+
+    sftp:// connects like ssh does: the server's key must be the one in
+    ~/.ssh/known_hosts (fsspec's default accepts any key, and so any host
+    that answers in the server's place). The client loads no host keys, so
+    paramiko asks this policy about every key it is shown."""
+    import paramiko
+
+    class KnownHosts(paramiko.MissingHostKeyPolicy):
+        def missing_host_key(self, client, hostname, key):
+            known = paramiko.HostKeys()
+            path = Path(os.path.expanduser("~/.ssh/known_hosts"))
+            if path.is_file():
+                known.load(str(path))
+            entry = known.lookup(hostname)    # "[host]:port" when not port 22
+            if entry is None:
+                raise paramiko.SSHException(
+                    f"{hostname} is not in {path}; connect once with ssh to "
+                    "check its key and add it")
+            if entry.get(key.get_name()) != key:
+                raise paramiko.SSHException(
+                    f"{hostname} offers a {key.get_name()} key that {path} does "
+                    "not list for it (a changed host, or another one in its place)")
+
+    return KnownHosts()
+
+
 class Store:
-    """The shared store. ``url`` is an fsspec URL; paramiko backs sftp://."""
+    """The shared store. ``url`` is an fsspec URL; paramiko backs sftp://
+    (keys from ~/.ssh or ssh-agent, the host in ~/.ssh/known_hosts)."""
 
     def __init__(self, url: str):
         import fsspec
         self.url = url
+        protocol = url.split("://", 1)[0] if "://" in url else "file"
+        options = {"host_key_policy": _known_hosts_policy()} if protocol in ("sftp", "ssh") else {}
         try:
-            self.fs, self.root = fsspec.core.url_to_fs(url)
+            self.fs, self.root = fsspec.core.url_to_fs(url, **options)
+            transport = getattr(getattr(self.fs, "client", None), "get_transport", None)
+            if transport is not None and not (transport() and transport().is_active()):
+                # fsspec's cached connection died (the server restarted): anew
+                type(self.fs).clear_instance_cache()
+                self.fs, self.root = fsspec.core.url_to_fs(url, **options)
         except (ImportError, ValueError) as err:
             raise UserError(f"config.toml: [cluster] store: {url!r} cannot be opened: {err}") from None
+        except Exception as err:                # paramiko's and the socket's errors
+            reason = str(err) or type(err).__name__
+            if "authentication" in reason.lower():
+                reason += ("; this user needs a key the server accepts in ~/.ssh "
+                           "(id_ed25519, id_rsa, …) or in ssh-agent")
+            raise UserError(f"config.toml: [cluster] store: cannot connect to {url}: "
+                            f"{reason}") from None
         self.root = self.root.rstrip("/")
         self._local = type(self.fs).__name__ == "LocalFileSystem"
 
@@ -104,6 +158,8 @@ class Store:
         h = hashlib.sha256()
         try:
             with self.fs.open(tmp, "wb") as dst:
+                if hasattr(dst, "set_pipelined"):       # paramiko's SFTPFile
+                    dst.set_pipelined(True)
                 _copy(src, dst, h, sparse=self._local)
             if h.hexdigest() != sha:
                 raise UserError(f"{what}: its content does not match the sha256 its "
@@ -117,10 +173,13 @@ class Store:
 
     def open(self, sha: str):
         try:
-            return self.fs.open(self.path(sha), "rb")
+            fh = self.fs.open(self.path(sha), "rb")
         except FileNotFoundError:
             raise UserError(f"store {self.url}: object {sha} is missing; rerun the "
                             "build from the submitting host so it is published") from None
+        if hasattr(fh, "prefetch"):                     # paramiko's SFTPFile
+            fh.prefetch(max_concurrent_requests=SFTP_REQUESTS)
+        return fh
 
 
 def _copy(src, dst, h, sparse: bool) -> int:

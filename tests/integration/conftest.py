@@ -96,19 +96,24 @@ def stale(project) -> "set[str]":
     return {m.group(1) for m in re.finditer(r"^R (\S+)", listing, re.M)} - {"build"}
 
 
-def qemu_processes(marker: str) -> "list[str]":
-    """Running QEMU processes whose command line mentions ``marker``
-    (read from /proc: ps cuts long command lines)."""
+def processes_mentioning(marker: str) -> "list[str]":
+    """Command lines of running processes that mention ``marker`` (read
+    from /proc: ps cuts long command lines)."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            args = cmdline.read_bytes().split(b"\0")
+            line = cmdline.read_bytes().rstrip(b"\0").replace(b"\0", b" ")
         except OSError:
             continue
-        line = b" ".join(args).decode(errors="replace")
-        if args and b"qemu-system" in args[0] and marker in line:
-            found.append(line)
+        if marker in line.decode(errors="replace"):
+            found.append(line.decode(errors="replace"))
     return found
+
+
+def qemu_processes(marker: str) -> "list[str]":
+    """Running QEMU processes whose command line mentions ``marker``."""
+    return [line for line in processes_mentioning(marker)
+            if "qemu-system" in line.split(" ", 1)[0]]
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DOIT, REPO, executed, qemu_processes
+from .conftest import DOIT, REPO, executed, processes_mentioning, qemu_processes
 
 pytestmark = pytest.mark.integration
 
@@ -180,15 +180,7 @@ def cluster(tmp_path_factory):
 def _ours(root: Path) -> "list[str]":
     """QEMU or Dask processes of this test still running (their command
     lines name its folders)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if str(root) in line:
-            found.append(line)
-    return found
+    return processes_mentioning(str(root))
 
 
 def test_four_builds_land_on_both_workers_with_the_outputs_of_a_local_build(cluster):

@@ -1,0 +1,156 @@
+"""OpenSSH's sshd on loopback, for stores reached over sftp://.
+
+The host need not have openssh-server installed (and setup.sh does not
+install it: that would start a server on port 22 on the user's machine).
+Debian's own packages are fetched with `apt-get download` into the
+download cache once, unpacked with dpkg-deb, and sshd runs from there as
+a user who is not root: sshd then needs no privilege-separation user, and
+it can only log in that user, with one key.
+"""
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .conftest import REPO
+
+PACKAGES = ("openssh-server", "openssh-sftp-server")
+# Linked by bookworm's sshd, not installed on a host without openssh-server;
+# later releases dropped it.
+OPTIONAL = ("libwrap0",)
+USER = "revive-sftp"
+
+
+def unpacked(cache: Path = REPO / "artifacts" / "cache") -> Path:
+    """The unpacked packages' root folder (usr/sbin/sshd inside)."""
+    root = cache / "host-openssh"
+    if (root / "usr" / "sbin" / "sshd").is_file():
+        return root
+    cache.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".host-openssh.", dir=cache))
+    try:
+        subprocess.run(["apt-get", "download", *PACKAGES], cwd=work, check=True,
+                       capture_output=True)
+        for name in OPTIONAL:
+            subprocess.run(["apt-get", "download", name], cwd=work, capture_output=True)
+        for deb in sorted(work.glob("*.deb")):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "root")], check=True)
+        os.chmod(work, 0o755)
+        try:
+            os.rename(work / "root", root)
+        except OSError:          # another process unpacked it meanwhile
+            pass
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return root
+
+
+def login_user() -> pwd.struct_passwd:
+    """Who sshd runs as and logs in: a throwaway user under root (not the
+    unprivileged test's user, whose processes that test kills), else us."""
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid())
+    try:
+        return pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", USER], check=True)
+        return pwd.getpwnam(USER)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sshd:
+    """sshd -D on 127.0.0.1:port serving sftp, its files in ``folder``
+    (which the login user owns); ``client_key`` logs in."""
+
+    def __init__(self, folder: Path):
+        self.root = unpacked()
+        self.user = login_user()
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, 0o755)
+        self.host_key = folder / "host_key"
+        self.client_key = folder / "client_key"
+        for key in (self.host_key, self.client_key):
+            if not key.exists():
+                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "",
+                                "-f", str(key)], check=True)
+        (folder / "authorized_keys").write_text(
+            (folder / "client_key.pub").read_text())
+        self.port = free_port()
+        libexec = self.root / "usr" / "lib" / "openssh"
+        lines = [f"Port {self.port}", "ListenAddress 127.0.0.1",
+                 f"HostKey {self.host_key}",
+                 f"AuthorizedKeysFile {folder / 'authorized_keys'}",
+                 f"PidFile {folder / 'sshd.pid'}",
+                 "StrictModes no", "UsePAM no", "PasswordAuthentication no",
+                 "KbdInteractiveAuthentication no",
+                 f"Subsystem sftp {libexec / 'sftp-server'}"]
+        # OpenSSH 9.8 and later run helpers found at a built-in path.
+        for option, helper in (("SshdSessionPath", "sshd-session"),
+                               ("SshdAuthPath", "sshd-auth")):
+            if (libexec / helper).exists():
+                lines.append(f"{option} {libexec / helper}")
+        (folder / "sshd_config").write_text("\n".join(lines) + "\n")
+        subprocess.run(["chown", "-R", f"{self.user.pw_uid}:{self.user.pw_gid}", folder],
+                       check=True)
+        os.chmod(self.host_key, 0o600)
+        self.proc = None
+
+    def host_key_line(self) -> str:
+        """This server's line for a known_hosts file."""
+        kind, blob = (self.folder / "host_key.pub").read_text().split()[:2]
+        return f"[127.0.0.1]:{self.port} {kind} {blob}\n"
+
+    def start(self) -> "Sshd":
+        libs = ":".join(str(p) for p in self.root.glob("usr/lib/*-linux-gnu"))
+        argv = [str(self.root / "usr" / "sbin" / "sshd"), "-D", "-e",
+                "-f", str(self.folder / "sshd_config")]
+        env = {"PATH": os.environ["PATH"], "LD_LIBRARY_PATH": libs}
+        if os.geteuid() == 0:
+            argv = ["runuser", "-u", self.user.pw_name, "--",
+                    "env", *(f"{k}={v}" for k, v in env.items()), *argv]
+        self.log = open(self.folder / "sshd.log", "ab")
+        self.proc = subprocess.Popen(argv, env=dict(os.environ, **env),
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("sshd ended: " + (self.folder / "sshd.log").read_text())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("sshd did not listen within 15 s: "
+                           + (self.folder / "sshd.log").read_text())
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            # runuser waits for sshd; sshd's own pid file names the daemon.
+            pidfile = self.folder / "sshd.pid"
+            if pidfile.exists():
+                try:
+                    os.kill(int(pidfile.read_text()), 15)
+                except (ProcessLookupError, ValueError):
+                    pass
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.log.close()
+        self.proc = None

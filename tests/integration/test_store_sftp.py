@@ -1,0 +1,149 @@
+"""The cluster's store over sftp://, against OpenSSH's real sshd and
+sftp-server on loopback (tests/integration/sshd.py): objects published and
+fetched by hash as through a shared folder, a damaged object refused, the
+server's key checked against ~/.ssh/known_hosts as ssh does (fsspec alone
+accepts any key), every failure to connect one line, and a connection that
+died replaced by a new one."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from fsspec.implementations.sftp import SFTPFileSystem
+
+from tasks.cluster import store as st
+from tasks.core.errors import UserError
+
+from .conftest import processes_mentioning
+from .sshd import Sshd
+
+pytestmark = pytest.mark.integration
+
+
+def drop_connections() -> None:
+    """fsspec keeps one connection per URL and thread: start each test with
+    none, so each one's Store really connects (and checks the host key)."""
+    for fs in list(SFTPFileSystem._cache.values()):
+        fs.client.close()
+    SFTPFileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="module")
+def server():
+    # Not under pytest's temporary folder: its parents are private to us,
+    # and sshd runs as another user when the tests run as root.
+    folder = Path(tempfile.mkdtemp(prefix="revive-sftp-"))
+    os.chmod(folder, 0o755)
+    sshd = Sshd(folder / "sshd").start()
+    sshd.store = folder / "store"
+    sshd.store.mkdir()
+    subprocess.run(["chown", f"{sshd.user.pw_uid}:{sshd.user.pw_gid}", sshd.store], check=True)
+    sshd.url = f"sftp://{sshd.user.pw_name}@127.0.0.1:{sshd.port}{sshd.store}"
+    try:
+        yield sshd
+    finally:
+        drop_connections()
+        sshd.stop()
+        left = processes_mentioning(str(folder))
+        shutil.rmtree(folder, ignore_errors=True)
+    assert left == [], left
+
+
+@pytest.fixture
+def home(server, tmp_path, monkeypatch):
+    """A user's ~/.ssh: the key that logs in, the server in known_hosts."""
+    drop_connections()
+    ssh = tmp_path / "home" / ".ssh"
+    ssh.mkdir(parents=True)
+    shutil.copyfile(server.client_key, ssh / "id_ed25519")
+    os.chmod(ssh / "id_ed25519", 0o600)
+    (ssh / "known_hosts").write_text(server.host_key_line())
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    yield ssh
+    drop_connections()
+
+
+def test_objects_go_up_once_and_come_back_verified(server, home, tmp_path):
+    store = st.Store(server.url)
+    assert type(store.fs).__name__ == "SFTPFileSystem"
+    big = tmp_path / "ram"
+    big.write_bytes(os.urandom(6 << 20) + bytes(8 << 20) + os.urandom(3 << 20))
+    h = st._hash_small(big)
+    assert store.put_file(big, h) is True
+    assert store.put_file(big, h) is False                 # already there
+    on_server = server.store / "objects" / h[:2] / h
+    assert on_server.read_bytes() == big.read_bytes()
+    assert list((server.store / "tmp").iterdir()) == []     # renamed, none partial
+    # A worker's cache: fetched through sftp, checked, laid out.
+    files = {"snapshot/ram": {"sha256": h, "size": big.stat().st_size, "mode": 0o644},
+             "keys/id_ed25519": {"sha256": store.put_bytes(b"k" * 10), "size": 10,
+                                 "mode": 0o600}}
+    manifest = store.put_bytes(st.manifest_bytes(files))
+    cache = st.Cache(tmp_path / "cache", limit=1 << 30)
+    got = st.read_manifest(cache.get_bytes(st.Store(server.url), manifest))
+    dest = cache.layout(store, got, tmp_path / "artifacts")
+    assert (dest / "snapshot/ram").read_bytes() == big.read_bytes()
+    # The zero run came back as a hole, as from a shared folder.
+    assert (dest / "snapshot/ram").stat().st_blocks * 512 < 12 << 20
+    assert (dest / "keys/id_ed25519").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_file_that_is_not_its_hash_is_not_published(server, home, tmp_path):
+    store = st.Store(server.url)
+    f = tmp_path / "changed"
+    f.write_bytes(b"changed after its meta.json was written")
+    with pytest.raises(UserError, match="does not match the sha256"):
+        store.put_file(f, "1" * 64)
+    assert not store.has("1" * 64)
+    assert list((server.store / "tmp").iterdir()) == []
+
+
+def test_a_damaged_object_in_the_store_is_refused(server, home, tmp_path):
+    store = st.Store(server.url)
+    data = os.urandom(200_000)
+    h = store.put_bytes(data)
+    obj = server.store / "objects" / h[:2] / h
+    obj.write_bytes(os.urandom(200_000))                    # same size, other bytes
+    cache = st.Cache(tmp_path / "cache", limit=1 << 30)
+    with pytest.raises(UserError, match="does not match its sha256 after two fetches"):
+        cache.get(store, h, len(data))
+    assert not cache.path(h).exists() and list(cache.tmp.iterdir()) == []
+
+
+def test_an_unknown_host_is_refused_in_one_line(server, home):
+    (home / "known_hosts").write_text("")
+    with pytest.raises(UserError) as err:
+        st.Store(server.url)
+    message = str(err.value)
+    assert message.startswith("config.toml: [cluster] store: cannot connect to sftp://")
+    assert f"[127.0.0.1]:{server.port} is not in {home / 'known_hosts'}" in message
+    assert "\n" not in message
+
+
+def test_another_key_for_the_host_is_refused(server, home, tmp_path):
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                    str(tmp_path / "impostor")], check=True)
+    kind, blob = (tmp_path / "impostor.pub").read_text().split()[:2]
+    (home / "known_hosts").write_text(f"[127.0.0.1]:{server.port} {kind} {blob}\n")
+    with pytest.raises(UserError, match="offers a ssh-ed25519 key that .* does not list"):
+        st.Store(server.url)
+
+
+def test_no_key_that_logs_in_is_one_line(server, home):
+    (home / "id_ed25519").unlink()
+    with pytest.raises(UserError, match=r"^config.toml: \[cluster\] store: cannot connect "
+                                        r"to sftp://.*: .*a key the server accepts in ~/.ssh"):
+        st.Store(server.url)
+
+
+def test_a_connection_that_died_is_replaced(server, home):
+    first = st.Store(server.url)
+    h = first.put_bytes(b"before")
+    first.fs.client.get_transport().close()                  # e.g. the server restarted
+    again = st.Store(server.url)
+    assert again.fs is not first.fs
+    assert again.has(h) and again.put_bytes(b"after")
