@@ -12,7 +12,7 @@ import time
 from .common import (Paths, action, base_intact, base_record, say, settings, stage_inputs,
                      uptodate)
 from .core.errors import UserError
-from .core.files import atomic_path, matches_sha256, remember_sha256, sha256_file, write_atomic
+from .core.files import atomic_path, remember_sha256, sha256_file, write_atomic
 from .core.progress import StatusLine
 from .core.proc import run
 from .core.wait import wait_for

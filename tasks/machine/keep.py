@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from ..core.errors import UserError
-from ..core.files import remove, sha256_file
+from ..core.files import remove
 from ..remote import agent
 from . import qemu
 from . import snapshot as snap

@@ -15,7 +15,6 @@ Save methods (docs/architecture.md has the measurements):
 """
 
 import json
-import os
 import re
 import shlex
 import time

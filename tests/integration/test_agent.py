@@ -8,7 +8,6 @@ file order and put back what they change.
 """
 
 import json
-import os
 import shutil
 import time
 

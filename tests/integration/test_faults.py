@@ -10,10 +10,8 @@ this module's own: the tests mount small filesystems into its artifacts/.
 """
 
 import datetime
-import json
 import os
 import re
-import shutil
 import signal
 import stat
 import subprocess
@@ -22,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, Project, qemu_processes
+from .conftest import Project, qemu_processes
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from tasks.common import interrupted_line
 from tasks.core import interrupts
