@@ -27,14 +27,16 @@ import hashlib
 import io
 import json
 import os
+import random
 import re
 import shutil
 import tarfile
 import threading
+import time
 import uuid
 from pathlib import Path
 
-from ..core.errors import UserError
+from ..core.errors import UserError, quiet_paramiko
 
 CHUNK = 1 << 20
 _ZERO = bytes(CHUNK)
@@ -61,6 +63,18 @@ def _check_sha(sha: str) -> str:
 # loopback, against 1.2 s pipelined and 0.9 s prefetched. The prefetch keeps
 # at most this many requests in flight (2 MiB), so memory stays bounded.
 SFTP_REQUESTS = 64
+
+
+# sshd turns away unauthenticated connections beyond MaxStartups (10 by
+# default, then at random): `doit -n 8` and two workers connecting at once
+# can meet it. Those are tried again, with jittered backoff, this long.
+CONNECT_PATIENCE = 20
+
+
+def _turned_away(err: Exception) -> bool:
+    """A connection the server closed before its banner: MaxStartups."""
+    return isinstance(err, (EOFError, ConnectionResetError)) or \
+        "protocol banner" in str(err)
 
 
 @functools.lru_cache(maxsize=None)
@@ -103,24 +117,42 @@ class Store:
         self.url = url
         protocol = url.split("://", 1)[0] if "://" in url else "file"
         options = {"host_key_policy": _known_hosts_policy()} if protocol in ("sftp", "ssh") else {}
-        try:
-            self.fs, self.root = fsspec.core.url_to_fs(url, **options)
-            transport = getattr(getattr(self.fs, "client", None), "get_transport", None)
-            if transport is not None and not (transport() and transport().is_active()):
-                # fsspec's cached connection died (the server restarted): anew
-                type(self.fs).clear_instance_cache()
+        if options:
+            quiet_paramiko()
+        deadline = time.monotonic() + CONNECT_PATIENCE
+        delay = 0.1
+        while True:
+            try:
                 self.fs, self.root = fsspec.core.url_to_fs(url, **options)
-        except (ImportError, ValueError) as err:
-            raise UserError(f"config.toml: [cluster] store: {url!r} cannot be opened: {err}") from None
-        except Exception as err:                # paramiko's and the socket's errors
-            reason = str(err) or type(err).__name__
-            if "authentication" in reason.lower():
-                reason += ("; this user needs a key the server accepts in ~/.ssh "
-                           "(id_ed25519, id_rsa, …) or in ssh-agent")
-            raise UserError(f"config.toml: [cluster] store: cannot connect to {url}: "
-                            f"{reason}") from None
+                transport = getattr(getattr(self.fs, "client", None), "get_transport", None)
+                if transport is not None and not (transport() and transport().is_active()):
+                    # fsspec's cached connection died (the server restarted): anew
+                    type(self.fs).clear_instance_cache()
+                    self.fs, self.root = fsspec.core.url_to_fs(url, **options)
+                break
+            except (ImportError, ValueError) as err:
+                raise UserError(f"config.toml: [cluster] store: {url!r} cannot be opened: "
+                                f"{err}") from None
+            except Exception as err:            # paramiko's and the socket's errors
+                if _turned_away(err) and time.monotonic() + delay < deadline:
+                    time.sleep(delay * random.uniform(0.5, 1.5))
+                    delay = min(delay * 2, 2.0)
+                    continue
+                self._connect_failed(url, err)
         self.root = self.root.rstrip("/")
         self._local = type(self.fs).__name__ == "LocalFileSystem"
+
+    @staticmethod
+    def _connect_failed(url: str, err: Exception) -> None:
+        reason = str(err) or type(err).__name__
+        if "authentication" in reason.lower():
+            reason += ("; this user needs a key the server accepts in ~/.ssh "
+                       "(id_ed25519, id_rsa, …) or in ssh-agent")
+        elif _turned_away(err):
+            reason += (f" (turned away for {CONNECT_PATIENCE} s: raise the server's "
+                       "sshd MaxStartups, or run fewer doit -n processes)")
+        raise UserError(f"config.toml: [cluster] store: cannot connect to {url}: "
+                        f"{reason}") from None
 
     def path(self, sha: str) -> str:
         sha = _check_sha(sha)

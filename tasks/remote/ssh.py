@@ -7,7 +7,6 @@ wants) before the exit status is asked for — reading after
 """
 
 import base64
-import logging
 import socket
 import time
 from dataclasses import dataclass
@@ -18,14 +17,12 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from ..core.errors import UserError
+from ..core.errors import UserError, quiet_paramiko
 from ..core.files import write_atomic
 from ..core.wait import wait_for
 
-# Connection attempts while the guest boots fail by design; paramiko's
-# transport thread would print each one with a traceback.
-logging.getLogger("paramiko").addHandler(logging.NullHandler())
-logging.getLogger("paramiko").propagate = False
+# Connection attempts while the guest boots fail by design.
+quiet_paramiko()
 
 
 def generate_keypair(private: Path, comment: str = "revive") -> str:

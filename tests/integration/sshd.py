@@ -70,9 +70,10 @@ def free_port() -> int:
 
 class Sshd:
     """sshd -D on 127.0.0.1:port serving sftp, its files in ``folder``
-    (which the login user owns); ``client_key`` logs in."""
+    (which the login user owns); ``client_key`` logs in; ``extra`` lines
+    go to its sshd_config."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, extra: "tuple[str, ...]" = ()):
         self.root = unpacked()
         self.user = login_user()
         self.folder = folder
@@ -100,6 +101,7 @@ class Sshd:
                                ("SshdAuthPath", "sshd-auth")):
             if (libexec / helper).exists():
                 lines.append(f"{option} {libexec / helper}")
+        lines += extra
         (folder / "sshd_config").write_text("\n".join(lines) + "\n")
         subprocess.run(["chown", "-R", f"{self.user.pw_uid}:{self.user.pw_gid}", folder],
                        check=True)
