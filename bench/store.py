@@ -10,7 +10,10 @@ an fsspec file object behaves unless told: each 32 KiB request waits for
 its answer), and paramiko's own bulk put/get (fsspec's put_file/get_file,
 which hash nothing) as the reference a user could reach for instead.
 
-    .venv/bin/python bench/store.py [--mib 256] [--used 25]
+    .venv/bin/python bench/store.py [--mib 256] [--used 25] [--no-plain]
+
+Then two worker processes fetch the object at once into caches of their
+own (a bounded prefetch window stalled one of them for a minute).
 
 The object is like a RAM file: --used percent random bytes, the rest zeros.
 On loopback the round trips are short; across a network the unpipelined
@@ -19,6 +22,7 @@ stream is slower still (one round trip per 32 KiB).
 
 import argparse
 import hashlib
+import multiprocessing
 import os
 import resource
 import shutil
@@ -54,6 +58,26 @@ def stream_unpipelined(store: st.Store, src: Path, sha: str, dest: Path) -> "tup
             st._copy(fh, out, hashlib.sha256(), sparse=True)
 
     return timed(up), timed(down)
+
+
+def _fetch_into(url: str, sha: str, size: int, cache: str, out) -> None:
+    start = time.monotonic()
+    st.Cache(Path(cache), limit=1 << 40).get(st.Store(url), sha, size)
+    out.put(time.monotonic() - start)
+
+
+def fetch_at_once(url: str, sha: str, size: int, folder: Path, n: int = 2) -> "list[float]":
+    """n worker processes, each with its own cache, fetching one object at
+    once (as two workers do for a snapshot both have to revive)."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_fetch_into, args=(url, sha, size, str(folder / f"w{i}"), out))
+             for i in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(600)
+    return sorted(out.get(timeout=1) for _ in procs)
 
 
 def main() -> None:
@@ -99,6 +123,8 @@ def main() -> None:
             up = timed(lambda: store.put_file(obj, sha))
             down = timed(lambda: cache.get(store, sha, obj.stat().st_size))
             rows.append((f"revive's store, {name}://", up, down))
+            if name == "sftp":
+                both = fetch_at_once(url, sha, obj.stat().st_size, folder / "at-once")
             if name == "sftp" and not args.no_plain:
                 plain_up, plain_down = stream_unpipelined(store, obj, sha, folder / "plain-copy")
                 rows.append(("same stream, not pipelined/prefetched", plain_up, plain_down))
@@ -115,6 +141,9 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for label, up, down in rows:
             print(f"| {label} | {up:.2f} | {mib / up:.0f} | {down:.2f} | {mib / down:.0f} |")
+        print()
+        print(f"two worker processes fetching it from sftp:// at once: "
+              f"{both[0]:.2f} s and {both[1]:.2f} s")
         revive = rows[1]
         if not args.no_plain:
             plain = rows[2]
