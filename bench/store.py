@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tasks.cluster import store as st  # noqa: E402
-from tests.integration.sshd import Sshd  # noqa: E402
+from tests.integration.sshd import Sshd, drop_sftp_connections  # noqa: E402
 
 
 def timed(fn) -> float:
@@ -101,20 +101,12 @@ def main() -> None:
         sha = st._hash_small(obj)
 
         sshd = Sshd(folder / "sshd").start()
-        home = folder / "home"
-        (home / ".ssh").mkdir(parents=True)
-        shutil.copyfile(sshd.client_key, home / ".ssh" / "id_ed25519")
-        os.chmod(home / ".ssh" / "id_ed25519", 0o600)
-        (home / ".ssh" / "known_hosts").write_text(sshd.host_key_line())
-        os.environ["HOME"] = str(home)
+        sshd.client_home(folder / "home")
+        os.environ["HOME"] = str(folder / "home")
         os.environ.pop("SSH_AUTH_SOCK", None)
-        stores = {}
-        for name in ("file", "sftp"):
-            path = folder / f"store-{name}"
-            path.mkdir()
-            os.system(f"chown {sshd.user.pw_uid}:{sshd.user.pw_gid} {path}")
-            stores[name] = (f"file://{path}" if name == "file" else
-                            f"sftp://{sshd.user.pw_name}@127.0.0.1:{sshd.port}{path}")
+        (folder / "store-file").mkdir()
+        stores = {"file": f"file://{folder / 'store-file'}",
+                  "sftp": sshd.serve(folder / "store-sftp")}
 
         rows = []
         for name, url in stores.items():
@@ -152,9 +144,7 @@ def main() -> None:
                   f"fetch {plain[2] / revive[2]:.1f}x faster")
     finally:
         if sshd:
-            from fsspec.implementations.sftp import SFTPFileSystem
-            for fs in list(SFTPFileSystem._cache.values()):
-                fs.client.close()
+            drop_sftp_connections()
             sshd.stop()
         shutil.rmtree(folder, ignore_errors=True)
 

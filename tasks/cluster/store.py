@@ -58,22 +58,13 @@ def _check_sha(sha: str) -> str:
     return sha
 
 
-# paramiko's SFTP file waits for the answer to each 32 KiB request unless
-# told otherwise: 100 MB took 90 s to upload and 21 s to fetch over
-# loopback, against 1.2 s pipelined and 0.9 s prefetched. The prefetch is
-# paramiko's default, as its own get() does: every read requested at once.
-# Not a bounded window (max_concurrent_requests): the reader then drains
-# the requests in flight, paramiko takes the prefetch as finished and falls
-# back to one request per round trip (paramiko PR #2519); two workers
-# fetching at once took 63-78 s instead of 6.5 s. Memory stays bounded all
-# the same: responses are taken off the channel only as they are read, and
-# SSH's channel window holds back the rest.
-
-
 # sshd turns away unauthenticated connections beyond MaxStartups (10 by
 # default, then at random): `doit -n 8` and two workers connecting at once
 # can meet it. Those are tried again, with jittered backoff, this long.
 CONNECT_PATIENCE = 20
+# An sftp server that does not answer for this long (to connect, or to any
+# request of a transfer) fails the publish or the fetch in one line.
+SFTP_TIMEOUT = 30
 
 
 def _turned_away(err: Exception) -> bool:
@@ -113,51 +104,61 @@ def _known_hosts_policy():
     return KnownHosts()
 
 
+def _connect(url: str, sftp: bool):
+    """fsspec's filesystem for ``url``; for sftp, fsspec's cached connection
+    if it is still alive, the host key checked, and every wait bounded."""
+    import fsspec
+    if not sftp:
+        return fsspec.core.url_to_fs(url)
+    options = {"host_key_policy": _known_hosts_policy(), "timeout": SFTP_TIMEOUT,
+               "banner_timeout": SFTP_TIMEOUT, "auth_timeout": SFTP_TIMEOUT}
+    fs, root = fsspec.core.url_to_fs(url, **options)
+    transport = fs.client.get_transport()
+    if not (transport and transport.is_active()):
+        # The cached connection died (e.g. the server restarted): anew.
+        type(fs).clear_instance_cache()
+        fs, root = fsspec.core.url_to_fs(url, **options)
+    fs.ftp.get_channel().settimeout(SFTP_TIMEOUT)
+    return fs, root
+
+
+def _connect_error(url: str, err: Exception) -> UserError:
+    reason = str(err) or type(err).__name__
+    if "authentication" in reason.lower():
+        reason += ("; this user needs a key the server accepts in ~/.ssh "
+                   "(id_ed25519, id_rsa, …) or in ssh-agent")
+    elif _turned_away(err):
+        reason += (f" (turned away for {CONNECT_PATIENCE} s: raise the server's "
+                   "sshd MaxStartups, or run fewer doit -n processes)")
+    return UserError(f"config.toml: [cluster] store: cannot connect to {url}: {reason}")
+
+
 class Store:
     """The shared store. ``url`` is an fsspec URL; paramiko backs sftp://
     (keys from ~/.ssh or ssh-agent, the host in ~/.ssh/known_hosts)."""
 
     def __init__(self, url: str):
-        import fsspec
         self.url = url
         protocol = url.split("://", 1)[0] if "://" in url else "file"
-        options = {"host_key_policy": _known_hosts_policy()} if protocol in ("sftp", "ssh") else {}
-        if options:
+        sftp = protocol in ("sftp", "ssh")
+        if sftp:
             quiet_paramiko()
         deadline = time.monotonic() + CONNECT_PATIENCE
         delay = 0.1
         while True:
             try:
-                self.fs, self.root = fsspec.core.url_to_fs(url, **options)
-                transport = getattr(getattr(self.fs, "client", None), "get_transport", None)
-                if transport is not None and not (transport() and transport().is_active()):
-                    # fsspec's cached connection died (the server restarted): anew
-                    type(self.fs).clear_instance_cache()
-                    self.fs, self.root = fsspec.core.url_to_fs(url, **options)
+                self.fs, self.root = _connect(url, sftp)
                 break
             except (ImportError, ValueError) as err:
                 raise UserError(f"config.toml: [cluster] store: {url!r} cannot be opened: "
                                 f"{err}") from None
             except Exception as err:            # paramiko's and the socket's errors
-                if _turned_away(err) and time.monotonic() + delay < deadline:
-                    time.sleep(delay * random.uniform(0.5, 1.5))
-                    delay = min(delay * 2, 2.0)
-                    continue
-                self._connect_failed(url, err)
+                if not (_turned_away(err) and time.monotonic() + delay < deadline):
+                    raise _connect_error(url, err) from None
+                time.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 2.0)
         self.root = self.root.rstrip("/")
         self._local = type(self.fs).__name__ == "LocalFileSystem"
-
-    @staticmethod
-    def _connect_failed(url: str, err: Exception) -> None:
-        reason = str(err) or type(err).__name__
-        if "authentication" in reason.lower():
-            reason += ("; this user needs a key the server accepts in ~/.ssh "
-                       "(id_ed25519, id_rsa, …) or in ssh-agent")
-        elif _turned_away(err):
-            reason += (f" (turned away for {CONNECT_PATIENCE} s: raise the server's "
-                       "sshd MaxStartups, or run fewer doit -n processes)")
-        raise UserError(f"config.toml: [cluster] store: cannot connect to {url}: "
-                        f"{reason}") from None
 
     def path(self, sha: str) -> str:
         sha = _check_sha(sha)
@@ -215,6 +216,16 @@ class Store:
             raise UserError(f"store {self.url}: object {sha} is missing; rerun the "
                             "build from the submitting host so it is published") from None
         if hasattr(fh, "prefetch"):                     # paramiko's SFTPFile
+            # paramiko waits for each 32 KiB request unless told otherwise:
+            # 256 MiB took 59 s to fetch over loopback, 3.4 s prefetched
+            # (uploads: 358 s against 3.7 s pipelined). The prefetch is the
+            # default one, as paramiko's get() does: a bounded window
+            # (max_concurrent_requests) lets the reader drain the requests in
+            # flight, paramiko then takes it as finished and falls back to a
+            # round trip per request (paramiko PR #2519; two workers fetching
+            # at once took 63-78 s instead of 6.5 s). Memory stays bounded:
+            # responses leave the channel only as they are read, and SSH's
+            # channel window holds back the rest.
             fh.prefetch()
         return fh
 
@@ -454,8 +465,12 @@ class Cache:
         tmp = self.tmp / f"{sha}.{os.getpid()}.{threading.get_ident()}"
         h = hashlib.sha256()
         try:
-            with store.open(sha) as src, open(tmp, "wb") as dst:
-                _copy(src, dst, h, sparse=True)
+            try:
+                with store.open(sha) as src, open(tmp, "wb") as dst:
+                    _copy(src, dst, h, sparse=True)
+            except TimeoutError:
+                raise UserError(f"store {store.url}: no answer for {SFTP_TIMEOUT} s while "
+                                f"fetching object {sha[:12]}; check the store's server") from None
             if h.hexdigest() != sha:
                 return     # a damaged transfer: nothing is kept, the caller retries
             os.chmod(tmp, 0o644)

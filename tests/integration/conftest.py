@@ -102,11 +102,12 @@ def processes_mentioning(marker: str) -> "list[str]":
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            line = cmdline.read_bytes().rstrip(b"\0").replace(b"\0", b" ")
+            line = cmdline.read_bytes().rstrip(b"\0").replace(b"\0", b" ").decode(
+                errors="replace")
         except OSError:
             continue
-        if marker in line.decode(errors="replace"):
-            found.append(line.decode(errors="replace"))
+        if marker in line:
+            found.append(line)
     return found
 
 

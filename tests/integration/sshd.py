@@ -113,6 +113,39 @@ class Sshd:
         kind, blob = (self.folder / "host_key.pub").read_text().split()[:2]
         return f"[127.0.0.1]:{self.port} {kind} {blob}\n"
 
+    def client_home(self, home: Path) -> Path:
+        """A user's ~/.ssh under ``home``: the key that logs in, this server
+        in known_hosts. Returns the .ssh folder."""
+        ssh = home / ".ssh"
+        ssh.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.client_key, ssh / "id_ed25519")
+        os.chmod(ssh / "id_ed25519", 0o600)
+        (ssh / "known_hosts").write_text(self.host_key_line())
+        return ssh
+
+    def serve(self, folder: Path) -> str:
+        """Make ``folder`` (the login user's) and return its sftp:// URL."""
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["chown", f"{self.user.pw_uid}:{self.user.pw_gid}", folder], check=True)
+        return f"sftp://{self.user.pw_name}@127.0.0.1:{self.port}{folder}"
+
+    def sessions(self) -> "list[int]":
+        """The processes serving connections now (the listener's
+        descendants: sshd per connection, sftp-server)."""
+        children: "dict[int, list[int]]" = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+        found, todo = [], list(children.get(int((self.folder / "sshd.pid").read_text()), []))
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo += children.get(pid, [])
+        return found
+
     def start(self) -> "Sshd":
         libs = ":".join(str(p) for p in self.root.glob("usr/lib/*-linux-gnu"))
         argv = [str(self.root / "usr" / "sbin" / "sshd"), "-D", "-e",
@@ -156,3 +189,13 @@ class Sshd:
         if self.proc:
             self.log.close()
         self.proc = None
+
+
+def drop_sftp_connections() -> None:
+    """Close the connections fsspec keeps (one per URL, options and
+    thread), so that the next Store really connects (and checks the host
+    key) and no session outlives its server."""
+    from fsspec.implementations.sftp import SFTPFileSystem
+    for fs in list(SFTPFileSystem._cache.values()):
+        fs.client.close()
+    SFTPFileSystem.clear_instance_cache()

@@ -9,29 +9,22 @@ died replaced by a new one, and connections the server turns away
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
-from fsspec.implementations.sftp import SFTPFileSystem
 
 from tasks.cluster import store as st
 from tasks.core.errors import UserError
 
 from .conftest import REPO, processes_mentioning
-from .sshd import Sshd
+from .sshd import Sshd, drop_sftp_connections
 
 pytestmark = pytest.mark.integration
-
-
-def drop_connections() -> None:
-    """fsspec keeps one connection per URL and thread: start each test with
-    none, so each one's Store really connects (and checks the host key)."""
-    for fs in list(SFTPFileSystem._cache.values()):
-        fs.client.close()
-    SFTPFileSystem.clear_instance_cache()
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +35,11 @@ def server():
     os.chmod(folder, 0o755)
     sshd = Sshd(folder / "sshd").start()
     sshd.store = folder / "store"
-    sshd.store.mkdir()
-    subprocess.run(["chown", f"{sshd.user.pw_uid}:{sshd.user.pw_gid}", sshd.store], check=True)
-    sshd.url = f"sftp://{sshd.user.pw_name}@127.0.0.1:{sshd.port}{sshd.store}"
+    sshd.url = sshd.serve(sshd.store)
     try:
         yield sshd
     finally:
-        drop_connections()
+        drop_sftp_connections()
         sshd.stop()
         left = processes_mentioning(str(folder))
         shutil.rmtree(folder, ignore_errors=True)
@@ -58,16 +49,12 @@ def server():
 @pytest.fixture
 def home(server, tmp_path, monkeypatch):
     """A user's ~/.ssh: the key that logs in, the server in known_hosts."""
-    drop_connections()
-    ssh = tmp_path / "home" / ".ssh"
-    ssh.mkdir(parents=True)
-    shutil.copyfile(server.client_key, ssh / "id_ed25519")
-    os.chmod(ssh / "id_ed25519", 0o600)
-    (ssh / "known_hosts").write_text(server.host_key_line())
+    drop_sftp_connections()
+    ssh = server.client_home(tmp_path / "home")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     yield ssh
-    drop_connections()
+    drop_sftp_connections()
 
 
 def test_objects_go_up_once_and_come_back_verified(server, home, tmp_path):
@@ -191,3 +178,29 @@ def test_connections_turned_away_are_tried_again_quietly(server, home):
     assert proc.stderr == ""
     log = (busy.folder / "sshd.log").read_text()
     assert "exceeded MaxStartups" in log or "drop connection" in log, log[-2000:]
+
+
+def test_a_server_that_stops_answering_fails_the_fetch_in_one_line(server, home, tmp_path,
+                                                                   monkeypatch):
+    """Every wait on the store has a deadline: a server whose session
+    processes are stopped mid-way (a hung host) ends the fetch in one line
+    after SFTP_TIMEOUT, nothing partial left in the cache."""
+    monkeypatch.setattr(st, "SFTP_TIMEOUT", 2)
+    store = st.Store(server.url)
+    data = os.urandom(3 << 20)
+    h = store.put_bytes(data)
+    stopped = server.sessions()
+    assert stopped
+    cache = st.Cache(tmp_path / "cache", limit=1 << 30)
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        with pytest.raises(UserError, match=r"^store sftp://.*: no answer for 2 s while "
+                                            r"fetching object [0-9a-f]{12}; check"):
+            cache.get(store, h, len(data))
+        assert time.monotonic() - start < 15
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    assert not cache.path(h).exists() and list(cache.tmp.iterdir()) == []
