@@ -1,21 +1,4 @@
-"""revive: build inside a throwaway VM revived from a memory snapshot.
+"""revive from a clone: ``.venv/bin/doit build`` runs the same tasks as the
+installed ``revive build`` (tasks/dodo.py)."""
 
-Stages (see README.md): sources, keys, payload, iso, floppy → install → snapshot → build.
-"""
-
-from tasks.build import task_build  # noqa: F401
-from tasks.install import task_install  # noqa: F401
-from tasks.media import task_floppy, task_iso, task_keys, task_payload  # noqa: F401
-from tasks.shell import task_shell  # noqa: F401
-from tasks.snapshot import task_snapshot  # noqa: F401
-from tasks.sources import task_sources  # noqa: F401
-from tasks.summary import SummaryReporter
-
-DOIT_CONFIG = {
-    "default_tasks": ["build"],
-    "verbosity": 2,
-    "backend": "json",
-    "dep_file": "artifacts/.doit.json",
-    # doit's console output, then one table of the builds (also on failure).
-    "reporter": SummaryReporter,
-}
+from tasks.dodo import *  # noqa: F401,F403

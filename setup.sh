@@ -41,4 +41,6 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
-echo "setup: done; run .venv/bin/doit build"
+# The revive command itself, editable: .venv/bin/revive runs this clone's code.
+.venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+echo "setup: done; run .venv/bin/doit build (or .venv/bin/revive build)"

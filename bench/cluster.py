@@ -112,7 +112,7 @@ def main() -> None:
                           str(root / "sched.json")], root / "sched.log")
             address = wait_cluster(root / "sched.json", 2, procs)
             for w in ("wa", "wb"):
-                start(procs, [sys.executable, "-m", "tasks.cluster.worker", address, "--vms",
+                start(procs, [sys.executable, "-m", "revive.cluster.worker", address, "--vms",
                               "1", "--cache", str(root / w), "--accel", "tcg", "--name", w],
                       root / f"{w}.log", cwd=REPO)
             from distributed import Client

@@ -25,9 +25,9 @@ sys.path.insert(0, str(REPO / "bench"))
 from revive_vs_boot import cold_boot, doit, revived  # noqa: E402
 
 from tasks.common import Paths  # noqa: E402
-from tasks.config import load  # noqa: E402
-from tasks.guests.debian import from_table, rootfs  # noqa: E402
-from tasks.machine import snapshot as snap  # noqa: E402
+from revive.config import load  # noqa: E402
+from revive.guests.debian import from_table, rootfs  # noqa: E402
+from revive.machine import snapshot as snap  # noqa: E402
 
 STAGES = ["sources:hello", "keys", "payload", "iso", "floppy", "install", "snapshot"]
 

@@ -29,15 +29,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tasks.common import Paths  # noqa: E402
-from tasks.config import load  # noqa: E402
-from tasks.core.files import remove  # noqa: E402
-from tasks.core.proc import run  # noqa: E402
-from tasks.core.wait import wait_for  # noqa: E402
-from tasks.machine import snapshot as snap  # noqa: E402
-from tasks.machine import revive as revive_lib  # noqa: E402
-from tasks.machine.qemu import launch_with_port  # noqa: E402
-from tasks.machine.revive import Stopwatch  # noqa: E402
-from tasks.remote import agent, ssh  # noqa: E402
+from revive.config import load  # noqa: E402
+from revive.core.files import remove  # noqa: E402
+from revive.core.proc import run  # noqa: E402
+from revive.core.wait import wait_for  # noqa: E402
+from revive.machine import snapshot as snap  # noqa: E402
+from revive.machine import revive as revive_lib  # noqa: E402
+from revive.machine.qemu import launch_with_port  # noqa: E402
+from revive.machine.revive import Stopwatch  # noqa: E402
+from revive.remote import agent, ssh  # noqa: E402
 
 agent_values = agent.argv_values
 

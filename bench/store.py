@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tasks.cluster import store as st  # noqa: E402
+from revive.cluster import store as st  # noqa: E402
 from tests.integration.sshd import Sshd, drop_sftp_connections  # noqa: E402
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from .common import (Paths, action, base_damage, files_under, say, settings, stage_inputs,
                      uptodate)
-from .core import interrupts
-from .core.errors import UserError
-from .core.files import atomic_path, remove
-from .machine import revive
+from revive.core import interrupts
+from revive.core.errors import UserError
+from revive.core.files import atomic_path, remove
+from revive.machine import revive
 
 
 def request_for(inputs) -> revive.BuildRequest:
@@ -32,9 +32,9 @@ def keep_wanted_by_env() -> bool:
 @action
 def run_build(inputs, paths: Paths) -> None:
     request = request_for(inputs)
-    # With [cluster] the build runs on a Dask worker (tasks/cluster/).
+    # With [cluster] the build runs on a Dask worker (revive/cluster/).
     if inputs.limits.get("cluster") is not None:
-        from .cluster.submit import run_remote_build
+        from revive.cluster.submit import run_remote_build
         _report(request, *run_remote_build(inputs.limits["cluster"], paths, request))
         return
     problem = base_damage(paths)
@@ -116,7 +116,7 @@ def input_files(paths: Paths, build) -> "list[str]":
 
 def clean_build(paths: Paths, name: str) -> None:
     """`doit clean build:NAME`: its results and its kept states, each named."""
-    from .machine import keep
+    from revive.machine import keep
     for path in [paths.builds / name, *keep.kept_states(paths.artifacts, name)]:
         if path.exists():
             remove(path)

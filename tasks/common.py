@@ -11,11 +11,11 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import config as config_mod
-from .core import interrupts
-from .core.errors import UserError, for_people
-from .core.files import matches_sha256, sweep_stale
-from .core.space import is_nospace, nospace_message
+from revive import config as config_mod
+from revive.core import interrupts
+from revive.core.errors import UserError, for_people
+from revive.core.files import matches_sha256, sweep_stale
+from revive.core.space import is_nospace, nospace_message
 
 
 @functools.lru_cache(maxsize=None)
@@ -59,16 +59,16 @@ def _lock_project(artifacts: Path) -> None:
     _locks[str(artifacts)] = fh
     # Holding the lock, no other doit of this project runs: temporary names
     # left by a killed one are debris. Ctrl-C and SIGTERM from here on end a
-    # stage in one line (tasks/core/interrupts.py).
+    # stage in one line (revive/core/interrupts.py).
     sweep_stale(artifacts)
     interrupts.install()
 
 
 def stage_inputs(cfg: config_mod.Config, stage: str):
-    """The stage's input record (``tasks.inputs``); a problem found while
+    """The stage's input record (``revive.inputs``); a problem found while
     making it (the host's apt sources, say) ends doit with one line, like a
     config mistake."""
-    from . import inputs
+    from revive import inputs
     try:
         if stage.startswith("builds."):
             return inputs.for_build(cfg, stage.split(".", 1)[1])

@@ -73,7 +73,7 @@ def to_dot(tasks: list, root: Path) -> str:
                 edges.add((producer[dep], task.name, Path(dep).name))
             else:
                 # Inputs no task makes, by folder (two levels: examples/hello/,
-                # tasks/guests/), so the picture stays readable.
+                # revive/guests/), so the picture stays readable.
                 parts = Path(_relative(dep, roots)).parent.parts[:2]
                 folders["/".join(parts) + "/"].add(task.name)
         for dep in sorted(task.task_dep):

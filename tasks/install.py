@@ -11,13 +11,13 @@ import time
 
 from .common import (Paths, action, base_intact, base_record, say, settings, stage_inputs,
                      uptodate)
-from .core.errors import UserError
-from .core.files import atomic_path, remember_sha256, sha256_file, write_atomic
-from .core.progress import StatusLine
-from .core.proc import run
-from .core.wait import wait_for
-from .machine import accel, qemu
-from .machine.qemu import Machine, tail
+from revive.core.errors import UserError
+from revive.core.files import atomic_path, remember_sha256, sha256_file, write_atomic
+from revive.core.progress import StatusLine
+from revive.core.proc import run
+from revive.core.wait import wait_for
+from revive.machine import accel, qemu
+from revive.machine.qemu import Machine, tail
 
 PROGRESS_EVERY = 15.0
 

@@ -6,11 +6,11 @@ import json
 from doit.tools import run_once
 
 from .common import Paths, action, say, settings, stage_inputs, uptodate
-from .core.files import atomic_path, remove, sha256_file
-from .core.space import writing
-from .formats.fat12 import write_floppy
-from .formats.iso import write_iso
-from .remote.ssh import generate_keypair
+from revive.core.files import atomic_path, remove, sha256_file
+from revive.core.space import writing
+from revive.formats.fat12 import write_floppy
+from revive.formats.iso import write_iso
+from revive.remote.ssh import generate_keypair
 
 
 @action

@@ -3,7 +3,7 @@ the snapshot (with build NAME's shares mounted), in the current terminal,
 as the build user. Leaving the shell kills the copy; nothing is kept.
 
 ``--kept STATE`` opens a failed build's kept state instead (see
-tasks/machine/keep.py): the guest resumes as the command left it.
+revive/machine/keep.py): the guest resumes as the command left it.
 """
 
 import os
@@ -11,10 +11,10 @@ from pathlib import Path
 
 from .build import input_files
 from .common import Paths, action, say, settings
-from .core.files import remove
-from .machine import keep, revive
-from .machine import snapshot as snap
-from .remote import terminal
+from revive.core.files import remove
+from revive.machine import keep, revive
+from revive.machine import snapshot as snap
+from revive.remote import terminal
 
 KEPT_PARAM = {"name": "kept", "long": "kept", "type": str, "default": "",
               "help": "a kept state of a failed build to resume (a folder name "

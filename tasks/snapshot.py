@@ -5,16 +5,16 @@ machine and save its memory and device state → artifacts/snapshot/."""
 import json
 
 from .common import Paths, action, base_damage, say, settings, stage_inputs, uptodate
-from .core.errors import UserError
-from .core.files import atomic_path, remove
-from .core.progress import StatusLine
-from .core.proc import run
-from .inputs import plain
-from .machine import accel, qemu
-from .machine import snapshot as snap
-from .machine.qemu import launch_with_port
-from .machine.revive import Stopwatch
-from .remote import agent, ssh
+from revive.core.errors import UserError
+from revive.core.files import atomic_path, remove
+from revive.core.progress import StatusLine
+from revive.core.proc import run
+from revive.inputs import plain
+from revive.machine import accel, qemu
+from revive.machine import snapshot as snap
+from revive.machine.qemu import launch_with_port
+from revive.machine.revive import Stopwatch
+from revive.remote import agent, ssh
 
 
 def empty_share_dirs(shares, work) -> "dict[str, str]":

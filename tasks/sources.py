@@ -19,9 +19,9 @@ import shutil
 from pathlib import Path
 
 from .common import Paths, action, config_slice, files_under, say, settings
-from .core.errors import UserError
-from .core.files import atomic_path, sha256_file, write_atomic
-from .fetch import lock, tarball
+from revive.core.errors import UserError
+from revive.core.files import atomic_path, sha256_file, write_atomic
+from revive.fetch import lock, tarball
 
 
 def folder(paths: Paths, name: str) -> Path:
@@ -33,7 +33,7 @@ def manifest(paths: Paths, name: str) -> Path:
 
 
 def _debian_settings(cfg):
-    from .guests.debian import DebianSettings, from_table
+    from revive.guests.debian import DebianSettings, from_table
     # The suite and mirror of a Debian guest; for other kinds Debian's defaults.
     if isinstance(cfg.guest_settings, DebianSettings):
         return cfg.guest_settings
@@ -74,7 +74,7 @@ def fetch_source(cfg, paths: Paths, source) -> None:
 
 
 def _fetch_debian(cfg, paths: Paths, source, dest: Path, log: Path) -> dict:
-    from .guests.debian import sources as debian_sources
+    from revive.guests.debian import sources as debian_sources
     debian = _debian_settings(cfg)
     dest.mkdir()
     files = debian_sources.fetch(source.debian, dest, suite=debian.suite,
@@ -105,6 +105,6 @@ def task_sources():
 
 
 def _clean(paths: Paths, name: str) -> None:
-    from .core.files import remove
+    from revive.core.files import remove
     remove(folder(paths, name))
     remove(manifest(paths, name))

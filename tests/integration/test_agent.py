@@ -168,9 +168,9 @@ def test_a_command_past_its_deadline_is_stopped(project):
 def test_a_dead_agent_is_one_line_naming_the_console_and_no_qemu_is_left(project):
     """The agent killed inside a revived guest: the next command over it fails
     within its deadline with one line that names the serial log."""
-    from tasks.core.errors import UserError
-    from tasks.machine.revive import Stopwatch, revived
-    from tasks.remote import agent
+    from revive.core.errors import UserError
+    from revive.machine.revive import Stopwatch, revived
+    from revive.remote import agent
 
     artifacts = project.artifacts
     work = artifacts / "work" / "dead-agent"

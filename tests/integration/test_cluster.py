@@ -1,5 +1,5 @@
 """Builds on a real Dask cluster on this machine: a `dask scheduler` and two
-workers started with `python -m tasks.cluster.worker` on loopback, each with
+workers started with `python -m revive.cluster.worker` on loopback, each with
 its own cache and work folder (two "hosts"), the store a local folder, the
 tiny guest under TCG. The fixture starts them and reaps them on every path."""
 
@@ -99,7 +99,7 @@ class Cluster:
 
     def start_worker(self, name: str, vms: int = 2) -> None:
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "tasks.cluster.worker", self.address, "--vms", str(vms),
+            [sys.executable, "-m", "revive.cluster.worker", self.address, "--vms", str(vms),
              "--cache", str(self.root / name), "--accel", "tcg", "--name", name],
             cwd=REPO, stdout=open(self.root / f"{name}.log", "w"), stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True)
@@ -291,7 +291,7 @@ def test_a_snapshot_no_worker_can_revive_is_one_line(cluster):
     assert cluster.doit("forget", "build:b3").returncode == 0
     proc = cluster.doit("build:b3", timeout=120)
     assert proc.returncode != 0
-    from tasks.machine import qemu
+    from revive.machine import qemu
     assert (f"revive: no worker of {cluster.address} can revive this snapshot "
             f"(qemu-{qemu.version()}-tcg-x86_64); workers offer: no workers connected"
             in proc.stdout + proc.stderr)

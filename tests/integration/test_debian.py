@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from tasks.core.errors import UserError
-from tasks.guests.debian import from_table, sources
+from revive.core.errors import UserError
+from revive.guests.debian import from_table, sources
 
 from .conftest import REPO, Project, qemu_processes, stale
 from .terminal import PROMPT, Terminal

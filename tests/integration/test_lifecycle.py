@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.files import stamp
+from revive.core.files import stamp
 
 from .conftest import interrupt, qemu_processes
 

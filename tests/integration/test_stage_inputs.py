@@ -1,6 +1,6 @@
 """What a stage reads is what it hashes, checked against doit itself.
 
-The cases are generated from the stages' input records (``tasks.inputs``),
+The cases are generated from the stages' input records (``revive.inputs``),
 not from a list written here: for every key of every record, changing it to
 another valid value must make exactly the stages whose records hold it out
 of date (doit's own status), and the stages after them follow through their
@@ -11,9 +11,9 @@ import tomllib
 
 import pytest
 
-from tasks import config as config_mod
-from tasks import inputs
-from tasks.guests import KINDS
+from revive import config as config_mod
+from revive import inputs
+from revive.guests import KINDS
 
 from .conftest import stale
 

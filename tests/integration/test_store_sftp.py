@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.cluster import store as st
-from tasks.core.errors import UserError
+from revive.cluster import store as st
+from revive.core.errors import UserError
 
 from .conftest import REPO, processes_mentioning
 from .sshd import Sshd, drop_sftp_connections
@@ -141,8 +141,8 @@ def test_a_connection_that_died_is_replaced(server, home):
 
 CONNECT_AT_ONCE = """
 import json, sys, threading
-from tasks.cluster import store as st
-from tasks.core.errors import UserError
+from revive.cluster import store as st
+from revive.core.errors import UserError
 results = []
 def connect():
     try:

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from tasks.config import parse
-from tasks.core.errors import UserError
-from tasks.remote import agent
+from revive.config import parse
+from revive.core.errors import UserError
+from revive.remote import agent
 
 
 class Peer(threading.Thread):

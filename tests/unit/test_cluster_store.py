@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.cluster import store as st
-from tasks.config import parse
-from tasks.core.errors import UserError
+from revive.cluster import store as st
+from revive.config import parse
+from revive.core.errors import UserError
 
 
 def sha(data: bytes) -> str:

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from tasks.cluster import resources as res
-from tasks.cluster import submit, thunk
-from tasks.core.errors import UserError
+from revive.cluster import resources as res
+from revive.cluster import submit, thunk
+from revive.core.errors import UserError
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from tasks.core.collect import check_output_name, collect_outputs
-from tasks.core.errors import UserError
+from revive.core.collect import check_output_name, collect_outputs
+from revive.core.errors import UserError
 
 
 @pytest.fixture

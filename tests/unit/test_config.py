@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import load, parse
-from tasks.core.errors import UserError
+from revive.config import load, parse
+from revive.core.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 MINIMAL = """

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tasks.formats.cpio import Archive
+from revive.formats.cpio import Archive
 
 
 def cpio_tool() -> str:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.errors import UserError
-from tasks.guests.windows.cygwin import (closure, copy_payload, find_mirror_root,
+from revive.core.errors import UserError
+from revive.guests.windows.cygwin import (closure, copy_payload, find_mirror_root,
                                          parse_setup_ini)
 
 FIXTURE = Path(__file__).parent.parent / "data" / "cygwin"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import parse
-from tasks.core.errors import UserError
-from tasks import inputs
-from tasks.guests import debian, kind_for
-from tasks.guests.debian import apt, rootfs
+from revive.config import parse
+from revive.core.errors import UserError
+from revive import inputs
+from revive.guests import debian, kind_for
+from revive.guests.debian import apt, rootfs
 
 SIGNED = "/usr/share/keyrings/debian-archive-keyring.gpg"
 

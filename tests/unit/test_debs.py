@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.errors import UserError
-from tasks.guests import debs
+from revive.core.errors import UserError
+from revive.guests import debs
 
 
 def dpkg_deb() -> str:
@@ -76,7 +76,7 @@ def test_paths_escaping_the_destination_are_refused():
 # --- fetch, with apt-get replaced ----------------------------------------
 
 class FakeApt:
-    """Stands in for tasks.core.proc.run: "downloads" ``payload`` into cwd."""
+    """Stands in for revive.core.proc.run: "downloads" ``payload`` into cwd."""
 
     def __init__(self, payload: bytes = b"deb bytes", fail: bool = False):
         self.payload, self.fail, self.calls = payload, fail, []
@@ -132,10 +132,10 @@ def test_a_version_the_archive_lacks_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(debs, "run", FakeApt(fail=True))
     with pytest.raises(UserError) as err:
         debs.fetch([pin_for(b"x")], tmp_path / "cache", tmp_path / "log",
-                   pinned_in="tasks/guests/tiny/pins.py")
+                   pinned_in="revive/guests/tiny/pins.py")
     message = str(err.value)
     assert "revive-test=1:1.0-1" in message
-    assert "apt-get update" in message and "tasks/guests/tiny/pins.py" in message
+    assert "apt-get update" in message and "revive/guests/tiny/pins.py" in message
     assert list((tmp_path / "cache").iterdir()) == []
 
 

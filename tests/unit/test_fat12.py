@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.formats import fat12
+from revive.formats import fat12
 
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tasks import inputs
+from revive import inputs
 from tasks.common import Paths
-from tasks.config import _VALUES, load
-from tasks.guests import KINDS, base, kind_for
-from tasks.machine import qemu
-from tasks.machine import snapshot as snap
-from tasks.machine.qemu import Machine
+from revive.config import _VALUES, load
+from revive.guests import KINDS, base, kind_for
+from revive.machine import qemu
+from revive.machine import snapshot as snap
+from revive.machine.qemu import Machine
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = {"tiny": REPO / "config.toml", "debian": REPO / "examples" / "debian.toml",
@@ -113,7 +113,7 @@ def test_snapshot_template_fills_and_revives(project, tmp_path):
               "ram": str(work / "ram"), "ram-share": "on", "smb": str(work / "smb"),
               "port": "0", **{s: str(work) for s in shares}}
     if "agent-socket" in used:
-        from tasks.remote import agent
+        from revive.remote import agent
         values.update(agent.argv_values(work))
     if "ovmf-vars" in used:
         values["ovmf-vars"] = str(shutil.copyfile(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.formats import iso
+from revive.formats import iso
 
 LONG_NAME = "python3-" + "x" * 70 + "-1.0-1.tar.xz"  # over Joliet's 64
 BOOT_IMAGE = bytes(range(256)) * 16  # 4096 B: two CD sectors, like isolinux.bin

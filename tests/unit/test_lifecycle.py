@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from tasks.common import interrupted_line
-from tasks.core import interrupts
-from tasks.core.files import matches_sha256, sha256_file, sweep_stale
+from revive.core import interrupts
+from revive.core.files import matches_sha256, sha256_file, sweep_stale
 
 
 def dead_pid() -> int:

@@ -7,8 +7,8 @@ import os
 import pty
 import time
 
-from tasks.core import progress
-from tasks.core.progress import StatusLine, last_line
+from revive.core import progress
+from revive.core.progress import StatusLine, last_line
 
 
 def test_last_line_reads_the_tail_and_drops_escape_sequences(tmp_path):

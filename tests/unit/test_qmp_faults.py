@@ -11,9 +11,9 @@ import time
 import pytest
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from tasks.core.errors import UserError
-from tasks.machine import snapshot as snap
-from tasks.machine.qemu import Machine
+from revive.core.errors import UserError
+from revive.machine import snapshot as snap
+from revive.machine.qemu import Machine
 
 
 class FakeQMP(threading.Thread):

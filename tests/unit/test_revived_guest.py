@@ -8,9 +8,9 @@ import pytest
 import tomllib
 from pathlib import Path
 
-from tasks import inputs
-from tasks.config import parse
-from tasks.guests.linux import clock_command, entropy_command
+from revive import inputs
+from revive.config import parse
+from revive.guests.linux import clock_command, entropy_command
 
 
 @pytest.mark.parametrize("shell", ["dash", "sh"])

@@ -3,9 +3,9 @@
 
 import pytest
 
-from tasks.core.errors import UserError
-from tasks.machine import qemu
-from tasks.machine import snapshot as snap
+from revive.core.errors import UserError
+from revive.machine import qemu
+from revive.machine import snapshot as snap
 
 
 def test_fill_replaces_tokens_once():

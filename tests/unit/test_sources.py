@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import parse
-from tasks.core.errors import UserError
-from tasks.fetch import lock, tarball
+from revive.config import parse
+from revive.core.errors import UserError
+from revive.fetch import lock, tarball
 
 REPO = Path(__file__).resolve().parents[2]
 SHARES = """

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from tasks.core.errors import UserError
-from tasks.guests.linux import answers as linux_answers
+from revive.core.errors import UserError
+from revive.guests.linux import answers as linux_answers
 
 HOSTILE = [
     "it's",

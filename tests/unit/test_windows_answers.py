@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.errors import UserError
-from tasks.guests.windows.answers import (answer_file, autounattend_xml,
+from revive.core.errors import UserError
+from revive.guests.windows.answers import (answer_file, autounattend_xml,
                                           floppy_files, winnt_sif)
-from tasks.guests.windows.settings import from_table
-from tasks.guests.windows.setup_script import (config_cmd, payload_files,
+from revive.guests.windows.settings import from_table
+from revive.guests.windows.setup_script import (config_cmd, payload_files,
                                                read_report, share_commands, write_payload)
 
 U = "urn:schemas-microsoft-com:unattend"
@@ -409,7 +409,7 @@ def test_unmappable_shares_are_refused(name, guest, ssh):
 # --- issue 12: Joliet names, the clock after revive, XP's shares -------------------
 
 def test_a_name_joliet_would_shorten_is_refused_naming_the_file(tmp_path):
-    from tasks.guests.windows.setup_script import JOLIET_MAX, check_joliet_names
+    from revive.guests.windows.setup_script import JOLIET_MAX, check_joliet_names
     release = tmp_path / "cygwin" / "noarch" / "release" / "pkg"
     release.mkdir(parents=True)
     fits = "p" * (JOLIET_MAX - len(".tar.xz")) + ".tar.xz"
@@ -443,7 +443,7 @@ def test_the_payload_cd_refuses_long_names_when_it_is_built(tmp_path):
 
 
 def test_the_clock_command_sets_windows_time_after_revive():
-    from tasks.guests.windows.setup_script import set_clock_command
+    from revive.guests.windows.setup_script import set_clock_command
     command = set_clock_command(1795805911.25)
     assert "date -u -s @1795805911.250" in command
     assert "AddSeconds(1795805911.250)" in command       # the fallback
@@ -456,7 +456,7 @@ def test_the_clock_command_sets_windows_time_after_revive():
 def test_the_clock_command_on_a_host_shell_reports_what_it_could_not_do(tmp_path):
     """Run it for real with a date that cannot set the clock (not root): it
     must go on and say so on stderr."""
-    from tasks.guests.windows.setup_script import set_clock_command
+    from revive.guests.windows.setup_script import set_clock_command
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "date").write_text("#!/bin/sh\nexit 1\n")
@@ -470,7 +470,7 @@ def test_the_clock_command_on_a_host_shell_reports_what_it_could_not_do(tmp_path
 def test_xp_shares_are_refused_in_one_line():
     from types import SimpleNamespace
 
-    from tasks.guests.windows.setup_script import check_shares_supported
+    from revive.guests.windows.setup_script import check_shares_supported
     shares = [SimpleNamespace(name="xchg"), SimpleNamespace(name="src")]
     with pytest.raises(UserError) as err:
         check_shares_supported(xp(), shares)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.errors import UserError
-from tasks.guests.windows import cdboot
-from tasks.guests.windows.settings import check_ui_language, from_table
+from revive.core.errors import UserError
+from revive.guests.windows import cdboot
+from revive.guests.windows.settings import check_ui_language, from_table
 
 
 def fat(path: Path, label: str) -> bytes:
@@ -184,7 +184,7 @@ def server(iso, **over):
 
 
 def test_the_wim_images_are_read_from_the_iso(tmp_path):
-    from tasks.guests.windows.wim import iso_images
+    from revive.guests.windows.wim import iso_images
     iso = wim_iso(tmp_path, SERVER_EVAL, "install.esd")
     assert [(i.index, i.name, i.evaluation) for i in iso_images(iso)] == [
         (1, "Windows Server 2022 SERVERSTANDARDCORE", True),
@@ -192,7 +192,7 @@ def test_the_wim_images_are_read_from_the_iso(tmp_path):
 
 
 def test_an_evaluation_image_refuses_the_default_key(tmp_path):
-    from tasks.guests.windows.wim import check_edition
+    from revive.guests.windows.wim import check_edition
     iso = wim_iso(tmp_path, SERVER_EVAL)
     s = server(iso)
     assert s.product_key == "VDYBN-27WPP-V4HQT-9VMD4-VMK7H"   # the name cannot tell
@@ -206,7 +206,7 @@ def test_an_evaluation_image_refuses_the_default_key(tmp_path):
 
 
 def test_a_volume_licence_server_image_needs_a_key(tmp_path):
-    from tasks.guests.windows.wim import check_edition
+    from revive.guests.windows.wim import check_edition
     iso = wim_iso(tmp_path, SERVER_VL)
     check_edition(server(iso))                                  # the generic key
     with pytest.raises(UserError, match="is a Server image that stops Setup without a key"):
@@ -214,7 +214,7 @@ def test_a_volume_licence_server_image_needs_a_key(tmp_path):
 
 
 def test_an_image_the_iso_lacks_is_refused_listing_what_it_has(tmp_path):
-    from tasks.guests.windows.wim import check_edition
+    from revive.guests.windows.wim import check_edition
     iso = wim_iso(tmp_path, SERVER_VL)
     with pytest.raises(UserError) as err:
         check_edition(server(iso, image=3))

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks import inputs
-from tasks.config import load
-from tasks.guests.windows.profile import (OVMF_CODE, copy_ovmf_vars, cpu_model,
+from revive import inputs
+from revive.config import load
+from revive.guests.windows.profile import (OVMF_CODE, copy_ovmf_vars, cpu_model,
                                           device_model)
-from tasks.guests.windows.settings import from_table
+from revive.guests.windows.settings import from_table
 
 REPO = Path(__file__).resolve().parents[2]
 DISK = Path("/vm/base.qcow2")

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.errors import UserError
-from tasks.guests.windows import settings as settings_mod
-from tasks.guests.windows.settings import (DEFAULT_PASSWORD, check_iso,
+from revive.core.errors import UserError
+from revive.guests.windows import settings as settings_mod
+from revive.guests.windows.settings import (DEFAULT_PASSWORD, check_iso,
                                            from_table)
 
 SHA = "ab" * 32

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.errors import UserError
-from tasks.guests.windows import product_keys
-from tasks.guests.windows.answers import floppy_files
-from tasks.guests.windows.settings import (SERVERS, VERSIONS, from_table,
+from revive.core.errors import UserError
+from revive.guests.windows import product_keys
+from revive.guests.windows.answers import floppy_files
+from revive.guests.windows.settings import (SERVERS, VERSIONS, from_table,
                                            password_complexity_problem)
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,94 @@
+"""The ``revive`` command: doit with revive's tasks, in the folder that holds
+your ``config.toml``.
+
+    revive init [tiny|debian|windows]   a commented config.toml to start from
+    revive build | build:NAME | snapshot | shell[:NAME] | list | info TASK
+           | forget | clean | -n N …      what ``doit …`` does in a clone
+
+The config is ``./config.toml`` (or the one ``REVIVE_CONFIG`` names, or the
+one ``-c PATH`` names); ``artifacts/`` sits beside it and relative paths in it
+are read against its folder, so the command works from any folder a project
+keeps its config in. A clone's ``.venv/bin/doit`` runs the same tasks
+(``tasks/dodo.py``).
+"""
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from .core.errors import UserError, for_people
+
+USAGE = """usage: revive [-c CONFIG] COMMAND [ARGS…]
+
+  init [tiny|debian|windows]    write a commented config.toml here (never over one)
+  build                         every build (installs and snapshots first as needed)
+  build:NAME                    one build
+  snapshot                      install and snapshot the guest, no build
+  shell | shell:NAME            a login in a throwaway copy (--kept: a kept failed one)
+  list | info TASK | forget | clean | help
+                                doit's own commands on revive's tasks
+  -n N                          N builds at once, as doit's -n
+
+The config is ./config.toml, or -c PATH, or $REVIVE_CONFIG.
+docs: README.md, docs/ in revive's source"""
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] in (["-h"], ["--help"]):
+            print(USAGE)
+            return 0
+        config = None
+        if argv[:1] == ["-c"] and len(argv) > 1:
+            config, argv = argv[1], argv[2:]
+        if argv[:1] == ["init"]:
+            return _init(argv[1:])
+        return _doit(argv, config)
+    except UserError as err:
+        print(for_people(err), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(for_people("interrupted"), file=sys.stderr)
+        return 130
+
+
+def _doit(argv: "list[str]", config: "str | None") -> int:
+    path = Path(config or os.environ.get("REVIVE_CONFIG") or "config.toml").resolve()
+    if not path.is_file():
+        raise UserError(f"no config at {path}: run 'revive init' here to write one, "
+                        "or name yours with -c PATH")
+    # doit keeps its state in artifacts/ beside the config, and the stages
+    # read relative paths against the config's folder.
+    os.environ["REVIVE_CONFIG"] = str(path)
+    os.chdir(path.parent)
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+    return DoitMain(ModuleTaskLoader(_tasks()), extra_config={"GLOBAL": {}}).run(argv)
+
+
+def _tasks():
+    """revive's task module: ``revive.tasks.dodo`` when installed; in a clone
+    its tasks/ sits beside revive/ (pyproject maps one onto the other)."""
+    try:
+        return importlib.import_module("revive.tasks.dodo")
+    except ModuleNotFoundError as err:
+        if err.name not in ("revive.tasks", "revive.tasks.dodo"):
+            raise
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    return importlib.import_module("tasks.dodo")
+
+
+def _init(argv: "list[str]") -> int:
+    from . import starter
+    kind = argv[0] if argv else "tiny"
+    written = starter.write(Path.cwd(), kind)
+    for path in written:
+        print(f"revive: wrote {path}")
+    print("revive: next, 'revive build' (the first run installs the guest and takes its snapshot)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

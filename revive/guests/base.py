@@ -1,0 +1,159 @@
+"""The guest-kind contract: what a kind of guest provides to the stages.
+
+A kind is a subclass of ``GuestKind`` listed once in ``revive.guests.KINDS``.
+Required hooks raise ``NotImplementedError``; optional ones have defaults
+that suit a Linux guest reached over SSH. Nothing outside a kind branches on
+its name: stages, config validation and revive ask the kind.
+
+A kind is made from its settings alone (``Settings.from_table`` of the
+``[guest]`` table, a frozen dataclass); whatever else a hook reads comes in
+the stage's input record (``revive.inputs``), whose keys the kind declares in
+``reads``, so that what a stage reads is exactly what it hashes.
+"""
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from ..machine import accel as accel_mod
+from ..machine.devices import DeviceModel
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """A kind with no ``[guest]`` keys besides ``kind``."""
+
+    @classmethod
+    def from_table(cls, table: dict, root: Path) -> "NoSettings":
+        from ..core.errors import UserError
+        for key in table:
+            if key != "kind":
+                raise UserError(f"config.toml: [guest] {key}: unknown key; this guest "
+                                "kind takes only kind")
+        return cls()
+
+
+class GuestKind:
+    name = ""
+    Settings = NoSettings
+    iso_volume = "REVIVE_INSTALL"
+    iso_boot = None                  # El Torito boot of the payload ISO, or None
+    default_transport = "9p"         # how shares reach the guest
+    transports = ("9p", "smb")
+    drive_letters = False            # may a share's guest path be "S:"?
+    channels = ("agent", "ssh")      # [vm] channel: what builds talk over; first = default
+    channel_note = ""                # why a channel is missing, for the error
+    min_disk_mb = 512                # the smallest disk its install fits on, with a build
+    # The config keys each stage reads besides the kind's settings.
+    reads = {
+        "payload": (),
+        "floppy": ("answers.hostname", "answers.user"),
+        "install": ("answers.disk_size",),
+        "snapshot": ("answers.user", "vm.memory", "vm.cpus", "vm.accel", "vm.save",
+                     "vm.channel", "shares"),
+    }
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def settings_for(self, stage: str):
+        """The settings a stage may see (all by default; None: none); a kind
+        hides what a stage must not depend on, e.g. the install ISO from the
+        media. What a stage sees is what it hashes."""
+        return self.settings
+
+    @classmethod
+    def check_shares(cls, settings, shares) -> None:
+        """Refuse, at config load, shares this kind cannot mount (UserError)."""
+
+    @classmethod
+    def hidden(cls, settings, *names: str):
+        """``settings`` with ``names`` blanked, so a stage cannot read them."""
+        return replace(settings, **{n: None for n in names})
+
+    @classmethod
+    def setting_names(cls) -> "list[str]":
+        return [f.name for f in fields(cls.Settings)]
+
+    # -- media -------------------------------------------------------------
+    def source_files(self) -> "list[Path]":
+        """Repository files that shape the payload (its file_dep)."""
+        raise NotImplementedError
+
+    def payload_needs_key(self) -> bool:
+        return False
+
+    def host_facts(self) -> dict:
+        """Facts of the host that shape the payload (hashed with it)."""
+        return {}
+
+    def build_payload(self, inputs, paths, out: Path, log: Path) -> None:
+        raise NotImplementedError
+
+    def floppy_files(self, inputs, public_key: str) -> "dict[str, bytes]":
+        raise NotImplementedError
+
+    # -- install -----------------------------------------------------------
+    def probe_kernel(self, paths) -> Path:
+        """A Linux kernel the KVM probe boots."""
+        raise NotImplementedError
+
+    def check_install_inputs(self, inputs, paths, log: Path) -> None:
+        pass
+
+    def install_files(self, paths) -> "list[Path]":
+        return [paths.iso, paths.floppy, paths.payload_manifest]
+
+    def install_devices(self, inputs, paths, disk: Path) -> DeviceModel:
+        raise NotImplementedError
+
+    def install_report(self, console: str) -> dict:
+        """{done, failed, host_key, step} read from the serial console."""
+        raise NotImplementedError
+
+    def during_install(self, vm, elapsed: float) -> None:
+        pass
+
+    def after_install(self, paths, disk: Path) -> None:
+        pass
+
+    # -- snapshot and builds -----------------------------------------------
+    def machine_alias(self) -> str:
+        return "pc"
+
+    def cpu_model(self, accel: str) -> str:
+        return accel_mod.default_cpu(accel)
+
+    def installed_devices(self, inputs) -> DeviceModel:
+        """The installed system's device model with ``@token@`` placeholders
+        (``@disk@``, ``@port@``, ``@smb@``, ``@artifacts@``, ``@share.NAME@``)
+        for what differs between the snapshot run and each revive."""
+        raise NotImplementedError
+
+    def vm_values(self, artifacts: Path, work: Path) -> "dict[str, str]":
+        """Token values a kind adds for one VM (e.g. its firmware variables)."""
+        return {}
+
+    def ssh_user(self) -> str:
+        return "root"
+
+    def build_user(self, inputs) -> str:
+        return inputs["answers.user"]
+
+    def prepare_shares(self, shares) -> str:
+        """Shell command run at the snapshot: check every share mounts, then
+        leave none mounted (migration is refused while 9p is mounted)."""
+        raise NotImplementedError
+
+    def after_revive(self, shares, now: float) -> str:
+        """Shell command run after each revive: the clock, the shares."""
+        raise NotImplementedError
+
+    def before_keep(self, shares) -> str:
+        """Shell command run before a failed copy is saved to be reopened
+        later: leave no share mounted (QEMU refuses to migrate with 9p
+        mounted, and an SMB session does not survive the revive: the mount
+        would answer "Stale file handle"). It fails when one stays."""
+        return "true"
+
+    def command_line(self, command: str, env: "dict[str, str]", user: str, shares=()) -> str:
+        raise NotImplementedError

@@ -1,0 +1,219 @@
+"""The "debian" guest: a real Debian system (systemd, OpenSSH, a toolchain)
+on the same stages as the tiny guest; only what is installed differs.
+
+Payload: the tiny guest's installer, kernel, boot initramfs and isolinux,
+unchanged, plus on the ISO:
+
+- ``system.tar.gz``: the Debian root, made on the host from Debian packages
+  by mmdebstrap (``rootfs``), cached by suite, sources and packages;
+- ``system.cpio``: revive's files for it, the pinned kernel's modules
+  (network, 9p, SMB, autofs) and the settings beside this module in
+  ``system/`` (SSH, network, the REVIVE-READY unit);
+- ``installer-hooks.sh``: the Debian steps the tiny installer sources.
+
+Boot: like the tiny guest, no bootloader on the disk. QEMU boots the
+payload's pinned kernel and boot initramfs, which switch_root into the
+Debian system's /sbin/init (systemd). The root carries no linux-image and
+no grub: the kernel that runs is exactly the pinned one, the same as the
+installer's, and there is nothing to update inside the image.
+
+``[guest]`` keys: ``suite`` ("bookworm"), ``mirror`` ("host": the host's apt
+sources; or an archive URL), ``packages`` (["build-essential"]: added to
+``REQUIRED``, which revive itself needs).
+"""
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from revive.core.errors import UserError
+from revive.core.files import sha256_file
+from revive.formats.cpio import Archive
+from revive.guests import debs, tiny
+from revive.guests.linux import LinuxKind, installer, kmod, pins
+
+from . import apt, rootfs
+
+HERE = Path(__file__).resolve().parent
+
+# What revive needs in every Debian guest: systemd as init (with udev, which
+# systemd-networkd waits for and which starts qemu-ga when its virtio-serial
+# port appears), OpenSSH, QEMU's guest agent, modprobe for the pinned
+# kernel's modules, and ip for looking around.
+REQUIRED = ("systemd-sysv", "udev", "openssh-server", "qemu-guest-agent", "kmod", "iproute2")
+DEFAULT_PACKAGES = ("build-essential",)
+DEFAULT_SUITE = "bookworm"
+
+# Modules of the pinned kernel the system loads at boot (dependencies come
+# from the modules' metadata): the tiny guest's disk, network and share
+# drivers, and autofs, which systemd asks for.
+MODULES = [*installer.BOOT_MODULES, *tiny.SYSTEM_MODULES, "autofs4"]
+
+_SUITE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_URL = re.compile(r"^(https?|file):///?[^\s\"']+$")
+
+
+@dataclass(frozen=True)
+class DebianSettings:
+    suite: str
+    mirror: str                   # "host" or an archive URL
+    packages: "tuple[str, ...]"   # the user's; REQUIRED is always added
+
+    @property
+    def all_packages(self) -> "list[str]":
+        return sorted(set(REQUIRED) | set(self.packages))
+
+    def sources(self) -> "list[apt.Source]":
+        return apt.sources_for(self.suite, self.mirror)
+
+    @classmethod
+    def from_table(cls, table: dict, root: "Path | None" = None) -> "DebianSettings":
+        return from_table(table)
+
+
+def from_table(table: dict) -> DebianSettings:
+    """The ``[guest]`` table of a Debian guest, checked key by key."""
+    known = ("kind", "suite", "mirror", "packages")
+    for key in table:
+        if key not in known:
+            raise _error(key, "unknown key", f"a Debian guest takes {', '.join(known)}")
+    suite = table.get("suite", DEFAULT_SUITE)
+    if not isinstance(suite, str) or not _SUITE.match(suite):
+        raise _error("suite", f"{suite!r} is not a Debian suite name",
+                     "use a code name such as \"bookworm\"")
+    mirror = table.get("mirror", "host")
+    if not isinstance(mirror, str) or (mirror != "host" and not _URL.match(mirror)):
+        raise _error("mirror", f"{mirror!r} is neither \"host\" nor an archive URL",
+                     "use \"host\" (the host's apt sources) or an http(s):// or "
+                     "file:// URL of a Debian archive")
+    packages = table.get("packages", list(DEFAULT_PACKAGES))
+    if not isinstance(packages, list) or not all(isinstance(p, str) for p in packages):
+        raise _error("packages", f"{packages!r} is not a list of package names",
+                     "write e.g. packages = [\"build-essential\", \"git\"]")
+    for name in packages:
+        if not _PACKAGE.match(name):
+            raise _error("packages", f"{name!r} is not a Debian package name",
+                         "use names as apt-get install takes them, without versions")
+    return DebianSettings(suite=suite, mirror=mirror.rstrip("/") if mirror != "host" else mirror,
+                          packages=tuple(packages))
+
+
+def _error(key: str, problem: str, todo: str) -> UserError:
+    return UserError(f"config.toml: [guest] {key}: {problem}; {todo}")
+
+
+# --- what the stages call -------------------------------------------------
+
+# Modules here that build no part of the payload (they fetch build inputs).
+NOT_IN_PAYLOAD = ("sources.py",)
+
+
+def source_files() -> "list[Path]":
+    """The repository files that shape the payload (file_dep of its task):
+    this guest's and the tiny guest's, whose installer and boot it uses."""
+    own = [p for p in HERE.rglob("*")
+           if p.is_file() and "__pycache__" not in p.parts and p.name not in NOT_IN_PAYLOAD]
+    return sorted(own) + list(tiny.source_files())
+
+
+class DebianKind(LinuxKind):
+    """The stages' view of this guest: the tiny guest's, with its own payload."""
+
+    name = "debian"
+    Settings = DebianSettings
+    min_disk_mb = 1024
+
+    def source_files(self) -> "list[Path]":
+        return source_files()
+
+    def host_facts(self) -> dict:
+        # The resolved sources: a change in the host's apt sources makes
+        # another root, so the payload must be rebuilt.
+        return {"apt_sources": self.settings.sources()}
+
+    def build_payload(self, inputs, paths, out: Path, log: Path) -> None:
+        build_payload(paths.cache, out, log, inputs.guest, list(inputs.host["apt_sources"]))
+
+
+# --- the payload ----------------------------------------------------------
+
+def build_payload(cache: Path, out: Path, log: Path, settings: DebianSettings,
+                  sources: "list[apt.Source]") -> None:
+    """Write into the empty folder ``out``: the tiny guest's payload (its
+    installer, kernel, boot initramfs and isolinux), with the Debian system
+    on the ISO in place of the tiny one, debian-packages.txt and
+    manifest.json."""
+    cache, out = Path(cache), Path(out)
+    tiny.build_payload(cache / "debs", out, log)   # the installer, kernel and boot
+    root = rootfs.build(settings.suite, sources, settings.all_packages, cache, log)
+    iso = out / "iso"
+    _link_or_copy(root.tarball, iso / "system.tar.gz")
+    _overlay(cache / "debs", log).write(iso / "system.cpio")
+    shutil.copyfile(HERE / "installer-hooks.sh", iso / "installer-hooks.sh")
+    (out / "debian-packages.txt").write_text(rootfs.packages_listing(root.info))
+    _write_manifest(out / "manifest.json", settings, root)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    # The cached root is never changed in place (a new one is renamed over
+    # it), so a hard link is a safe copy.
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _overlay(debs_cache: Path, log: Path) -> Archive:
+    """revive's files for the Debian root: ``system/`` and the modules."""
+    archive = Archive()
+    system = HERE / "system"
+    for path in sorted(system.rglob("*")):
+        if path.is_file():
+            mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
+            archive.file(path.relative_to(system).as_posix(), path.read_bytes(), mode)
+    release = pins.KERNEL_RELEASE
+    kernel = debs.fetch([pins.KERNEL], debs_cache, log, pinned_in="revive/guests/linux/pins.py")
+    with tempfile.TemporaryDirectory(prefix="debian-modules-", dir=debs_cache) as tmp:
+        unpacked, staging = Path(tmp, "kernel"), Path(tmp, "staging")
+        debs.extract(kernel[pins.KERNEL.package], unpacked, [f"lib/modules/{release}"])
+        index = kmod.ModuleIndex(unpacked / "lib/modules" / release)
+        try:
+            # Under usr/: in a merged-/usr system /lib is a symlink, which
+            # the installer's cpio would replace by a folder.
+            kmod.install(index, MODULES, release, staging / "usr")
+        except KeyError as err:
+            raise UserError(f"{err.args[0]}: update MODULES in "
+                            "revive/guests/debian/__init__.py for the pinned kernel") from None
+        archive.add_tree(staging)
+        loadable = [m.name for m in map(index.resolve, MODULES) if m is not None]
+    archive.file("etc/modules-load.d/revive.conf",
+                 "".join(f"{m}\n" for m in ["# loaded by systemd-modules-load", *loadable])
+                 .encode())
+    return archive
+
+
+def _write_manifest(target: Path, settings: DebianSettings, root: rootfs.Root) -> None:
+    tiny_manifest = json.loads(target.read_text())
+    manifest = {
+        "guest": "debian",
+        "kernel_release": pins.KERNEL_RELEASE,
+        "boot_cmdline": installer.BOOT_CMDLINE,
+        "installer_packages": tiny_manifest["packages"],
+        "suite": settings.suite,
+        "mirror": settings.mirror,
+        "sources": root.info["sources"],
+        "releases": root.info["releases"],
+        "requested": settings.all_packages,
+        "packages": dict(root.info["installed"]),
+        "root": {"sha256": root.info["sha256"], "made_by": root.info["mmdebstrap"]},
+        # Every file the ISO and the boot get: the ISO task depends on this
+        # manifest alone, so any change to them must show here.
+        "files": {p.relative_to(target.parent).as_posix(): sha256_file(p)
+                  for p in sorted(target.parent.rglob("*")) if p.is_file() and p != target},
+    }
+    target.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,176 @@
+"""The "tiny" guest: the shared Linux installer and kernel, and a system of
+busybox and dropbear, assembled on the host from pinned bookworm packages,
+without root.
+
+The system's ``etc/init.d/rcS`` starts dropbear and prints ``REVIVE-READY``.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from revive.core.errors import UserError
+from revive.formats.cpio import Archive
+from revive.guests import debs
+from revive.guests.linux import LinuxKind, installer
+from revive.guests.linux import pins as linux_pins
+from revive.guests.linux.elf import interpreter, needed
+
+from . import pins
+
+HERE = Path(__file__).resolve().parent
+
+SYSTEM_MODULES = [
+    "virtio_net", "af_packet",                           # SSH
+    "9p", "9pnet_virtio",                                # 9p shares
+    "cifs", "nls_utf8",                                  # SMB shares
+    # SMB 3 signing/encryption builds gcm(aes) and ccm(aes) at mount time;
+    # the templates' own parts are not declared anywhere in modinfo.
+    "ctr", "ghash_generic",
+    "virtio_console",                                    # qemu-ga's virtio-serial port
+]
+
+# The system's programs, whose shared libraries are found like ldd would.
+SYSTEM_PROGRAMS = ["usr/sbin/dropbear", "usr/bin/dropbearkey", "usr/sbin/qemu-ga"]
+LIBRARY_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib"]
+
+# Folders of the installed system that no package provides.
+SYSTEM_DIRS = {"proc": 0o555, "sys": 0o555, "dev": 0o755, "tmp": 0o1777,
+               "run": 0o755, "root": 0o700, "home": 0o755, "mnt": 0o755,
+               "var/log": 0o755, "etc/dropbear": 0o700, "etc/revive": 0o755}
+
+
+class TinyKind(LinuxKind):
+    name = "tiny"
+
+    def source_files(self) -> "list[Path]":
+        return source_files()
+
+    def build_payload(self, inputs, paths, out: Path, log: Path) -> None:
+        build_payload(paths.cache / "debs", out, log)
+
+
+def source_files() -> "list[Path]":
+    """The repository files that shape the payload (file_dep of its task)."""
+    own = [p for p in HERE.rglob("*")
+           if p.is_file() and "__pycache__" not in p.parts]
+    return sorted(own) + installer.source_files()
+
+
+# --- the payload ----------------------------------------------------------
+
+def build_payload(cache: Path, out: Path, log: Path) -> None:
+    """Fetch the pinned packages into ``cache`` and write the ISO tree
+    (``out/iso``), the boot kernel and initramfs (``out/boot``) and
+    ``out/manifest.json`` into the empty folder ``out``."""
+    cache, out = Path(cache), Path(out)
+    packages = debs.fetch(linux_pins.ALL + pins.ALL, cache, log,
+                          pinned_in="revive/guests/linux/pins.py and revive/guests/tiny/pins.py")
+    with tempfile.TemporaryDirectory(prefix="tiny-payload-", dir=cache) as tmp:
+        work = Path(tmp)
+        inst = installer.build(packages, out, work)
+        userland = installer.unpack(packages, [pins.DROPBEAR, *pins.LIBRARIES, pins.QEMU_GA,
+                                               *pins.AGENT_LIBRARIES],
+                                    work / "userland")
+        _system(userland, inst, work / "system-modules").write(out / "iso/system.cpio")
+    _write_manifest(out / "manifest.json")
+
+
+def _system(userland: Path, inst: installer.Installer, staging: Path) -> Archive:
+    """The installed system: busybox (its applet links are made at install
+    time by ``busybox --install -s``), dropbear and its libraries, the etc/
+    files beside this module, and the modules for disk, network and shares."""
+    archive = Archive()
+    for path, mode in SYSTEM_DIRS.items():
+        archive.dir(path, mode)
+    archive.char_device("dev/console", 5, 1)
+    archive.char_device("dev/null", 1, 3, 0o666)
+    archive.file("bin/busybox", inst.busybox, 0o755)
+    archive.symlink("bin/sh", "busybox")
+    archive.symlink("sbin/init", "../bin/busybox")
+    for path in SYSTEM_PROGRAMS + shared_libraries(userland, SYSTEM_PROGRAMS):
+        _copy_into(archive, userland, path)
+    _add_repo_files(archive, HERE / "etc", "etc")
+    installer.add_modules(archive, inst.modules, installer.BOOT_MODULES + SYSTEM_MODULES,
+                          staging)
+    return archive
+
+
+def _add_repo_files(archive: Archive, folder: Path, prefix: str) -> None:
+    """Files from this repository, with modes that depend only on their
+    execute bit (not on the umask of whoever checked the repository out)."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
+            rel = path.relative_to(folder).as_posix()
+            archive.file(f"{prefix}/{rel}", path.read_bytes(), mode)
+
+
+def _copy_into(archive: Archive, root: Path, path: str) -> None:
+    host = root / path
+    if host.is_symlink():
+        archive.symlink(path, os.readlink(host))
+    else:
+        archive.file(path, host.read_bytes(), host.stat().st_mode & 0o7777)
+
+
+def shared_libraries(root: Path, programs: "list[str]") -> "list[str]":
+    """The library files (symlinks and what they point to) and the dynamic
+    loader that ``programs`` load, as paths relative to ``root``."""
+    found: "list[str]" = []
+    queue = list(programs)
+    while queue:
+        real = _resolve(root, queue.pop())
+        loader = interpreter(root / real)
+        names = needed(root / real) + ([loader] if loader else [])
+        for name in names:
+            path = _find_library(root, name)
+            for step in _symlink_chain(root, path):
+                if step not in found:
+                    found.append(step)
+                    queue.append(step)
+    return sorted(found)
+
+
+def _find_library(root: Path, name: str) -> str:
+    if name.startswith("/"):
+        candidates = [name.lstrip("/")]
+    else:
+        candidates = [f"{d}/{name}" for d in LIBRARY_DIRS]
+    for rel in candidates:
+        if os.path.lexists(root / rel):
+            return rel
+    raise UserError(f"no package in revive/guests/tiny/pins.py provides {name}: "
+                    "add the library's package there")
+
+
+def _symlink_chain(root: Path, rel: str) -> "list[str]":
+    """``rel`` and every path its symlinks lead to, all inside ``root``."""
+    chain = [rel]
+    while (root / rel).is_symlink():
+        target = os.readlink(root / rel)
+        if target.startswith("/"):
+            rel = os.path.normpath(target.lstrip("/"))
+        else:
+            rel = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+        chain.append(rel)
+    return chain
+
+
+def _resolve(root: Path, rel: str) -> str:
+    return _symlink_chain(root, rel)[-1]
+
+
+def _write_manifest(target: Path) -> None:
+    manifest = {
+        "guest": "tiny",
+        "kernel_release": linux_pins.KERNEL_RELEASE,
+        "boot_cmdline": installer.BOOT_CMDLINE,
+        "packages": [{"package": p.package, "version": p.version,
+                      "arch": p.arch, "sha256": p.sha256}
+                     for p in linux_pins.ALL + pins.ALL],
+    }
+    target.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
