@@ -65,7 +65,10 @@ def _doit(argv: "list[str]", config: "str | None") -> int:
     os.chdir(path.parent)
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
-    return DoitMain(ModuleTaskLoader(_tasks()), extra_config={"GLOBAL": {}}).run(argv)
+    tasks = _tasks()
+    if argv[:1] not in (["help"], ["--version"]):
+        tasks.start()      # the project lock, the sweep, the signal handlers
+    return DoitMain(ModuleTaskLoader(tasks), extra_config={"GLOBAL": {}}).run(argv)
 
 
 def _tasks():

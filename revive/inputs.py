@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import guests
-from .machine import qemu
+from . import qemu
 
 # Stages in pipeline order; each reads what the kind declares for it.
 STAGES = ("payload", "iso", "floppy", "install", "snapshot")

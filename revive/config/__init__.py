@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .. import guests
 from ..core.collect import check_output_name
 from ..core.errors import UserError
 
@@ -168,7 +169,6 @@ def parse(raw: dict, path: Path) -> Config:
     root = path.parent.resolve()
     t = _Table(raw, "", path.name)
     t.only("guest", "answers", "vm", "timeouts", "shares", "builds", "sources", "cluster")
-    from .. import guests
     guest = t.table("guest")
     kind = guest.choice("kind", tuple(guests.KINDS), "tiny")
     kind_class = guests.kind_class(kind)

@@ -11,11 +11,12 @@ the stage's input record (``revive.inputs``), whose keys the kind declares in
 ``reads``, so that what a stage reads is exactly what it hashes.
 """
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..machine import accel as accel_mod
-from ..machine.devices import DeviceModel
+from ..core.errors import UserError
+from ..qemu import accel as accel_mod
+from ..qemu.devices import DeviceModel
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,6 @@ class NoSettings:
 
     @classmethod
     def from_table(cls, table: dict, root: Path) -> "NoSettings":
-        from ..core.errors import UserError
         for key in table:
             if key != "kind":
                 raise UserError(f"config.toml: [guest] {key}: unknown key; this guest "
@@ -69,10 +69,6 @@ class GuestKind:
     def hidden(cls, settings, *names: str):
         """``settings`` with ``names`` blanked, so a stage cannot read them."""
         return replace(settings, **{n: None for n in names})
-
-    @classmethod
-    def setting_names(cls) -> "list[str]":
-        return [f.name for f in fields(cls.Settings)]
 
     # -- media -------------------------------------------------------------
     def source_files(self) -> "list[Path]":
@@ -132,6 +128,13 @@ class GuestKind:
     def vm_values(self, artifacts: Path, work: Path) -> "dict[str, str]":
         """Token values a kind adds for one VM (e.g. its firmware variables)."""
         return {}
+
+    def revive_files(self) -> "tuple[str, ...]":
+        """The files a revive reads besides the snapshot and base.qcow2,
+        relative to artifacts/ (those ``installed_devices`` names through
+        ``@artifacts@``, and those ``vm_values`` copies): a cluster worker
+        is sent exactly these."""
+        return ()
 
     def ssh_user(self) -> str:
         return "root"

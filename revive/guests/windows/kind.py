@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from ...core.files import sha256_file
-from ...machine.devices import DeviceModel
+from ...qemu.devices import DeviceModel
 from ..base import GuestKind
 from ..linux import installer
 from . import answers, cdboot, profile, setup_script
@@ -16,6 +16,8 @@ from .settings import WindowsSettings, check_iso
 
 PRESS_ANY_KEY_FOR = 40.0     # seconds of Enter presses for the UEFI CD prompt
 HERE = Path(__file__).resolve().parent
+# UEFI variables Setup wrote, beside the base image (relative to artifacts/).
+OVMF_VARS = "base-ovmf-vars.fd"
 
 
 class WindowsKind(GuestKind):
@@ -90,7 +92,7 @@ class WindowsKind(GuestKind):
 
     def ovmf_vars(self, artifacts: Path) -> Path:
         """UEFI variables written by Setup, kept beside the base image."""
-        return artifacts / "base-ovmf-vars.fd"
+        return artifacts / OVMF_VARS
 
     def install_devices(self, inputs, paths, disk: Path) -> DeviceModel:
         vars_ = None
@@ -153,6 +155,9 @@ class WindowsKind(GuestKind):
         # still needs a writable file of the same size behind its pflash.
         return {"ovmf-vars": str(shutil.copyfile(self.ovmf_vars(artifacts),
                                                  work / "ovmf-vars.fd"))}
+
+    def revive_files(self) -> "tuple[str, ...]":
+        return (OVMF_VARS,) if self.s.firmware == "uefi" else ()
 
     def _share_table(self, shares) -> dict:
         return {s.name: {"guest": s.guest, "mode": s.mode} for s in shares}
