@@ -169,6 +169,7 @@ class Machine:
             self.qemu, self.port = launch_with_port(
                 lambda port: saved.fill(self.template, {**self.values, "port": port}),
                 name=self.name, logdir=self.logs)
+        self._refuse_if_cancelled()     # cancelled while QEMU started
         if self.state is None:
             return self
         with self.watch.phase(phase):
