@@ -304,10 +304,13 @@ def test_winnt_refuses_a_percent_in_the_password():
 def test_config_cmd_values():
     lines = config_cmd(settings(packages=["make"])).decode().split("\r\n")
     values = dict(line[4:].split("=", 1) for line in lines if line.startswith("set "))
-    assert values == {"SSH": "cygwin", "NT5": "0", "INSTALL_CYGWIN": "1",
+    assert values == {"SSH": "cygwin", "ADMIN_USER": "revive", "NT5": "0", "INSTALL_CYGWIN": "1",
                       "CYGSETUP": "setup-x86_64.exe", "CYGROOT": r"C:\cygwin64",
                       "PACKAGES": "make,openssh,cygrunsrv"}
     xp_values = config_cmd(xp()).decode()
+    assert "set ADMIN_USER=Administrator\r\n" in xp_values
+    odd = config_cmd(settings(admin_user="a&b")).decode()
+    assert "set ADMIN_USER=\r\n" in odd and "a&b" not in odd
     assert "set NT5=1\r\n" in xp_values and r"set CYGROOT=C:\cygwin" + "\r\n" in xp_values
 
 
@@ -409,7 +412,8 @@ def test_unmappable_shares_are_refused(name, guest, ssh):
 # --- issue 12: Joliet names, the clock after revive, XP's shares -------------------
 
 def test_a_name_joliet_would_shorten_is_refused_naming_the_file(tmp_path):
-    from revive.guests.windows.setup_script import JOLIET_MAX, check_joliet_names
+    from revive.formats.iso import JOLIET_NAME_MAX as JOLIET_MAX
+    from revive.guests.windows.setup_script import check_joliet_names
     release = tmp_path / "cygwin" / "noarch" / "release" / "pkg"
     release.mkdir(parents=True)
     fits = "p" * (JOLIET_MAX - len(".tar.xz")) + ".tar.xz"
@@ -424,7 +428,35 @@ def test_a_name_joliet_would_shorten_is_refused_naming_the_file(tmp_path):
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(f"payload: cygwin/noarch/release/pkg/{long_name} has a "
-                              f"{len(long_name)}-character name")
+                              f"{len(long_name)}-byte name (UTF-8)")
+
+
+def joliet_names(iso: Path) -> "list[str]":
+    """The Joliet names as genisoimage's isoinfo reads them (what Windows sees)."""
+    listing = subprocess.run(["isoinfo", "-J", "-j", "iso8859-1", "-f", "-i", str(iso)],
+                             capture_output=True, check=True)
+    return [line.lstrip("/") for line in listing.stdout.decode("latin-1").split()]
+
+
+@pytest.mark.skipif(not shutil.which("isoinfo"), reason="needs isoinfo")
+def test_non_ascii_names_are_counted_as_the_iso_writer_counts_them(tmp_path):
+    """40 'é' are 40 UTF-16 units but 80 UTF-8 bytes: the ISO writer cuts
+    that name (isoinfo -J reads it back shortened), so the check refuses it;
+    32 'é' (64 bytes) come back whole and pass."""
+    from revive.formats.iso import write_iso
+    from revive.guests.windows.setup_script import check_joliet_names
+    fits, cut = "é" * 32, "é" * 40
+    iso = tmp_path / "names.iso"
+    write_iso(iso, {fits: b"a", cut: b"b"}, "NAMES")
+    read_back = joliet_names(iso)
+    assert fits in read_back and cut not in read_back
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / fits).write_bytes(b"a")
+    check_joliet_names(tree)
+    (tree / cut).write_bytes(b"b")
+    with pytest.raises(UserError, match=f"payload: {cut} has a 80-byte name"):
+        check_joliet_names(tree)
 
 
 def test_the_payload_cd_refuses_long_names_when_it_is_built(tmp_path):
@@ -476,3 +508,26 @@ def test_xp_shares_are_refused_in_one_line():
         check_shares_supported(xp(), shares)
     assert str(err.value).startswith("config.toml: [shares.src]: Windows xp speaks only SMB1")
     check_shares_supported(settings(), shares)
+
+
+# --- issue 18: the second field round ------------------------------------------------
+
+def test_ui_language_fallback_in_windows_pe_and_oobe():
+    root = xml(ui_language="en-US", locale="de-DE")
+    for pass_name, name in (("windowsPE", "Microsoft-Windows-International-Core-WinPE"),
+                            ("oobeSystem", "Microsoft-Windows-International-Core")):
+        comp = component(root, pass_name, name)
+        tags = [child.tag.split("}")[1] for child in comp if child.tag.endswith("Locale")
+                or child.tag.endswith("Language") or child.tag.endswith("Fallback")]
+        assert tags == ["InputLocale", "SystemLocale", "UILanguage", "UILanguageFallback",
+                        "UserLocale"]
+        assert comp.find("u:UILanguageFallback", NS).text == "en-US"
+
+
+def test_setup_cmd_sets_the_password_never_to_expire():
+    from revive.guests.windows.setup_script import SCRIPTS
+    text = (SCRIPTS / "setup.cmd").read_text()
+    assert "net accounts /maxpwage:unlimited" in text
+    assert "set PasswordExpires=false" in text
+    # before sshd is installed: a failure here fails the install, not a build
+    assert text.index("/maxpwage:unlimited") < text.index("call :cygwin")

@@ -92,9 +92,13 @@ def _new_component(pass_el, name: str, s: WindowsSettings) -> ET.Element:
 def _international(comp, s: WindowsSettings) -> None:
     # UILanguage must be a language the ISO has, or Setup stops at its
     # language page; the locales may be any (en-GB formats on an en-US ISO).
+    # UILanguageFallback as dockur, rgl and StefanScherer write it: without
+    # it 24H2's Setup stops at its language page when the user locale
+    # differs from the UI language (cschneegans/unattend-generator#64).
     _el(comp, "InputLocale", s.locale)
     _el(comp, "SystemLocale", s.locale)
     _el(comp, "UILanguage", s.ui_language)
+    _el(comp, "UILanguageFallback", s.ui_language)
     _el(comp, "UserLocale", s.locale)
 
 

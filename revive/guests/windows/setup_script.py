@@ -24,6 +24,7 @@ from typing import Optional, Union
 from revive.core.errors import UserError
 
 from . import cygwin
+from ...formats.iso import JOLIET_NAME_MAX
 from .answers import MARKER
 from .settings import WindowsSettings
 
@@ -45,6 +46,9 @@ def config_cmd(s: WindowsSettings) -> bytes:
     never free text, so plain ``set`` lines are safe."""
     values = {
         "SSH": s.ssh,
+        # Only a plain name goes into cmd's "set" (and wmic's quoted
+        # where clause); "net accounts" covers any other name.
+        "ADMIN_USER": s.admin_user if re.fullmatch(r"[A-Za-z0-9._-]+", s.admin_user) else "",
         "NT5": "1" if s.legacy else "0",
         "INSTALL_CYGWIN": "1" if s.cygwin_packages else "0",
         "CYGSETUP": cygwin.setup_program(s.arch),
@@ -82,19 +86,19 @@ def payload_files(s: WindowsSettings, public_key: str) -> "dict[str, Union[bytes
     return files
 
 
-JOLIET_MAX = 64      # characters in one Joliet name; longer ones are cut
-
-
 def check_joliet_names(tree: Path) -> None:
     """Refuse a payload file whose name Joliet would shorten: the guest sees
-    the shortened name, and Cygwin's setup then cannot find that archive."""
+    the shortened name, and Cygwin's setup then cannot find that archive.
+    The length is counted as the ISO writer counts it (formats/iso.py: UTF-8
+    bytes), so a non-ASCII name is refused before the writer would cut it."""
     for path in sorted(tree.rglob("*")):
-        length = len(path.name.encode("utf-16-be")) // 2
-        if length > JOLIET_MAX:
-            raise UserError(f"payload: {path.relative_to(tree)} has a {length}-character "
-                            f"name; the payload CD's Joliet names hold {JOLIET_MAX}, "
-                            "so Windows would see it cut short; leave out the package "
-                            "it belongs to or use a mirror where its name is shorter")
+        length = len(path.name.encode())
+        if length > JOLIET_NAME_MAX:
+            raise UserError(f"payload: {path.relative_to(tree)} has a {length}-byte "
+                            f"name (UTF-8); the payload CD's Joliet names hold "
+                            f"{JOLIET_NAME_MAX} bytes, so Windows would see it cut short; "
+                            "leave out the package it belongs to or use a mirror where "
+                            "its name is shorter")
 
 
 def check_shares_supported(s: WindowsSettings, shares) -> None:
