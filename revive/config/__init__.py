@@ -4,6 +4,7 @@ Every problem is a ``UserError`` of one line naming the key and what to do.
 Each stage hashes only its own slice (``stage_slice``), as plain data.
 """
 
+import json
 import os
 import posixpath
 import re
@@ -178,14 +179,16 @@ def parse(raw: dict, path: Path) -> Config:
     answers.only("hostname", "user", "disk_size")
     vm.only("memory", "cpus", "accel", "save", "channel")
     timeouts.only("install", "boot", "revive")
+    guest_settings = kind_class.Settings.from_table(dict(guest.data), root)
+    defaults = kind_class.defaults(guest_settings)
     answers_ = Answers(
         hostname=answers.match("hostname", _HOSTNAME, "revive",
                                "letters, digits and '-', up to 63"),
         user=answers.match("user", _USER, "root",
                            "a lower-case login name such as 'root' or 'builder'"),
-        disk_size_mb=answers.size_mb("disk_size", "2G"))
-    vm_ = VM(memory_mb=vm.size_mb("memory", "512M"),
-             cpus=vm.integer("cpus", 1, 1, 64),
+        disk_size_mb=answers.size_mb("disk_size", defaults.get("answers.disk_size", "2G")))
+    vm_ = VM(memory_mb=vm.size_mb("memory", defaults.get("vm.memory", "512M")),
+             cpus=vm.integer("cpus", defaults.get("vm.cpus", 1), 1, 64),
              accel=vm.choice("accel", ACCELS, "auto"),
              save=vm.choice("save", SAVE_METHODS, "auto"),
              channel=vm.choice("channel", CHANNELS, kind_class.channels[0]))
@@ -197,7 +200,6 @@ def parse(raw: dict, path: Path) -> Config:
                          boot=timeouts.duration("boot", "5m"),
                          revive=timeouts.duration("revive", "2m"))
     shares = _shares(t.table("shares"), root, kind_class)
-    guest_settings = kind_class.Settings.from_table(dict(guest.data), root)
     kind_class.check_shares(guest_settings, shares.values())
     sources = _sources(t.table("sources"), root)
     builds_table = t.table("builds")
@@ -210,7 +212,24 @@ def parse(raw: dict, path: Path) -> Config:
     if cfg.vm.memory_mb < 128:
         raise UserError(f"{path.name}: [vm] memory: at least 128M is needed")
     _check_sizes(cfg, path.name, kind_class.min_disk_mb)
+    _check_minimums(cfg, path.name, kind_class.minimums(guest_settings))
     return cfg
+
+
+def _check_minimums(cfg: "Config", file: str, minimums: dict) -> None:
+    """Refuse, in one line naming the key, a value below the kind's minimum
+    (a Windows Setup that would fail hours later, e.g. Server below 2G)."""
+    for key, least in minimums.items():
+        section, name = key.split(".")
+        value = cfg.value(key)
+        if isinstance(least, int):
+            floor, shown = least, str(value)
+        else:
+            floor, shown = _Table({name: least}, section, file).size_mb(name, least), f"{value} MB"
+        if value < floor:
+            raise UserError(f"{file}: [{section}] {name}: {shown} is below the {least} this "
+                            f"{cfg.guest_kind} guest needs; set {name} = {json.dumps(least)} "
+                            "or more")
 
 
 MAX_MEMORY_MB = 1 << 20     # 1T: beyond any host this runs on

@@ -62,6 +62,19 @@ class GuestKind:
         return self.settings
 
     @classmethod
+    def defaults(cls, settings) -> dict:
+        """Defaults this kind gives keys the config leaves out, by the key's
+        user-facing name: ``{"vm.memory": "4G", "vm.cpus": 2,
+        "answers.disk_size": "64G"}``; keys not named keep the global ones."""
+        return {}
+
+    @classmethod
+    def minimums(cls, settings) -> dict:
+        """The least each key may be for this kind (same names and forms as
+        ``defaults``); a config below one is refused in one line."""
+        return {}
+
+    @classmethod
     def check_shares(cls, settings, shares) -> None:
         """Refuse, at config load, shares this kind cannot mount (UserError)."""
 

@@ -12,7 +12,7 @@ from ...machine.devices import DeviceModel
 from ..base import GuestKind
 from ..linux import installer
 from . import answers, cdboot, profile, setup_script
-from .settings import WindowsSettings, check_iso
+from .settings import MACHINE, WindowsSettings, check_iso
 
 PRESS_ANY_KEY_FOR = 40.0     # seconds of Enter presses for the UEFI CD prompt
 HERE = Path(__file__).resolve().parent
@@ -29,7 +29,7 @@ class WindowsKind(GuestKind):
     channels = ("ssh",)
     channel_note = ("QEMU's guest agent needs a virtio-serial driver, which Windows "
                     "installed offline lacks")
-    min_disk_mb = 20 * 1024
+    min_disk_mb = 4 * 1024       # XP's; each version's own in settings.MACHINE
     # The answer file comes from [guest] alone; the install's machine is the
     # one the VM gets later, so its memory and CPUs shape the install too.
     reads = {
@@ -44,6 +44,14 @@ class WindowsKind(GuestKind):
         self.s = settings
         self._last_key = -1.0
         self._press_keys = settings is not None and settings.firmware == "uefi"
+
+    @classmethod
+    def defaults(cls, settings) -> dict:
+        return dict(MACHINE[settings.windows_version]["default"])
+
+    @classmethod
+    def minimums(cls, settings) -> dict:
+        return dict(MACHINE[settings.windows_version]["least"])
 
     @classmethod
     def check_shares(cls, settings, shares) -> None:

@@ -83,6 +83,37 @@ _64BIT_ONLY = {"2008r2", "2012", "2012r2", "2016", "2019", "2022", "11", "2025"}
 # Win32-OpenSSH supports Windows 7 / Server 2008 R2 and later.
 _NO_OPENSSH = {"xp", "2003", "vista", "2008"}
 
+# Machine sizes per version: (memory, CPUs, disk) given to a config that
+# leaves them out, and the least accepted. Minimums are Microsoft's system
+# requirements, raised where Setup is known to fail above them: Server
+# 2016 and later below 2 GB (0xE0000100; dockur/windows), Windows 11's
+# 4 GB, 2 CPUs and 64 GB. Vista and later keep at least 20 GB: the install
+# and Cygwin with a build's tools. Disks are qcow2: only what is written
+# takes space.
+def _sizes(default, least):
+    return {"default": dict(zip(("vm.memory", "vm.cpus", "answers.disk_size"), default)),
+            "least": dict(zip(("vm.memory", "vm.cpus", "answers.disk_size"), least))}
+
+
+MACHINE = {
+    "xp": _sizes(("512M", 1, "16G"), ("128M", 1, "4G")),
+    "2003": _sizes(("512M", 1, "16G"), ("128M", 1, "4G")),
+    "vista": _sizes(("1G", 2, "40G"), ("512M", 1, "20G")),
+    "2008": _sizes(("1G", 2, "40G"), ("512M", 1, "20G")),
+    "7": _sizes(("2G", 2, "40G"), ("1G", 1, "20G")),
+    "2008r2": _sizes(("2G", 2, "40G"), ("512M", 1, "32G")),
+    "8": _sizes(("2G", 2, "40G"), ("1G", 1, "20G")),
+    "8.1": _sizes(("2G", 2, "40G"), ("1G", 1, "20G")),
+    "2012": _sizes(("2G", 2, "40G"), ("512M", 1, "32G")),
+    "2012r2": _sizes(("2G", 2, "40G"), ("512M", 1, "32G")),
+    "10": _sizes(("2G", 2, "40G"), ("1G", 1, "32G")),
+    "2016": _sizes(("2G", 2, "40G"), ("2G", 1, "32G")),
+    "2019": _sizes(("2G", 2, "40G"), ("2G", 1, "32G")),
+    "2022": _sizes(("2G", 2, "40G"), ("2G", 1, "32G")),
+    "2025": _sizes(("2G", 2, "40G"), ("2G", 1, "32G")),
+    "11": _sizes(("4G", 2, "64G"), ("4G", 2, "64G")),
+}
+
 # XP/2003 want the time zone as an index ("Microsoft Time Zone Index Values",
 # learn.microsoft.com ms912391). Keys are the names Vista and later use, so
 # one config works for both. XP has no "UTC" zone; Greenwich Standard Time is
