@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 packages=(
   qemu-system-x86 qemu-utils   # the VMs and their disk images
   zstd                          # compressed machine state ([vm] save = "zstd")
-  samba                         # smbd behind QEMU's smb= shares
+  samba                         # smbd behind QEMU's smb= shares and XP/2003's SMB1 shares
+  smbclient                     # a real SMB1 client to test those from the host (tests)
   ovmf                          # UEFI firmware for Windows guests (firmware = "uefi")
   mmdebstrap uidmap             # the Debian guest's root, made without a VM (uidmap: as non-root)
   mtools dosfstools             # readers that check the answer floppy (tests)

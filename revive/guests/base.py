@@ -142,8 +142,9 @@ class GuestKind:
         for what differs between the snapshot run and each revive."""
         raise NotImplementedError
 
-    def vm_values(self, artifacts: Path, work: Path) -> "dict[str, str]":
-        """Token values a kind adds for one VM (e.g. its firmware variables)."""
+    def vm_values(self, artifacts: Path, work: Path, shares=()) -> "dict[str, str]":
+        """Token values a kind adds for one VM (e.g. its firmware variables,
+        its own SMB server's configuration for ``shares``)."""
         return {}
 
     def ssh_user(self) -> str:

@@ -160,7 +160,7 @@ def revived(artifacts: Path, *, name: str, shares: "dict[str, Path]", key: Path,
          "-b", folder / snap.DISK, overlay], log=img_log, what="qemu-img create")
     values = {"artifacts": str(artifacts), "disk": str(overlay),
               "ram": str(folder / snap.RAM), "ram-share": "off", "smb": str(work / "smb"),
-              **kind.vm_values(artifacts, work),
+              **kind.vm_values(artifacts, work, in_guest),
               **{f"share.{n}": str(p) for n, p in folders.items()}}
     template = meta["argv"] + ["-incoming", "defer", "-S"]
     # A kept failed copy is reopened over SSH: its agent was in the middle of

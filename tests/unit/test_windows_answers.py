@@ -499,15 +499,16 @@ def test_the_clock_command_on_a_host_shell_reports_what_it_could_not_do(tmp_path
     assert proc.stderr.strip() == "revive: could not set the guest clock"
 
 
-def test_xp_shares_are_refused_in_one_line():
+def test_xp_shares_map_the_share_of_their_own_smbd():
+    from revive.guests.windows.kind import WindowsKind
     from types import SimpleNamespace
-
-    from revive.guests.windows.setup_script import check_shares_supported
-    shares = [SimpleNamespace(name="xchg"), SimpleNamespace(name="src")]
-    with pytest.raises(UserError) as err:
-        check_shares_supported(xp(), shares)
-    assert str(err.value).startswith("config.toml: [shares.src]: Windows xp speaks only SMB1")
-    check_shares_supported(settings(), shares)
+    shares = [SimpleNamespace(name="src", guest="/mnt/src", mode="ro"),
+              SimpleNamespace(name="xchg", guest="X:", mode="rw")]
+    xp_cmd = WindowsKind(xp()).prepare_shares(shares)
+    assert "net use X: '\\\\10.0.2.4\\xchg' '' /user:guest" in xp_cmd
+    assert "\\qemu\\" not in xp_cmd
+    modern = WindowsKind(settings()).prepare_shares(shares)
+    assert "net use X: '\\\\10.0.2.4\\qemu\\xchg' '' /user:guest" in modern
 
 
 # --- issue 18: the second field round ------------------------------------------------

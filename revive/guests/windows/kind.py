@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from ...core.files import sha256_file
+from ...machine import smb1
 from ...machine.devices import DeviceModel
 from ..base import GuestKind
 from ..linux import installer
@@ -52,10 +53,6 @@ class WindowsKind(GuestKind):
     @classmethod
     def minimums(cls, settings) -> dict:
         return dict(MACHINE[settings.windows_version]["least"])
-
-    @classmethod
-    def check_shares(cls, settings, shares) -> None:
-        setup_script.check_shares_supported(settings, shares)
 
     def settings_for(self, stage: str):
         # The user's ISO is the install stage's input alone: the media and
@@ -149,24 +146,43 @@ class WindowsKind(GuestKind):
         return self.s.admin_user
 
     def installed_devices(self, inputs) -> DeviceModel:
+        # XP/2003 speak only SMB1: their own smbd (vm_values writes its
+        # configuration per VM) instead of QEMU's smb=.
+        legacy = self.s.legacy
         return profile.device_model(
-            self.s, disk=Path("@disk@"), smb_dir=Path("@smb@"), ssh_port="@port@",
+            self.s, disk=Path("@disk@"), smb_dir=None if legacy else Path("@smb@"),
+            smb1=smb1.command("@smbd@", "@smb1@") if legacy else None, ssh_port="@port@",
             ovmf_vars=Path("@ovmf-vars@") if self.s.firmware == "uefi" else None,
             memory_mb=inputs["vm.memory"], cpus=inputs["vm.cpus"])
 
-    def vm_values(self, artifacts: Path, work: Path) -> "dict[str, str]":
-        if self.s.firmware != "uefi":
-            return {}
-        # The firmware's variables travel with the machine state; each VM
-        # still needs a writable file of the same size behind its pflash.
-        return {"ovmf-vars": str(shutil.copyfile(self.ovmf_vars(artifacts),
-                                                 work / "ovmf-vars.fd"))}
+    def vm_values(self, artifacts: Path, work: Path, shares=()) -> "dict[str, str]":
+        values = {}
+        if self.s.legacy:
+            # This VM's smbd: each share is the folder machine.revive made
+            # under work/smb, read-only where the share is ro.
+            state = smb1.write_config(work / "smb1", {
+                s.name: (work / "smb" / s.name, s.mode == "ro") for s in shares})
+            values.update(smbd=smb1.smbd_binary(), smb1=str(state))
+            smb1.command(values["smbd"], values["smb1"])       # paths it can pass
+        if self.s.firmware == "uefi":
+            # The firmware's variables travel with the machine state; each VM
+            # still needs a writable file of the same size behind its pflash.
+            values["ovmf-vars"] = str(shutil.copyfile(self.ovmf_vars(artifacts),
+                                                      work / "ovmf-vars.fd"))
+        return values
 
     def _share_table(self, shares) -> dict:
         return {s.name: {"guest": s.guest, "mode": s.mode} for s in shares}
 
+    def _share_commands(self, shares) -> "list[str]":
+        # QEMU's smb= serves one share, "qemu", holding a folder per share;
+        # XP/2003's own smbd serves each share by its name.
+        root = rf"\\{smb1.SERVER}" if self.s.legacy else setup_script.SMB_ROOT
+        return setup_script.share_commands(self._share_table(shares), self.s.ssh,
+                                           smb_root=root)
+
     def prepare_shares(self, shares) -> str:
-        return " && ".join(setup_script.share_commands(self._share_table(shares), self.s.ssh)) or "true"
+        return " && ".join(self._share_commands(shares)) or "true"
 
     def after_revive(self, shares, now: float) -> str:
         return setup_script.set_clock_command(now, self.s.ssh)
@@ -174,7 +190,7 @@ class WindowsKind(GuestKind):
     def command_line(self, command: str, env: "dict[str, str]", user: str, shares=()) -> str:
         # Drive mappings belong to one logon session and every SSH connection
         # is a new one: map in the session that runs the build.
-        mapping = setup_script.share_commands(self._share_table(shares), self.s.ssh)
+        mapping = self._share_commands(shares)
         exports = " ".join(f"export {k}={shlex.quote(v)};" for k, v in env.items())
         return " && ".join([*mapping, f"{{ {exports} {command} ; }}"]) if mapping \
             else f"{exports} {command}"

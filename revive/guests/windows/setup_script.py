@@ -101,19 +101,6 @@ def check_joliet_names(tree: Path) -> None:
                             "its name is shorter")
 
 
-def check_shares_supported(s: WindowsSettings, shares) -> None:
-    """XP and Server 2003 speak only SMB1, which QEMU's smb= cannot offer:
-    it writes its own smb.conf, and Samba 4.11 and later refuse SMB1 by
-    default. Builds need the exchange share, so such a guest is refused
-    here, in one line, rather than at its first build."""
-    if s.legacy and shares:
-        name = sorted(share.name for share in shares)[0]
-        raise UserError(f"config.toml: [shares.{name}]: Windows {s.windows_version} "
-                        "speaks only SMB1, which QEMU's smb= share (Samba >= 4.11) "
-                        "refuses; revive cannot run builds on it yet: use Windows "
-                        "Vista / Server 2008 or later")
-
-
 def set_clock_command(now: float, ssh: str = "cygwin") -> str:
     """A command for the guest's SSH shell that sets Windows' clock to
     ``now`` (Unix time): a revived copy wakes at the snapshot's time.
@@ -233,8 +220,10 @@ def share_commands(shares: dict, ssh: str = "cygwin",
                    smb_root: str = SMB_ROOT) -> "list[str]":
     """Shell commands (for the guest's SSH shell: Cygwin bash, or cmd with
     Windows OpenSSH) that map each share: ``{name: {"guest": ..., "mode":
-    ...}}`` as in config.toml. Share NAME is the folder NAME inside the one
-    folder QEMU serves (``smb=DIR`` -> ``\\\\10.0.2.4\\qemu``).
+    ...}}`` as in config.toml. Share NAME is ``smb_root\\NAME``: the folder
+    NAME inside the one folder QEMU serves (``smb=DIR`` ->
+    ``\\\\10.0.2.4\\qemu``), or on XP/2003 the share NAME of their own
+    smbd (``\\\\10.0.2.4``, machine/smb1.py).
 
     A drive letter maps the share there; a path becomes a link to a drive
     letter picked from Z: down. ``mode`` is not enforced here: SMB gives the
