@@ -160,12 +160,10 @@ def _user_data(comp, s: WindowsSettings) -> None:
     if s.product_key:
         _el(key, "Key", s.product_key)
         _el(key, "WillShowUI", "OnError")
-    else:
-        # No key (an evaluation image, or one without a published generic
-        # key): never stop at the key page; fail instead of waiting for a
-        # person who is not there. The empty node stays, as in dockur's
-        # evaluation answer files: some Setup versions want it present.
-        _el(key, "WillShowUI", "Never")
+    # No key: only an evaluation image gets here (the install stage refuses
+    # any other image without one). The empty node stays, as in dockur's
+    # evaluation answer files: some Setup versions want it present; never
+    # with WillShowUI Never ("Windows cannot read the <ProductKey> setting").
 
 
 def _run_synchronous(comp, commands: "list[str]") -> None:

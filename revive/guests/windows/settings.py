@@ -8,8 +8,11 @@ Keys (defaults in brackets)::
                            10 2016 2019 2022 11 2025 (required)
     image                  edition in install.wim: index or name (required
                            except for XP/2003; wiminfo lists them)
-    product_key            [Microsoft's generic key of the named edition
-                           (product_keys.py), else none; required for XP/2003]
+    product_key            [the named edition's generic key for the media
+                           (product_keys.py); "" for an evaluation image;
+                           required for XP/2003 and for an image index]
+    license                ["retail" for clients, "volume" for Server]: the
+                           media, which decides the default key
     admin_user             ["revive"; "Administrator" on XP/2003]
     admin_password         [DEFAULT_PASSWORD, see below]
     computer_name          ["REVIVE-VM"] never the account's name
@@ -155,7 +158,7 @@ _KEYS = ("kind", "iso", "iso_sha256", "image", "product_key", "admin_user",
          "admin_password", "computer_name", "ui_language", "locale",
          "timezone", "firmware",
          "answer_format", "windows_version", "arch", "cygwin_mirror",
-         "packages", "ssh", "openssh_msi", "rtc")
+         "packages", "ssh", "openssh_msi", "rtc", "license")
 _SSH_PACKAGES = ("openssh", "cygrunsrv")
 
 
@@ -180,6 +183,7 @@ class WindowsSettings:
     ssh: str = "cygwin"
     openssh_msi: Optional[Path] = None
     rtc: str = "localtime"
+    license: str = "retail"
 
     @property
     def family(self) -> str:
@@ -264,7 +268,7 @@ def _image(table: dict, answer_format: str):
 
 
 def _product_key(table: dict, answer_format: str, version: str,
-                 image) -> Optional[str]:
+                 image, license: str) -> Optional[str]:
     if table.get("product_key") == "" and answer_format != "winnt":
         return None         # explicitly none: evaluation images want no key
     key = _text(table, "product_key", None,
@@ -273,9 +277,12 @@ def _product_key(table: dict, answer_format: str, version: str,
     if key is None and answer_format == "winnt":
         raise _fail("product_key", "missing", "XP and Server 2003 setup stops "
                     "at the key page without one; set your key")
-    if key is None:
-        return product_keys.default_key(version, image)
-    return key.upper()
+    if key is not None:
+        return key.upper()
+    # None for an index, an evaluation image or an edition without a
+    # published key: the install stage reads install.wim and refuses a
+    # non-evaluation image without a key before anything boots.
+    return product_keys.default_key(version, image, license)
 
 
 def _admin_user(table: dict, answer_format: str) -> str:
@@ -415,10 +422,13 @@ def from_table(table: dict, base_dir: Path) -> WindowsSettings:
     ssh = _choice(table, "ssh", ("cygwin", "openssh"), "cygwin")
     ui_language, locale, zone = _regional(table, answer_format)
     image = _image(table, answer_format)
+    license = _choice(table, "license", product_keys.LICENSES,
+                      "volume" if version in SERVERS else "retail")
     settings = WindowsSettings(
         iso=iso, iso_sha256=sha.lower(), windows_version=version,
         image=image,
-        product_key=_product_key(table, answer_format, version, image),
+        product_key=_product_key(table, answer_format, version, image, license),
+        license=license,
         admin_user=_admin_user(table, answer_format),
         admin_password=_admin_password(table, answer_format),
         computer_name=_text(table, "computer_name", DEFAULT_COMPUTER_NAME,
