@@ -45,3 +45,28 @@ def pytest_collection_modifyitems(config, items):
             continue
         group = "debian" if parts[-1] in SLOW_ALONE else "tiny"
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+# --- reports a test leaves for the person running pytest ---------------------------
+# print() in a fixture's teardown never reaches the terminal under pytest-xdist
+# (pytest.ini's -n 2): the worker's output is swallowed. A test's
+# user_properties travel with its report to the controlling process, which
+# prints them here, at the end, under the default options and with -n 0 alike.
+REPORT = "revive-report"
+
+
+def leave_report(item, text: str) -> None:
+    """Have ``text`` printed in pytest's terminal summary."""
+    item.user_properties.append((REPORT, text))
+
+
+def pytest_terminal_summary(terminalreporter):
+    shown = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, text in getattr(report, "user_properties", ()):
+                if name == REPORT and text not in shown:
+                    shown.append(text)
+    for text in shown:
+        terminalreporter.write_sep("=", "revive report")
+        terminalreporter.write_line(text)

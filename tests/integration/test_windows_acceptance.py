@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import leave_report
 from .conftest import REPO, executed
 
 pytestmark = [pytest.mark.windows, pytest.mark.timeout(0)]
@@ -121,6 +122,16 @@ class Run:
         return "\n".join(lines)
 
 
+# The test running now: the module's teardown (after the last test) leaves
+# the report on it, so the report reaches pytest's summary through xdist.
+CURRENT = []
+
+
+@pytest.fixture(autouse=True)
+def _current_test(request):
+    CURRENT[:] = [request.node]
+
+
 @pytest.fixture(scope="module")
 def project(request):
     option = request.config.getoption
@@ -164,7 +175,9 @@ def project(request):
     (root / "config.toml").write_text("\n".join(lines) + "\n" + BUILDS)
     run = Run(root)
     yield run
-    print(run.report())
+    report = run.report()
+    (root / "report.txt").write_text(report + "\n")
+    leave_report(CURRENT[0], report)
 
 
 def _stage(run: Run, stage: str, *args: str, timeout: float, ok: bool = True,
