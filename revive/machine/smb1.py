@@ -69,6 +69,10 @@ def config(state: Path, shares: "dict[str, tuple[Path, bool]]", user: "str | Non
              "security = user", "map to guest = Bad User",
              # what XP and Server 2003 speak
              "server min protocol = NT1",
+             # Samba 4.16+ would start samba-dcerpcd and its rpcd_* helpers
+             # for RPC (a share list), daemons that outlive the VM. Without
+             # them mapping a share works, and SMB1 lists shares over RAP.
+             "rpc start on demand helpers = no",
              "load printers = no", "printing = bsd", "printcap name = /dev/null",
              "disable spoolss = yes", "usershare max shares = 0"]
     for name, (path, read_only) in shares.items():

@@ -58,6 +58,18 @@ def guestfwd_commands(argv: "list[str]") -> "dict[int, str]":
     return found
 
 
+def processes_mentioning(text: str) -> "list[str]":
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if proc.name.isdigit() and text in argv and "pytest" not in argv:
+            found.append(f"{proc.name} {argv}")
+    return found
+
+
 class SlirpExec:
     """What libslirp does for a guestfwd cmd: per connection, the command
     with the socket as its standard input, output and error."""
@@ -166,6 +178,8 @@ def test_xp_shares_are_served_over_smb1_to_a_real_smb1_client(xp_vm, tmp_path):
         served.close()
     assert all(child.returncode is not None for child in served.children)
     assert len(served.children) >= 5      # one smbd per connection, as slirp starts it
+    # nothing of this VM's Samba outlives it (samba-dcerpcd, rpcd_* helpers)
+    assert processes_mentioning(str(work)) == []
 
 
 def test_a_modern_client_limited_to_smb2_is_still_answered(xp_vm):
