@@ -30,7 +30,7 @@ from revive.machine.qemu import Machine
 from revive.machine.revive import share_folders
 from tasks.common import Paths
 
-from .conftest import REPO
+from .conftest import REPO, processes_mentioning
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not shutil.which("smbclient"), reason="needs smbclient")]
@@ -55,18 +55,6 @@ def guestfwd_commands(argv: "list[str]") -> "dict[int, str]":
     found = {}
     for m in re.finditer(r"guestfwd=tcp:10\.0\.2\.4:(\d+)-cmd:((?:[^,]|,,)*)", netdev):
         found[int(m.group(1))] = m.group(2).replace(",,", ",")
-    return found
-
-
-def processes_mentioning(text: str) -> "list[str]":
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if proc.name.isdigit() and text in argv and "pytest" not in argv:
-            found.append(f"{proc.name} {argv}")
     return found
 
 
