@@ -94,7 +94,8 @@ def take_snapshot(inputs, paths: Paths) -> None:
                 "user": kind.build_user(inputs),
                 "shares": {s.name: {"guest": s.guest, "mode": s.mode, "transport": s.transport}
                            for s in shares},
-                "timings": watch.phases, "channel": agent.meta(inputs["vm.channel"])}
+                "timings": watch.phases, "channel": agent.meta(inputs["vm.channel"]),
+                **({"expires": base["expires"]} if base.get("expires") else {})}
         (folder / snap.DISK).chmod(0o444)
         snap.write_meta(folder, meta)
     remove(work)

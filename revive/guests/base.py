@@ -120,7 +120,9 @@ class GuestKind:
         raise NotImplementedError
 
     def install_report(self, console: str) -> dict:
-        """{done, failed, host_key, step} read from the serial console."""
+        """{done, failed, host_key, step} read from the serial console, and
+        optionally ``facts``: more keys for base.json (e.g. ``expires``, when
+        an evaluation licence runs out; revive then refuses later copies)."""
         raise NotImplementedError
 
     def during_install(self, vm, elapsed: float) -> None:

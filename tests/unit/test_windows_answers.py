@@ -532,3 +532,50 @@ def test_setup_cmd_sets_the_password_never_to_expire():
     assert "set PasswordExpires=false" in text
     # before sshd is installed: a failure here fails the install, not a build
     assert text.index("/maxpwage:unlimited") < text.index("call :cygwin")
+
+
+EVAL = "Windows(R) Operating System, TIMEBASED_EVAL channel"
+
+
+def test_the_licence_line_is_read_and_checked():
+    serial = ("REVIVE-STEP license\r\n"
+              f"REVIVE-LICENSE 259200 1 {EVAL}\r\n"
+              "REVIVE-LICENSE 5 1 a second line is ignored\r\nREVIVE-DONE\r\n")
+    report = read_report(serial)
+    assert (report.grace_minutes, report.license, report.evaluation) == (259200, EVAL, True)
+    retail = read_report("REVIVE-LICENSE 43200 5 Windows(R) Operating System, RETAIL channel\n")
+    assert retail.grace_minutes == 43200 and not retail.evaluation
+    # the guest's words are data: a malformed line is no licence
+    assert read_report("REVIVE-LICENSE soon 1 " + EVAL + "\n").license is None
+
+
+def test_an_evaluation_install_reports_when_it_expires(monkeypatch):
+    import time
+    from revive.guests.windows.kind import WindowsKind
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)
+    kind = WindowsKind(settings())
+    done = f"REVIVE-HOSTKEY ssh-ed25519 AAAA x\nREVIVE-LICENSE 259200 1 {EVAL}\nREVIVE-DONE\n"
+    assert kind.install_report(done)["facts"] == {"expires": 1_800_000_000 + 259200 * 60}
+    licensed = "REVIVE-LICENSE 0 1 Windows(R) Operating System, VOLUME_KMSCLIENT channel\n"
+    assert kind.install_report(licensed + "REVIVE-DONE\n")["facts"] == {}
+
+
+def test_a_copy_of_an_expired_evaluation_is_refused_in_one_line():
+    from revive.machine.revive import check_expiry
+    check_expiry({}, 2e9, "build hello")                       # no expiry: licensed
+    check_expiry({"expires": 2_000_000_000}, 1_999_999_999, "build hello")
+    with pytest.raises(UserError) as err:
+        check_expiry({"expires": 2_000_000_000}, 2_000_000_000, "build hello")
+    assert str(err.value) == (
+        "build hello: the snapshot's Windows is an evaluation that expired on "
+        "2033-05-18 03:33 UTC and would shut down mid-build; install a fresh or "
+        "licensed one (doit install)")
+
+
+def test_the_licence_script_is_on_the_payload_and_run_by_setup_cmd():
+    from revive.guests.windows.setup_script import SCRIPTS
+    files = payload_files(settings(), PUBKEY)
+    script = files["revive/license.ps1"]
+    assert b"\r\n" in script and b"TIMEBASED_EVAL" in script and b"REVIVE-LICENSE" in script
+    cmd = (SCRIPTS / "setup.cmd").read_text()
+    assert r'-File "%PAYLOAD%\revive\license.ps1" >COM1' in cmd

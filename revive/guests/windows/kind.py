@@ -5,6 +5,7 @@ file on the floppy and at the payload CD's root, Cygwin's sshd, SMB shares."""
 import json
 import shlex
 import shutil
+import time
 from pathlib import Path
 
 from ...core.files import sha256_file
@@ -118,8 +119,13 @@ class WindowsKind(GuestKind):
     def install_report(self, console: str) -> dict:
         report = setup_script.read_report(console)
         key = " ".join(report.host_key.split()[:2]) if report.host_key else None
+        facts = {}
+        if report.evaluation and report.done:
+            # When Windows starts shutting itself down: the install's clock
+            # plus the grace it reported (the guest is revived at host time).
+            facts["expires"] = int(time.time()) + 60 * report.grace_minutes
         return {"done": report.done, "failed": report.failed, "host_key": key,
-                "step": report.last_step}
+                "step": report.last_step, "facts": facts}
 
     def during_install(self, vm, elapsed: float) -> None:
         # Only when cdboot could not give the CD a boot image without the

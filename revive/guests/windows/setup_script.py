@@ -72,6 +72,7 @@ def payload_files(s: WindowsSettings, public_key: str) -> "dict[str, Union[bytes
         MARKER: b"revive payload CD\r\n",
         "revive/setup.cmd": _crlf((SCRIPTS / "setup.cmd").read_text()),
         "revive/setup.sh": (SCRIPTS / "setup.sh").read_bytes(),
+        "revive/license.ps1": _crlf((SCRIPTS / "license.ps1").read_text()),
         "revive/config.cmd": config_cmd(s),
         "revive/admin-user": s.admin_user.encode(),
         "revive/admin-password": s.admin_password.encode(),
@@ -143,6 +144,12 @@ class SetupReport:
     host_key: Optional[str] = None     # "ssh-ed25519 AAAA... comment"
     failed: Optional[str] = None       # the step that failed
     done: bool = False
+    grace_minutes: Optional[int] = None   # the licence's grace left at install
+    license: Optional[str] = None         # its description (TIMEBASED_EVAL: evaluation)
+
+    @property
+    def evaluation(self) -> bool:
+        return self.license is not None and "TIMEBASED_EVAL" in self.license.upper()
 
     @property
     def last_step(self) -> Optional[str]:
@@ -162,6 +169,12 @@ def read_report(serial: str) -> SetupReport:
             report.failed = rest
         elif words[0] == "REVIVE-DONE":
             report.done = True
+        elif words[0] == "REVIVE-LICENSE" and report.license is None:
+            minutes, _, rest_ = rest.partition(" ")
+            status, _, description = rest_.partition(" ")
+            if minutes.isdigit() and status.isdigit():    # the guest's words: checked
+                report.grace_minutes = int(minutes)
+                report.license = description.strip()[:200]
     return report
 
 

@@ -35,6 +35,11 @@ net accounts /maxpwage:unlimited >>"%LOG%" 2>&1
 if errorlevel 1 goto failed
 if defined ADMIN_USER wmic useraccount where "name='%ADMIN_USER%'" set PasswordExpires=false >>"%LOG%" 2>&1
 
+call :step license
+rem One COM1 line on the licence (an evaluation's expiry), where PowerShell exists.
+set PS=%SystemRoot%\System32\WindowsPowerShell\v1.0\powershell.exe
+if exist "%PS%" "%PS%" -NoProfile -NonInteractive -ExecutionPolicy Bypass -File "%PAYLOAD%\revive\license.ps1" >COM1 2>>"%LOG%"
+
 call :step firewall
 if "%NT5%"=="1" (
   netsh firewall add portopening protocol=TCP port=22 name=revive-ssh mode=ENABLE scope=CUSTOM addresses=10.0.2.0/255.255.255.0 >>"%LOG%" 2>&1
