@@ -85,8 +85,7 @@ def project(tmp_path_factory):
                 .replace("/srv/cygwin-mirror", str(REPO / "tests" / "data" / "cygwin"))
                 .replace('packages = ["make", "gcc-core", "git"]', 'packages = ["gcc-core"]')
                 .replace('accel = "auto"', 'accel = "tcg"')
-                .replace('install = "2h"', 'install = "40s"')
-                .replace('memory = "4G"', 'memory = "1G"'))
+                .replace('install = "2h"', 'install = "40s"'))
     (root / "config.toml").write_text(text)
     return root
 
