@@ -70,3 +70,16 @@ def pytest_terminal_summary(terminalreporter):
     for text in shown:
         terminalreporter.write_sep("=", "revive report")
         terminalreporter.write_line(text)
+
+
+# The edition each version's ISO is rendered with (the example names
+# Windows 11 Pro; an ISO of another version has other names).
+WINDOWS_EDITIONS = {
+    "vista": "Windows Vista BUSINESS", "2008": "Windows Server 2008 SERVERSTANDARD",
+    "7": "Windows 7 PROFESSIONAL", "2008r2": "Windows Server 2008 R2 SERVERSTANDARD",
+    "8": "Windows 8 Pro", "8.1": "Windows 8.1 Pro",
+    "2012": "Windows Server 2012 SERVERSTANDARD",
+    "2012r2": "Windows Server 2012 R2 SERVERSTANDARD", "10": "Windows 10 Pro",
+    "2016": "Windows Server 2016 SERVERSTANDARD", "2019": "Windows Server 2019 SERVERSTANDARD",
+    "2022": "Windows Server 2022 Standard (Desktop Experience)",
+    "2025": "Windows Server 2025 Standard (Desktop Experience)", "11": "Windows 11 Pro"}

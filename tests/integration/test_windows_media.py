@@ -18,20 +18,11 @@ from revive.config import load
 from revive.guests.windows.answers import answer_file, floppy_files
 from revive.guests.windows.settings import VERSIONS
 
+from ..conftest import WINDOWS_EDITIONS as EDITION
 from .conftest import REPO, executed
 
 pytestmark = pytest.mark.integration
 XP_KEY = "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE"
-EDITION = {"vista": "Windows Vista BUSINESS", "2008": "Windows Server 2008 SERVERSTANDARD",
-           "7": "Windows 7 PROFESSIONAL", "2008r2": "Windows Server 2008 R2 SERVERSTANDARD",
-           "8": "Windows 8 Pro", "8.1": "Windows 8.1 Pro",
-           "2012": "Windows Server 2012 SERVERSTANDARD",
-           "2012r2": "Windows Server 2012 R2 SERVERSTANDARD", "10": "Windows 10 Pro",
-           "2016": "Windows Server 2016 SERVERSTANDARD",
-           "2019": "Windows Server 2019 SERVERSTANDARD",
-           "2022": "Windows Server 2022 Standard (Desktop Experience)",
-           "2025": "Windows Server 2025 Standard (Desktop Experience)",
-           "11": "Windows 11 Pro"}
 
 
 def mirror_for(version: str, root: Path) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from revive.core.errors import UserError
+from tests.conftest import WINDOWS_EDITIONS as EDITION
 from revive.guests.windows import product_keys
 from revive.guests.windows.answers import floppy_files
 from revive.guests.windows.settings import (SERVERS, VERSIONS, from_table,
@@ -21,20 +22,6 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "windows.toml"
 NS = {"u": "urn:schemas-microsoft-com:unattend"}
 XP_KEY = "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE"
-
-
-# The edition each version's ISO is rendered with (the example names
-# Windows 11 Pro; an ISO of another version has other names).
-EDITION = {"vista": "Windows Vista BUSINESS", "2008": "Windows Server 2008 SERVERSTANDARD",
-           "7": "Windows 7 PROFESSIONAL", "2008r2": "Windows Server 2008 R2 SERVERSTANDARD",
-           "8": "Windows 8 Pro", "8.1": "Windows 8.1 Pro",
-           "2012": "Windows Server 2012 SERVERSTANDARD",
-           "2012r2": "Windows Server 2012 R2 SERVERSTANDARD", "10": "Windows 10 Pro",
-           "2016": "Windows Server 2016 SERVERSTANDARD",
-           "2019": "Windows Server 2019 SERVERSTANDARD",
-           "2022": "Windows Server 2022 Standard (Desktop Experience)",
-           "2025": "Windows Server 2025 Standard (Desktop Experience)",
-           "11": "Windows 11 Pro"}
 
 
 def example_table() -> dict:
