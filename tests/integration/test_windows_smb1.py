@@ -11,11 +11,14 @@ a write to the read-only one. XP and 2003 configs are rendered up to
 QEMU's launch (started paused, as tests/unit/test_guest_kinds.py does)."""
 
 import dataclasses
+import getpass
+import os
 import re
 import shlex
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import tomllib
 from pathlib import Path
@@ -31,6 +34,7 @@ from revive.machine.revive import share_folders
 from tasks.common import Paths
 
 from .conftest import REPO, processes_mentioning
+from .test_unprivileged import plain_user  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not shutil.which("smbclient"), reason="needs smbclient")]
@@ -62,8 +66,12 @@ class SlirpExec:
     """What libslirp does for a guestfwd cmd: per connection, the command
     with the socket as its standard input, output and error."""
 
-    def __init__(self, command: str):
+    def __init__(self, command: str, user=None):
         self.argv = shlex.split(command)
+        # as QEMU's user would run it (None: this process's user)
+        self.as_user = {} if user is None else {
+            "user": user.pw_uid, "group": user.pw_gid, "extra_groups": [],
+            "env": {"HOME": user.pw_dir, "PATH": "/usr/bin:/bin"}}
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.children: "list[subprocess.Popen]" = []
@@ -79,7 +87,7 @@ class SlirpExec:
             with conn:
                 self.children.append(subprocess.Popen(
                     self.argv, stdin=conn.fileno(), stdout=conn.fileno(),
-                    stderr=conn.fileno(), start_new_session=True))
+                    stderr=conn.fileno(), start_new_session=True, **self.as_user))
 
     def close(self):
         self.listener.close()
@@ -96,6 +104,10 @@ class SlirpExec:
 def xp_vm(tmp_path):
     """The snapshot template of an XP config, filled for one revived copy
     with the example's shares (src read-only with a file in it, xchg rw)."""
+    return render_xp(tmp_path)
+
+
+def render_xp(tmp_path):
     cfg = legacy_config("xp", tmp_path)
     record = inputs.for_stage(cfg, "snapshot")
     kind = record.guest_kind()
@@ -168,6 +180,34 @@ def test_xp_shares_are_served_over_smb1_to_a_real_smb1_client(xp_vm, tmp_path):
     assert len(served.children) >= 5      # one smbd per connection, as slirp starts it
     # nothing of this VM's Samba outlives it (samba-dcerpcd, rpcd_* helpers)
     assert processes_mentioning(str(work)) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a user")
+def test_smb1_shares_work_for_a_user_who_is_not_root(plain_user, monkeypatch):
+    """Users are not root: the same VM's smbd, started as a plain user
+    (smb.conf's force user is then that user), reads and writes."""
+    root = Path(tempfile.mkdtemp(prefix="revive-smb1-"))
+    try:
+        monkeypatch.setattr(getpass, "getuser", lambda: plain_user.pw_name)
+        argv, folders, work = render_xp(root)
+        subprocess.run(["chown", "-R", f"{plain_user.pw_uid}:{plain_user.pw_gid}", root],
+                       check=True)
+        root.chmod(0o755)
+        served = SlirpExec(guestfwd_commands(argv)[139], user=plain_user)
+        try:
+            read = smbclient(served.port, "src", "ls")
+            assert read.returncode == 0 and "input.txt" in read.stdout, read.stdout + read.stderr
+            out = root / "out.txt"
+            out.write_text("plain\n")
+            out.chmod(0o644)
+            write = smbclient(served.port, "xchg", f"put {out} result.txt")
+            assert write.returncode == 0, write.stdout + write.stderr
+            assert (folders["xchg"] / "result.txt").stat().st_uid == plain_user.pw_uid
+        finally:
+            served.close()
+        assert processes_mentioning(str(work)) == []
+    finally:
+        shutil.rmtree(root)
 
 
 def test_a_modern_client_limited_to_smb2_is_still_answered(xp_vm):
