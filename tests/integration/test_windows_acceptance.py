@@ -8,8 +8,9 @@ Skipped without --windows-iso. It installs, snapshots, then runs builds in
 revived copies that compile and run a C program with Cygwin's gcc, read an
 input from the read-only share, write outputs to the exchange share, exit
 non-zero on purpose and time out on purpose. At the end (also after a
-failure) it prints every stage's time and the paths of the logs and
-screenshots, and packs them (no disk images) into report.tar.gz to attach
+failure) it reports every stage's time and the paths of the logs and
+screenshots in pytest's summary (also under pytest.ini's -n 2; kept as
+report.txt), and packs them (no disk images) into report.tar.gz to attach
 to a bug report.
 """
 
