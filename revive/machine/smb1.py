@@ -29,6 +29,7 @@ SERVER = "10.0.2.4"          # where QEMU's smb= serves too: \\10.0.2.4\NAME
 PORTS = (139, 445)           # NetBIOS session service and direct SMB, as smb= does
 CONF = "smb.conf"
 RESERVED = {"global", "homes", "printers", "ipc$"}
+MAX_RULE = 1024
 
 
 def smbd_binary() -> str:
@@ -48,7 +49,13 @@ def command(smbd: str, state: str) -> str:
         if any(c in path for c in " \t\n'\"\\"):
             raise UserError(f"SMB1 share: the path {path!r} holds a space or quote, which "
                             "QEMU's guest forward cannot pass to smbd; move the project")
-    return f"{smbd} -l {state} -s {state}/{CONF}"
+    line = f"{smbd} -l {state} -s {state}/{CONF}"
+    # QEMU keeps each guestfwd rule in 1024 bytes (net/slirp.c); longer is cut.
+    if len(f"tcp:{SERVER}:445-cmd:{line}".encode()) >= MAX_RULE:
+        raise UserError(f"SMB1 share: the VM's folder {state} makes smbd's command line "
+                        f"longer than QEMU's guest forward takes ({MAX_RULE} bytes); "
+                        "move the project to a shorter path")
+    return line
 
 
 def config(state: Path, shares: "dict[str, tuple[Path, bool]]", user: "str | None" = None) -> str:
