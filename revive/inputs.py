@@ -7,9 +7,10 @@ by construction. A missing key is a ``KeyError``, never a silent default.
 
 What goes in:
 - ``guest``: the guest kind's settings, as the stage may see them
-  (``GuestKind.settings_for``);
+  (``GuestKind.settings_for``: the ``[guest]`` keys whose rows name it);
 - ``values``: config keys (``"answers.disk_size"``, ``"shares"``,
-  ``"builds.NAME"``) the kind declares the stage reads (``GuestKind.reads``);
+  ``"builds.NAME"``) whose rows in the table of settings
+  (``revive.config.settings``) name the stage, for this guest kind;
 - ``host``: facts of the host that shape the output (the QEMU version, the
   host's apt sources).
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import guests
+from .config import settings
 from .machine import qemu
 
 # Stages in pipeline order; each reads what the kind declares for it.
@@ -68,10 +70,24 @@ def plain(value):
     return value
 
 
+def reads(kind: str, stage: str) -> "list[str]":
+    """The config keys a stage reads for a guest kind, from the table:
+    ``[answers]``, ``[vm]`` keys by name, and all of ``shares`` as one
+    value when any share key is read."""
+    keys = []
+    for row in settings.CORE:
+        if stage in row.stages_for(kind) and row.section in ("answers", "vm"):
+            keys.append(row.key)
+        elif stage in row.stages_for(kind) and row.section == "shares.NAME" \
+                and "shares" not in keys:
+            keys.append("shares")
+    return keys
+
+
 def for_stage(cfg, stage: str) -> StageInputs:
     """The record of ``stage`` (one of ``STAGES``) for this config."""
     kind = guests.kind_for(cfg)
-    values = {key: cfg.value(key) for key in kind.reads.get(stage, ())}
+    values = {key: cfg.value(key) for key in reads(cfg.guest_kind, stage)}
     host, limits = {}, {}
     if stage == "payload":
         host = kind.host_facts()
