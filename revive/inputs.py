@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 from . import guests
 from .config import settings
+from .fetch import lock
 from .machine import qemu
 
 # Stages in pipeline order; each reads what the kind declares for it.
@@ -98,6 +99,25 @@ def for_stage(cfg, stage: str) -> StageInputs:
         host = {"qemu": qemu.version()}
         limits = {"timeouts.boot": cfg.timeouts.boot}
     return StageInputs(stage, cfg.guest_kind, kind.settings_for(stage), values, host, limits)
+
+
+def for_sources(cfg, name: str) -> StageInputs:
+    """A ``[sources.NAME]``'s record: its table and, for a Debian source
+    package, the suite and mirror it is fetched from (a Debian guest's;
+    Debian's defaults for other kinds: the rows of ``guest.suite`` and
+    ``guest.mirror`` name this stage) and the apt sources they resolve to on
+    this host, which is what apt-get source reads."""
+    source = cfg.sources[name]
+    values, host = {f"sources.{name}": source}, {}
+    if source.kind == "debian":
+        from .guests.debian import DebianSettings, from_table
+        debian = cfg.guest_settings if isinstance(cfg.guest_settings, DebianSettings) \
+            else from_table({})
+        values.update({"guest.suite": debian.suite, "guest.mirror": debian.mirror})
+        host = {"apt_sources": debian.sources()}
+    # Not hashed: where the fetched .dsc's sha256 is recorded and checked.
+    return StageInputs(f"sources.{name}", None, None, values, host,
+                       limits={"lock": lock.path_for(cfg.path)})
 
 
 def for_build(cfg, name: str) -> StageInputs:

@@ -80,6 +80,14 @@ class Setting:
         return tuple(self.stages)
 
 
+def shown(text: str):
+    """Names, for the docs, a default computed from the values before it."""
+    def mark(default):
+        default.shown = text
+        return default
+    return mark
+
+
 # --- parsers ----------------------------------------------------------------
 
 def _text(value: str) -> str:

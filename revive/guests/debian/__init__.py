@@ -106,8 +106,10 @@ def _packages(value, seen=None) -> "tuple[str, ...]":
 KEYS = (
     Setting("guest.suite", _suite, "the Debian suite (code name) the root is made from",
             DEFAULT_SUITE, stages=("payload", "sources:NAME")),
-    Setting("guest.mirror", _mirror, "\"host\": the archives in the host's apt sources; "
-            "or an http(s):// or file:// URL of a Debian archive", "host",
+    Setting("guest.mirror", _mirror, "\"host\": the archive URIs, suites and keys of the "
+            "host's own apt sources (/etc/apt/sources.list, sources.list.d/*.list and "
+            "deb822 *.sources): the suite and its -updates and -security companions. Or an "
+            "archive URL (http://…/debian, file:///…), used for the suite alone", "host",
             stages=("payload", "sources:NAME")),
     Setting("guest.packages", _packages, "Debian packages installed on top of what revive "
             "needs (systemd, udev, OpenSSH, qemu-guest-agent, kmod, iproute2)",

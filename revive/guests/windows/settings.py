@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from revive.config.settings import Invalid, Setting, read
+from revive.config.settings import Invalid, Setting, read, shown
 from revive.core.errors import UserError
 from revive.core.files import sha256_file, write_atomic
 
@@ -156,6 +156,7 @@ def _fail(key: str, problem: str, todo: str) -> UserError:
 
 def _missing(todo: str):
     """The default of a required key: refused, saying what to set."""
+    @shown("required")
     def default(seen):
         raise Invalid(f"missing; {todo}")
     return default
@@ -194,6 +195,12 @@ def _version(value, seen) -> str:
     return version
 
 
+@shown("required")
+def _missing_version(seen):
+    return _version(None, seen)
+
+
+@shown("by version")
 def _expected_format(seen) -> str:
     return "winnt" if VERSIONS[seen["windows_version"]] == "nt5" else "autounattend"
 
@@ -211,6 +218,7 @@ def _sha256(value, seen) -> str:
         value, seen).lower()
 
 
+@shown("required (not XP/2003)")
 def _image_default(seen):
     if seen["answer_format"] != "winnt":
         _missing("set it to the index or name of the edition in sources/install.wim "
@@ -228,6 +236,7 @@ def _image(value, seen):
                   "set it as wiminfo shows the edition")
 
 
+@shown("by edition")
 def _product_key_default(seen):
     if seen["answer_format"] == "winnt":
         _missing("XP and Server 2003 setup stops at the key page without one; "
@@ -299,7 +308,7 @@ _ALL = ("payload", "floppy", "install", "snapshot")
 
 KEYS = (
     Setting("guest.windows_version", _version, "xp 2003 vista 2008 7 2008r2 8 8.1 2012 "
-            "2012r2 10 2016 2019 2022 11 2025", lambda seen: _version(None, seen),
+            "2012r2 10 2016 2019 2022 11 2025", _missing_version,
             stages=_ALL),
     Setting("guest.answer_format", _answer_format, "autounattend (Vista and later) or "
             "winnt (XP/2003), chosen by the version", _expected_format, stages=_ALL),
@@ -324,7 +333,8 @@ KEYS = (
             _product_key_default, stages=_ALL),
     Setting("guest.admin_user", _admin_user, "the administrator builds run as "
             "(\"Administrator\" on XP/2003)",
-            lambda seen: "Administrator" if seen["answer_format"] == "winnt" else "revive",
+            shown('`"revive"` (`"Administrator"`: XP/2003)')(
+                lambda seen: "Administrator" if seen["answer_format"] == "winnt" else "revive"),
             stages=_ALL),
     Setting("guest.admin_password", _admin_password, "a fixed, documented default: the "
             "guest has no route out (docs/windows.md)", DEFAULT_PASSWORD, stages=_ALL),
@@ -334,13 +344,15 @@ KEYS = (
     Setting("guest.firmware", _choice("firmware", "bios", "uefi"), "bios or uefi (OVMF)",
             "bios", stages=_ALL),
     Setting("guest.arch", _choice("arch", "x86_64", "x86"), "x86_64 (x86 for XP/2003)",
-            lambda seen: "x86" if VERSIONS[seen["windows_version"]] == "nt5" else "x86_64",
+            shown('`"x86_64"` (`"x86"`: XP/2003)')(
+                lambda seen: "x86" if VERSIONS[seen["windows_version"]] == "nt5" else "x86_64"),
             stages=_ALL),
     Setting("guest.cygwin_mirror", _path("cygwin_mirror"), "folder of Cygwin packages "
             "(revive/guests/windows/cygwin.py)", stages=_ALL),
     Setting("guest.packages", _packages, "more Cygwin packages; what sshd needs is added "
             "with ssh = \"cygwin\"",
-            lambda seen: list(_SSH_PACKAGES) if seen["ssh"] == "cygwin" else [],
+            shown('`["openssh", "cygrunsrv"]` (`[]`: openssh)')(
+                lambda seen: list(_SSH_PACKAGES) if seen["ssh"] == "cygwin" else []),
             stages=_ALL),
     Setting("guest.openssh_msi", _path("openssh_msi"), "the OpenSSH-Win64 MSI, with "
             "ssh = \"openssh\"", stages=_ALL),
