@@ -17,7 +17,6 @@ from typing import Any
 from ..core.collect import check_output_name
 from ..core.errors import UserError
 from . import settings
-from .settings import ACCELS, CHANNELS, SAVE_METHODS, SHARE_MODES, TRANSPORTS  # noqa: F401
 
 _DRIVE = re.compile(r"^[A-Za-z]:\\?$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")

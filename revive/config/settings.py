@@ -190,14 +190,14 @@ def read(rows, data: dict, file: str, section: str, kind=None, settings=None,
             if value is REQUIRED:
                 what = getattr(row.parse, "what", None)
                 raise Invalid("missing" + (f"; it must be {what}" if what else ""))
-            values[row.name] = None if value is None else row.parse(value, values)
-            if value is None:
-                continue
-            problem = row.check(values[row.name], kind) if row.check else None
+            values[row.name] = parsed = None if value is None else row.parse(value, values)
+            if parsed is None:
+                continue                 # unset, and no default
+            problem = row.check(parsed, kind) if row.check else None
             if problem:
                 raise Invalid(problem)
             least = minimums.get(row.key)
-            if least is not None and values[row.name] < row.parse(least, values):
+            if least is not None and parsed < row.parse(least, values):
                 raise Invalid(f"{value!r} is too small for a {kind.name} guest; at least {least}")
         except Invalid as why:
             raise error(file, section, row.name, str(why)) from None
