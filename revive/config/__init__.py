@@ -143,7 +143,7 @@ def parse(raw: dict, path: Path) -> Config:
     root = path.parent.resolve()
     file = path.name
     top = _Section(raw, file, "")
-    top.only("guest", "answers", "vm", "timeouts", "shares", "builds", "sources", "cluster")
+    top.only(*dict.fromkeys(r.key.split(".")[0] for r in settings.CORE))
     from .. import guests
     guest = top.table("guest")
     # [guest] kind here; the kind's own keys are its Settings' to read.

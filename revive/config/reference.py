@@ -90,8 +90,10 @@ def reference(rows) -> str:
             default += " (" + ", ".join(f"{n}: {d}" for n, d in differ.items()) + ")"
         least = {k.name: k.minimums(None).get(row.key) for k in kinds()}
         doc = row.doc
-        if any(least.values()):
-            doc += "; at least " + _by_kind(least, lambda v: v or "–")
+        if all(least.values()):
+            doc += "; at least " + _by_kind(least, str)
+        elif any(least.values()):
+            doc += "; at least " + ", ".join(f"{v} ({k})" for k, v in least.items() if v)
         lines.append(f"| {_place(row)} | {default} | {doc} |")
     return "\n".join(lines)
 
