@@ -336,8 +336,8 @@ KEYS = (
             shown('`"revive"` (`"Administrator"`: XP/2003)')(
                 lambda seen: "Administrator" if seen["answer_format"] == "winnt" else "revive"),
             stages=_ALL),
-    Setting("guest.admin_password", _admin_password, "a fixed, documented default: the "
-            "guest has no route out (docs/windows.md)", DEFAULT_PASSWORD, stages=_ALL),
+    Setting("guest.admin_password", _admin_password, "a fixed, documented default (the "
+            "guest has no route out); it passes Server's complexity rule", DEFAULT_PASSWORD, stages=_ALL),
     Setting("guest.computer_name", _text(r"(?![0-9]+$)[A-Za-z0-9-]{1,15}", "use 1-15 "
                                          "letters, digits or '-', not only digits"),
             "never the account's name", DEFAULT_COMPUTER_NAME, stages=_ALL),
