@@ -200,6 +200,14 @@ shares = {{ src = "sources:up" }}
     proc = doit(tmp_path, "sources")
     assert ".  sources:local" in proc.stdout and "-- sources:up" in proc.stdout
     assert (out / "local" / "data.txt").read_text() == "two\n"
+    # A changed key of its table: doit names it, and only that task reruns.
+    (tmp_path / "local").rename(tmp_path / "moved")
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace('path = "local"', 'path = "moved"'))
+    info = doit(tmp_path, "info", "sources:local").stdout
+    assert "config.toml (sources.local) changed: sources.local.path: " in info, info
+    proc = doit(tmp_path, "sources")
+    assert ".  sources:local" in proc.stdout and "-- sources:up" in proc.stdout
 
 
 def test_a_wrong_sha256_fails_the_task_in_one_line_and_leaves_no_target(tmp_path):
