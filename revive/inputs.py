@@ -72,9 +72,9 @@ def plain(value):
 
 
 def reads(kind: str, stage: str) -> "list[str]":
-    """The config keys a stage reads for a guest kind, from the table:
-    ``[answers]``, ``[vm]`` keys by name, and all of ``shares`` as one
-    value when any share key is read."""
+    """The config keys a stage reads and hashes for a guest kind, from the
+    table: ``[answers]`` and ``[vm]`` keys by name, and all of ``shares`` as
+    one value when any share key is read."""
     keys = []
     for row in settings.CORE:
         if stage in row.stages_for(kind) and row.section in ("answers", "vm"):
@@ -85,20 +85,23 @@ def reads(kind: str, stage: str) -> "list[str]":
     return keys
 
 
+def limits(cfg, stage: str) -> dict:
+    """The keys whose rows say the stage reads them without hashing them."""
+    return {row.key: cfg.value(row.key) for row in settings.CORE if stage in row.limits}
+
+
 def for_stage(cfg, stage: str) -> StageInputs:
     """The record of ``stage`` (one of ``STAGES``) for this config."""
     kind = guests.kind_for(cfg)
     values = {key: cfg.value(key) for key in reads(cfg.guest_kind, stage)}
-    host, limits = {}, {}
+    host = {}
     if stage == "payload":
         host = kind.host_facts()
-    elif stage == "install":
-        limits = {"vm.accel": cfg.vm.accel, "timeouts.install": cfg.timeouts.install}
     elif stage == "snapshot":
         # A snapshot only loads into the QEMU that made it.
         host = {"qemu": qemu.version()}
-        limits = {"timeouts.boot": cfg.timeouts.boot}
-    return StageInputs(stage, cfg.guest_kind, kind.settings_for(stage), values, host, limits)
+    return StageInputs(stage, cfg.guest_kind, kind.settings_for(stage), values, host,
+                       limits(cfg, stage))
 
 
 def for_sources(cfg, name: str) -> StageInputs:
@@ -124,7 +127,7 @@ def for_build(cfg, name: str) -> StageInputs:
     """A build's record: its own table; the rest comes from the snapshot."""
     return StageInputs(f"builds.{name}", None, None,
                        {f"builds.{name}": cfg.builds[name]},
-                       limits={"timeouts.revive": cfg.timeouts.revive,
+                       limits={**limits(cfg, "build:NAME"),
                                # Where a build runs does not change its result.
                                "cluster": cfg.cluster,
                                # Not hashed: keeping a failed copy changes no output.

@@ -59,6 +59,8 @@ class Setting:
     default: Any = None     # as written in config.toml; None: unset; REQUIRED;
                             # or a function of the values read so far
     stages: Any = ()        # the stages that read it; {kind or "*": stages} where kinds differ
+    limits: tuple = ()      # the stages that read it without hashing it: it changes
+                            # how long a stage may take, not what it makes
     field: str = ""         # the attribute the parsed value is kept in (default: the name)
     check: "Callable | None" = None   # (parsed, kind class) -> problem or None
 
@@ -279,16 +281,18 @@ CORE = (
             field="memory_mb", check=_fits_host),
     Setting("vm.cpus", integer(1, 64), "guest CPUs", 1, stages=MACHINE),
     Setting("vm.accel", choice(*ACCELS), "auto (probe KVM, fall back to TCG), kvm or tcg",
-            "auto", stages=SNAPSHOT),
+            "auto", stages=SNAPSHOT, limits=("install",)),
     Setting("vm.save", choice(*SAVE_METHODS), "how the snapshot's memory is saved: auto, "
             "file (RAM pages shared by parallel builds) or zstd (compressed)", "auto",
             stages=SNAPSHOT),
     Setting("vm.channel", choice(*CHANNELS), "how builds talk to the guest: agent (QEMU's "
             "guest agent on virtio-serial) or ssh", "agent", stages=SNAPSHOT,
             check=_offered_channel),
-    Setting("timeouts.install", DURATION, "the whole unattended install", "20m"),
-    Setting("timeouts.boot", DURATION, "boot → SSH, and saving, at the snapshot stage", "5m"),
-    Setting("timeouts.revive", DURATION, "revive → SSH at each build", "2m"),
+    Setting("timeouts.install", DURATION, "the whole unattended install", "20m",
+            limits=("install",)),
+    Setting("timeouts.boot", DURATION, "boot → SSH, and saving, at the snapshot stage", "5m",
+            limits=SNAPSHOT),
+    Setting("timeouts.revive", DURATION, "revive → SSH at each build", "2m", limits=BUILD),
     Setting("shares.NAME.guest", STRING, "where the share is mounted in the guest; no two "
             "shares on one mount point or one inside another", REQUIRED, stages=SNAPSHOT),
     Setting("shares.NAME.mode", choice(*SHARE_MODES), "ro for inputs; exactly one share is "
