@@ -137,7 +137,8 @@ def _label(rows) -> str:
     for section, names in by_section.items():
         owner = next((k.name for k in kinds() if rows[0] in k.keys), None)
         first = f"`[{section}] {names[0]}`"
-        parts.append(" ".join(filter(None, [owner, first])) + "".join(f", `{n}`" for n in names[1:]))
+        parts.append(" ".join(filter(None, [owner, first]))
+                     + "".join(f", `{n}`" for n in names[1:]))
     return "; ".join(parts)
 
 
@@ -169,7 +170,7 @@ def reruns_by_stage() -> str:
 
 # --- revive init's config.toml --------------------------------------------------
 
-SECTIONS = ("guest", "answers", "vm", "timeouts", "shares", "sources", "builds", "cluster")
+SECTIONS = tuple(dict.fromkeys(r.key.split(".")[0] for r in CORE))
 
 
 def _comment(text: str, indent: str = "# ") -> "list[str]":

@@ -303,6 +303,18 @@ CORE = (
     Setting("shares.NAME.transport", choice(*TRANSPORTS), "9p (virtio-9p, the live host "
             "folder) or smb (QEMU's smb= served by the host's smbd; a ro SMB share is a "
             "copy made for each build)", "9p", stages=SNAPSHOT, check=_offered_transport),
+    Setting("sources.NAME.debian", match(_PACKAGE, "a Debian source package name such as "
+                                         "\"hello\""),
+            "a Debian source package, fetched by apt-get source from the [guest] suite and "
+            "mirror (Debian's for other kinds); its .dsc's sha256 is kept in revive.lock",
+            stages=("sources:NAME",)),
+    Setting("sources.NAME.url", match(_FETCH_URL, "an http(s):// or file:// URL of a "
+                                      "tarball"),
+            "a tarball (http(s):// or file://), unpacked safely", stages=("sources:NAME",)),
+    Setting("sources.NAME.sha256", _SHA256, "the tarball's sha256 (with url)",
+            stages=("sources:NAME",)),
+    Setting("sources.NAME.path", STRING, "a local folder (relative to config.toml), copied",
+            stages=("sources:NAME",)),
     Setting("builds.NAME.command", STRING, "run in the guest by the login shell", REQUIRED,
             stages=BUILD),
     Setting("builds.NAME.shares", TABLE, "{ share = \"folder\" }: the host folders behind "
@@ -317,18 +329,6 @@ CORE = (
             "shell identifiers", {}, stages=BUILD),
     Setting("builds.NAME.keep_failed", BOOLEAN, "keep the copy of a failed build for "
             "`revive shell --kept` (REVIVE_KEEP_FAILED=1: every build of one run)", False),
-    Setting("sources.NAME.debian", match(_PACKAGE, "a Debian source package name such as "
-                                         "\"hello\""),
-            "a Debian source package, fetched by apt-get source from the [guest] suite and "
-            "mirror (Debian's for other kinds); its .dsc's sha256 is kept in revive.lock",
-            stages=("sources:NAME",)),
-    Setting("sources.NAME.url", match(_FETCH_URL, "an http(s):// or file:// URL of a "
-                                      "tarball"),
-            "a tarball (http(s):// or file://), unpacked safely", stages=("sources:NAME",)),
-    Setting("sources.NAME.sha256", _SHA256, "the tarball's sha256 (with url)",
-            stages=("sources:NAME",)),
-    Setting("sources.NAME.path", STRING, "a local folder (relative to config.toml), copied",
-            stages=("sources:NAME",)),
     Setting("cluster.scheduler", match(_SCHEDULER, "an address like \"tcp://HOST:8786\"", "must be"),
             "a Dask scheduler's address; builds run on its workers (docs/cluster.md); "
             "REVIVE_SCHEDULER overrides it", REQUIRED),
