@@ -17,20 +17,13 @@ import pytest
 from revive.config import parse
 from revive.core.errors import UserError
 from revive.fetch import lock, tarball
+from tests import configs
 
 REPO = Path(__file__).resolve().parents[2]
-SHARES = """
-[shares.src]
-guest = "/mnt/src"
-host = "src"
-[shares.xchg]
-guest = "/mnt/xchg"
-mode = "rw"
-"""
 
 
 def cfg(text: str):
-    return parse(tomllib.loads(SHARES + text), Path("/project/config.toml"))
+    return parse(tomllib.loads(configs.SHARES + text), Path("/project/config.toml"))
 
 
 def error(text: str) -> str:
@@ -175,7 +168,7 @@ def test_url_and_path_sources_become_tasks_that_builds_depend_on(tmp_path):
     digest = make_tar(archive, [({"name": "up/main.c"}, b"int main(){}\n")])
     (tmp_path / "local").mkdir()
     (tmp_path / "local" / "data.txt").write_text("one\n")
-    (tmp_path / "config.toml").write_text(SHARES + f"""
+    (tmp_path / "config.toml").write_text(configs.SHARES + f"""
 [sources.up]
 url = "{archive.as_uri()}"
 sha256 = "{digest}"
@@ -213,7 +206,7 @@ shares = {{ src = "sources:up" }}
 def test_a_wrong_sha256_fails_the_task_in_one_line_and_leaves_no_target(tmp_path):
     archive = tmp_path / "up.tar.gz"
     make_tar(archive, [({"name": "a"}, b"a")])
-    (tmp_path / "config.toml").write_text(SHARES + f"""
+    (tmp_path / "config.toml").write_text(configs.SHARES + f"""
 [sources.up]
 url = "{archive.as_uri()}"
 sha256 = "{'0' * 64}"
