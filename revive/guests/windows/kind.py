@@ -14,7 +14,7 @@ from ...machine.devices import DeviceModel
 from ..base import GuestKind
 from ..linux import installer
 from . import answers, cdboot, profile, setup_script
-from .settings import MACHINE, WindowsSettings, check_iso
+from .settings import KEYS, MACHINE, WindowsSettings, check_iso
 
 PRESS_ANY_KEY_FOR = 40.0     # seconds of Enter presses for the UEFI CD prompt
 HERE = Path(__file__).resolve().parent
@@ -25,44 +25,31 @@ class WindowsKind(GuestKind):
     Settings = WindowsSettings
     iso_boot = None              # the payload CD is data; Windows boots its own ISO
     iso_volume = "REVIVE_PAYLOAD"
-    default_transport = "smb"    # Windows reaches shares over SMB only
-    transports = ("smb",)
+    transports = ("smb",)        # Windows reaches shares over SMB only
     drive_letters = True
     channels = ("ssh",)
     channel_note = ("QEMU's guest agent needs a virtio-serial driver, which Windows "
                     "installed offline lacks")
-    min_disk_mb = 4 * 1024       # XP's; each version's own in settings.MACHINE
-    # The answer file comes from [guest] alone; the install's machine is the
-    # one the VM gets later, so its memory and CPUs shape the install too.
-    reads = {
-        "payload": (),
-        "floppy": (),
-        "install": ("answers.disk_size", "vm.memory", "vm.cpus"),
-        "snapshot": ("vm.memory", "vm.cpus", "vm.accel", "vm.save", "vm.channel", "shares"),
-    }
+    keys = KEYS
+
+    # Sizes per version (settings.MACHINE). Without settings (the docs'
+    # reference) the example's version, 11, for defaults, and the least any
+    # version takes (XP's) for minimums.
+    @classmethod
+    def defaults(cls, settings) -> dict:
+        version = settings.windows_version if settings is not None else "11"
+        return {**super().defaults(settings), **MACHINE[version]["default"]}
+
+    @classmethod
+    def minimums(cls, settings) -> dict:
+        version = settings.windows_version if settings is not None else "xp"
+        return {**super().minimums(settings), **MACHINE[version]["least"]}
 
     def __init__(self, settings):
         super().__init__(settings)
         self.s = settings
         self._last_key = -1.0
         self._press_keys = settings is not None and settings.firmware == "uefi"
-
-    @classmethod
-    def defaults(cls, settings) -> dict:
-        return dict(MACHINE[settings.windows_version]["default"])
-
-    @classmethod
-    def minimums(cls, settings) -> dict:
-        return dict(MACHINE[settings.windows_version]["least"])
-
-    def settings_for(self, stage: str):
-        # The user's ISO is the install stage's input alone: the media and
-        # the machine are the same whichever ISO file is used.
-        if stage == "install":
-            return self.settings
-        if stage == "iso":
-            return None
-        return self.hidden(self.settings, "iso", "iso_sha256")
 
     # -- media -------------------------------------------------------------
     def source_files(self) -> "list[Path]":
