@@ -48,16 +48,13 @@ def test_every_versions_defaults_pass_its_own_minimums(version):
 
 @pytest.mark.parametrize("version, vm, answers, message", [
     ("2022", {"memory": "1G"}, {},
-     'config.toml: [vm] memory: 1024 MB is below the 2G this windows guest needs; '
-     'set memory = "2G" or more'),
+     "config.toml: [vm] memory: '1G' is too small for a windows guest; at least 2G"),
     ("11", {"cpus": 1}, {},
-     "config.toml: [vm] cpus: 1 is below the 2 this windows guest needs; set cpus = 2 or more"),
+     "config.toml: [vm] cpus: 1 is too small for a windows guest; at least 2"),
     ("11", {}, {"disk_size": "40G"},
-     'config.toml: [answers] disk_size: 40960 MB is below the 64G this windows guest '
-     'needs; set disk_size = "64G" or more'),
+     "config.toml: [answers] disk_size: '40G' is too small for a windows guest; at least 64G"),
     ("10", {"memory": "512M"}, {},
-     'config.toml: [vm] memory: 512 MB is below the 1G this windows guest needs; '
-     'set memory = "1G" or more'),
+     "config.toml: [vm] memory: '512M' is too small for a windows guest; at least 1G"),
 ])
 def test_below_the_minimum_is_one_line_naming_the_key(version, vm, answers, message):
     with pytest.raises(UserError) as err:
