@@ -63,12 +63,23 @@ def _doit(argv: "list[str]", config: "str | None") -> int:
     # read relative paths against the config's folder.
     os.environ["REVIVE_CONFIG"] = str(path)
     os.chdir(path.parent)
+    if argv[:1] != ["help"]:
+        _check_system(path)
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
     from . import dodo
     if argv[:1] not in (["help"], ["--version"]):
         dodo.start()       # the project lock, the sweep, the signal handlers
     return DoitMain(ModuleTaskLoader(dodo), extra_config={"GLOBAL": {}}).run(argv)
+
+
+def _check_system(path: Path) -> None:
+    """The system packages this project's stages call (revive/system.py), in
+    one line when any is missing, before doit loads the tasks (which ask
+    QEMU its version already)."""
+    from revive import system
+    from revive.config import load
+    system.require({"all", load(path).guest_kind})
 
 
 def _init(argv: "list[str]") -> int:

@@ -58,7 +58,7 @@ def take_snapshot(inputs, paths: Paths) -> None:
             log=work / "qemu-img.log", what="qemu-img create")
         values = {"artifacts": str(paths.artifacts), "disk": str(folder / saved.DISK),
                   "ram": str(folder / saved.RAM), "ram-share": "on",
-                  **empty_share_dirs(shares, work), **kind.vm_values(paths.artifacts, work),
+                  **empty_share_dirs(shares, work), **kind.vm_values(paths.artifacts, work, shares),
                   **(agent.argv_values(work) if channel == "agent" else {})}
         machine = Machine.boot(kind, template, values, name="snapshot", logs=paths.logs,
                                work=work, timeout=inputs.limits["timeouts.boot"],
@@ -87,7 +87,8 @@ def take_snapshot(inputs, paths: Paths) -> None:
                 "user": kind.build_user(inputs),
                 "shares": {s.name: {"guest": s.guest, "mode": s.mode, "transport": s.transport}
                            for s in shares},
-                "timings": timings, "channel": agent.meta(channel)}
+                "timings": timings, "channel": agent.meta(channel),
+                **({"expires": base["expires"]} if base.get("expires") else {})}
         (folder / saved.DISK).chmod(0o444)
         saved.write_meta(folder, meta)
     remove(work)

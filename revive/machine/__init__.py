@@ -135,13 +135,14 @@ class Machine:
         folder = Path(folder)
         meta = saved.read_meta(folder)
         saved.check(folder, meta)
+        check_expiry(meta, time.time(), name)
         kind = guests.kind_from_meta(meta)
         in_guest = guest_shares(meta)
         folders = share_folders(in_guest, shares, work, what=name)
         values = {"artifacts": str(artifacts), "disk": str(work / "disk.qcow2"),
                   "ram": str(folder / saved.RAM), "ram-share": "off",
                   "smb": str(work / "smb"),
-                  **kind.vm_values(artifacts, work),
+                  **kind.vm_values(artifacts, work, in_guest),
                   **{f"share.{n}": str(p) for n, p in folders.items()}}
         if agent.uses_agent(meta):
             values.update(agent.argv_values(work))
@@ -315,6 +316,20 @@ def revived(folder: Path, *, started: "Callable[[Machine], None] | None" = None,
         machine.connect()
         machine.after_revive()
         yield machine
+
+
+def expiry_text(expires: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires))
+
+
+def check_expiry(meta: dict, now: float, what: str) -> None:
+    """Refuse a copy of a guest whose evaluation licence has run out (the
+    install recorded when): Windows would shut itself down mid-build."""
+    expires = meta.get("expires")
+    if expires and now >= expires:
+        raise UserError(f"{what}: the snapshot's Windows is an evaluation that expired on "
+                        f"{expiry_text(expires)} and would shut down mid-build; install a "
+                        "fresh or licensed one (doit install)")
 
 
 def guest_shares(meta: dict) -> "list[Share]":
