@@ -33,7 +33,7 @@ from typing import Callable, Optional
 
 from ..core.errors import UserError
 from ..core.wait import wait_for
-from . import Channel, CommandResult
+from . import Channel, CommandResult, vm_ended
 
 PORT_NAME = "org.qemu.guest_agent.0"
 STREAM_TAG = "revive_log"          # the 9p mount tag of the output share
@@ -267,8 +267,9 @@ class AgentSession(Channel):
             if follower is not None:
                 _drain(follower, output, sink, limit=1 << 62)
           except AgentError:
-            # The VM ended under the command: a result (as over SSH), not an error.
-            dead = self.agent.alive()
+            # The VM ended under the command: a result (as over SSH), not an
+            # error. Its socket may close before QEMU can be reaped.
+            dead = vm_ended(self.agent.alive)
             if not dead:
                 raise
             if follower is not None:
