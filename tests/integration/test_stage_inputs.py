@@ -14,12 +14,15 @@ import pytest
 
 from revive import config as config_mod
 from revive import inputs
+from revive.config import settings
 from revive.guests import KINDS
 from tests import configs
 
 from .conftest import stale
 
 pytestmark = pytest.mark.integration
+# The sections whose keys hold one value each (Config.value), from the table.
+VALUED = ("answers", "vm", "timeouts")
 
 
 def records(cfg) -> "dict[str, dict]":
@@ -49,10 +52,11 @@ def changed(raw: dict, key: str, cfg) -> dict:
         return raw
     section, name = key.split(".", 1)
     table = raw.setdefault(section, {})
-    current = cfg.value(key) if key in config_mod._VALUES else table.get(name)
-    attr = config_mod._VALUES.get(key, ("", ""))[1]
-    choices = {"vm.accel": config_mod.ACCELS, "vm.save": config_mod.SAVE_METHODS,
-               "vm.channel": config_mod.CHANNELS}
+    row = settings.by_key().get(key)
+    current = cfg.value(key) if section in VALUED else table.get(name)
+    attr = row.attr if row else ""
+    choices = {"vm.accel": settings.ACCELS, "vm.save": settings.SAVE_METHODS,
+               "vm.channel": settings.CHANNELS}
     if key in choices:
         table[name] = next(c for c in choices[key] if c != current and c != "kvm")
     elif attr.endswith("_mb"):
@@ -92,7 +96,7 @@ def test_keys_no_stage_hashes_make_nothing_stale(built):
     raw = tomllib.loads(original)
     cfg = config_mod.load(built.config)
     hashed = {k for record in records(cfg).values() for k in record}
-    unread = [k for k in config_mod._VALUES if k not in hashed]
+    unread = [r.key for r in settings.CORE if r.section in VALUED and r.key not in hashed]
     unread += [f"shares.{n}.host" for n, s in cfg.shares.items() if s.host is not None]
     assert "timeouts.revive" in unread
     before = stale(built)

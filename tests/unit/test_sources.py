@@ -193,6 +193,14 @@ shares = {{ src = "sources:up" }}
     proc = doit(tmp_path, "sources")
     assert ".  sources:local" in proc.stdout and "-- sources:up" in proc.stdout
     assert (out / "local" / "data.txt").read_text() == "two\n"
+    # A changed key of its table: doit names it, and only that task reruns.
+    (tmp_path / "local").rename(tmp_path / "moved")
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace('path = "local"', 'path = "moved"'))
+    info = doit(tmp_path, "info", "sources:local").stdout
+    assert "config.toml (sources.local) changed: sources.local.path: " in info, info
+    proc = doit(tmp_path, "sources")
+    assert ".  sources:local" in proc.stdout and "-- sources:up" in proc.stdout
 
 
 def test_a_wrong_sha256_fails_the_task_in_one_line_and_leaves_no_target(tmp_path):
@@ -210,3 +218,33 @@ sha256 = "{'0' * 64}"
         in proc.stdout
     assert not (tmp_path / "artifacts" / "sources" / "up.json").exists()
     assert not (tmp_path / "artifacts" / "sources" / "up").exists()
+
+
+def test_the_sources_record_hashes_the_apt_sources_a_debian_source_is_fetched_from(
+        monkeypatch):
+    from revive import inputs
+    from revive.guests.debian import apt
+
+    def record(guest: str = "", source: str = 'debian = "hello"'):
+        text = guest + "\n[sources.s]\n" + source + "\n"
+        return inputs.for_sources(cfg(text), "s").plain()
+
+    def host(uri: str):
+        monkeypatch.setattr(apt, "host_sources", lambda: [
+            apt.Source(uri=uri, suite="bookworm", components=("main",))])
+
+    # mirror = "host" (the default, also for a tiny guest): what is hashed
+    # is what the host's apt sources resolve to, not the word "host".
+    host("http://one.example/debian")
+    one = record()
+    assert (one["guest.suite"], one["guest.mirror"]) == ("bookworm", "host")
+    assert [s["uri"] for s in one["host.apt_sources"]] == ["http://one.example/debian"]
+    host("http://two.example/debian")
+    two = record()
+    assert two != one and two["sources.s"] == one["sources.s"]
+    # A Debian guest's own suite and mirror are the ones fetched from.
+    url = record('[guest]\nkind = "debian"\nmirror = "http://archive.example/debian"')
+    assert [s["uri"] for s in url["host.apt_sources"]] == ["http://archive.example/debian"]
+    # A tarball reads no apt sources, so none are hashed.
+    tarball = record("", f'url = "https://example.org/a.tar.gz"\nsha256 = "{"a" * 64}"')
+    assert not any(k.startswith(("host.", "guest.")) for k in tarball)
