@@ -7,6 +7,8 @@ cd "$(dirname "$0")"
 
 packages=(
   qemu-system-x86 qemu-utils   # the VMs and their disk images
+  qemu-system-arm               # arm64 guests ([guest] arch = "arm64")
+  qemu-system-misc opensbi      # riscv64 guests, and the firmware their board boots
   zstd                          # compressed machine state ([vm] save = "zstd")
   samba                         # smbd behind QEMU's smb= shares
   ovmf                          # UEFI firmware for Windows guests (firmware = "uefi")
@@ -14,6 +16,7 @@ packages=(
   mtools dosfstools             # readers that check the answer floppy (tests)
   xorriso genisoimage           # readers that check the ISOs (tests)
   cpio busybox                  # read initramfs images back, run the guest's shell (tests)
+  binutils                      # readelf checks the ELF reader (tests)
   graphviz                      # docs/graph.svg, the picture of the task graph (tests)
   python3-venv python3-pip      # the virtual environment
 )

@@ -79,7 +79,7 @@ def for_stage(cfg, stage: str) -> StageInputs:
         limits = {"vm.accel": cfg.vm.accel, "timeouts.install": cfg.timeouts.install}
     elif stage == "snapshot":
         # A snapshot only loads into the QEMU that made it.
-        host = {"qemu": qemu.version()}
+        host = {"qemu": qemu.version(kind.arch().qemu)}
         limits = {"timeouts.boot": cfg.timeouts.boot}
     return StageInputs(stage, cfg.guest_kind, kind.settings_for(stage), values, host, limits)
 

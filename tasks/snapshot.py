@@ -35,15 +35,16 @@ def take_snapshot(inputs, paths: Paths) -> None:
     if problem:
         raise UserError(f"{problem}; run `doit install` to reinstall")
     base = json.loads(paths.base_meta.read_text())
+    arch = kind.arch()
     accel_name, why = accel.choose(inputs["vm.accel"], lambda: kind.probe_kernel(paths),
-                                   paths.accel_cache)
+                                   paths.accel_cache, arch)
     say(f"accelerator: {accel_name} ({why})")
     timeout = inputs.limits["timeouts.boot"]
     watch = Stopwatch()
     work = paths.work / "snapshot"
     remove(work)
     work.mkdir(parents=True)
-    features = qemu.features(paths.logs)
+    features = qemu.features(paths.logs, arch.qemu)
     machine_name = features[kind.machine_alias()]
     method = snap.choose_method(inputs["vm.save"], features["capabilities"])
     cpu = kind.cpu_model(accel_name)
@@ -64,7 +65,7 @@ def take_snapshot(inputs, paths: Paths) -> None:
                   **(agent.argv_values(work) if inputs["vm.channel"] == "agent" else {})}
         machine, port = launch_with_port(
             lambda port: snap.fill(template, {**values, "port": port}),
-            name="snapshot", logdir=paths.logs)
+            name="snapshot", logdir=paths.logs, binary=arch.qemu)
         with machine, StatusLine("snapshot", console=machine.serial_log):
             with watch.phase("boot_to_ssh"):
                 try:
@@ -86,7 +87,8 @@ def take_snapshot(inputs, paths: Paths) -> None:
             finally:
                 if guest_agent is not None:
                     guest_agent.close()
-        meta = {"qemu": qemu.version(), "machine": machine_name, "cpu": cpu,
+        meta = {"qemu": qemu.version(arch.qemu), "arch": arch.name,
+                "machine": machine_name, "cpu": cpu,
                 "accelerator": accel_name, "memory_mb": inputs["vm.memory"],
                 "cpus": inputs["vm.cpus"], "argv": template, "save_method": method,
                 "guest": inputs.kind, "guest_settings": plain(inputs.guest),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from ..machine import accel as accel_mod
-from ..machine.devices import DeviceModel
+from ..machine.devices import ARCHES, Arch, DeviceModel
 
 
 @dataclass(frozen=True)
@@ -117,11 +117,15 @@ class GuestKind:
         pass
 
     # -- snapshot and builds -----------------------------------------------
+    def arch(self) -> Arch:
+        """The guest's architecture: its row of ``devices.ARCHES``."""
+        return ARCHES["amd64"]
+
     def machine_alias(self) -> str:
-        return "pc"
+        return self.arch().machine
 
     def cpu_model(self, accel: str) -> str:
-        return accel_mod.default_cpu(accel)
+        return accel_mod.default_cpu(accel, self.arch())
 
     def installed_devices(self, inputs) -> DeviceModel:
         """The installed system's device model with ``@token@`` placeholders

@@ -171,7 +171,7 @@ def revived(artifacts: Path, *, name: str, shares: "dict[str, Path]", key: Path,
     with watch.phase("revive"):
         machine, port = launch_with_port(
             lambda port: snap.fill(template, {**values, "port": port}),
-            name=name, logdir=logs)
+            name=name, logdir=logs, binary=snap.arch_of(meta).qemu)
     try:
         if use_agent:
             session = _agent_session(machine, folder, meta, work, revive_timeout, watch)

@@ -24,6 +24,7 @@ from ..core.errors import UserError
 from ..core.files import matches_sha256, remember_sha256, sha256_file
 from ..core.wait import wait_for
 from . import qemu
+from .devices import ARCHES, Arch
 
 META = "meta.json"
 VERIFIED = ".verified"
@@ -134,8 +135,11 @@ def load_failure(machine: qemu.Machine, wait: float = 5) -> "str | None":
     own = [l.strip() for l in text.split("\n---", 1)[0].splitlines()[1:] if l.strip()]
     for line in reversed(own):
         if "migration" in line or "load" in line:
-            return line.removeprefix(f"{qemu.BINARY}: ")
-    return own[-1].removeprefix(f"{qemu.BINARY}: ") if own else None
+            return _QEMU_PREFIX.sub("", line)
+    return _QEMU_PREFIX.sub("", own[-1]) if own else None
+
+
+_QEMU_PREFIX = re.compile(r"^\S*qemu-system-[\w-]+: ")
 
 
 def write_meta(folder: Path, meta: dict) -> None:
@@ -157,11 +161,23 @@ def read_meta(folder: Path) -> dict:
         raise UserError(f"{folder / META}: missing or unreadable; run `doit snapshot`") from None
 
 
+def arch_of(meta: dict) -> Arch:
+    """The snapshot's architecture (snapshots from before there was a choice
+    are amd64)."""
+    name = meta.get("arch", "amd64")
+    if name not in ARCHES:
+        raise UserError(f"the snapshot is of architecture {name!r}, which this revive "
+                        f"does not know ({', '.join(ARCHES)}); run `doit snapshot`")
+    return ARCHES[name]
+
+
 def check(folder: Path, meta: dict) -> None:
     """Refuse a snapshot this QEMU cannot revive, or whose files changed."""
-    if meta.get("qemu") != qemu.version():
+    binary = arch_of(meta).qemu
+    if meta.get("qemu") != qemu.version(binary):
         raise UserError(f"the snapshot was made with QEMU {meta.get('qemu')} and this "
-                        f"is {qemu.version()}; run `doit snapshot` to make a new one")
+                        f"{binary} is {qemu.version(binary)}; run `doit snapshot` to make "
+                        "a new one")
     problem = damage(folder, meta)
     if problem:
         raise UserError(f"{problem}; run `doit snapshot` to make a new one")

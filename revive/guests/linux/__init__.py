@@ -12,7 +12,7 @@ import os
 import shlex
 from pathlib import Path
 
-from ...machine.devices import Channel, DeviceModel, Disk, Kernel, Nic, NinePShare
+from ...machine.devices import ARCHES, Arch, Channel, DeviceModel, Disk, Kernel, Nic, NinePShare
 from ..base import GuestKind
 from . import answers, installer
 
@@ -77,12 +77,24 @@ class LinuxKind(GuestKind):
     """A Linux guest kind: a subclass brings its payload; this class holds
     what all share."""
 
-    iso_boot = installer.ISO_BOOT
+    @property
+    def iso_boot(self):
+        # isolinux only where the firmware boots the ISO (x86).
+        return installer.ISO_BOOT if self.arch().media_bus == "ide" else None
 
     def settings_for(self, stage: str):
         # Only the payload depends on a Linux kind's settings (its packages);
-        # every later stage follows from the payload's files.
-        return self.settings if stage == "payload" else None
+        # every later stage follows from the payload's files, and from the
+        # architecture (which QEMU runs them, on which board).
+        if stage == "payload" or self.settings is None:
+            return self.settings
+        names = self.setting_names()
+        if "arch" not in names:
+            return None
+        return self.hidden(self.settings, *[n for n in names if n != "arch"])
+
+    def arch(self) -> Arch:
+        return ARCHES[getattr(self.settings, "arch", None) or "amd64"]
 
     # -- media -------------------------------------------------------------
     def floppy_files(self, inputs, public_key: str) -> "dict[str, bytes]":
@@ -96,9 +108,17 @@ class LinuxKind(GuestKind):
         return paths.payload / "boot" / "vmlinuz"
 
     def install_devices(self, inputs, paths, disk: Path) -> DeviceModel:
-        return DeviceModel(machine="pc", memory_mb=INSTALL_MEMORY_MB, no_reboot=True,
-                           boot_cd=True, cdroms=(Disk(str(paths.iso), "raw"),), floppy=str(paths.floppy),
-                           disks=(Disk(str(disk)),))
+        arch = self.arch()
+        devices = DeviceModel(arch=arch.name, machine=arch.machine,
+                              memory_mb=INSTALL_MEMORY_MB, no_reboot=True,
+                              cdroms=(Disk(str(paths.iso), "raw"),), floppy=str(paths.floppy),
+                              disks=(Disk(str(disk)),))
+        if arch.media_bus == "ide":
+            return devices.with_(boot_cd=True)     # isolinux on the ISO
+        # No isolinux here: QEMU boots the installer the ISO carries.
+        iso = paths.payload / "iso"
+        return devices.with_(kernel=Kernel(str(iso / "vmlinuz"), str(iso / "install.img"),
+                                           installer.install_cmdline(arch)))
 
     def install_report(self, console: str) -> dict:
         failed = next((l.split(INSTALL_FAILED, 1)[1].strip()
@@ -111,11 +131,13 @@ class LinuxKind(GuestKind):
     def installed_devices(self, inputs) -> DeviceModel:
         shares = inputs["shares"].values()
         smb = "@smb@" if any(s.transport == "smb" for s in shares) else None
+        arch = self.arch()
         return DeviceModel(
-            machine="pc", memory_mb=inputs["vm.memory"], cpus=inputs["vm.cpus"],
+            arch=arch.name, machine=arch.machine, memory_mb=inputs["vm.memory"],
+            cpus=inputs["vm.cpus"],
             kernel=Kernel("@artifacts@/payload/boot/vmlinuz",
-                          "@artifacts@/payload/boot/initrd.img", installer.BOOT_CMDLINE),
-            disks=(Disk("@disk@"),), vmgenid=True,
+                          "@artifacts@/payload/boot/initrd.img", installer.boot_cmdline(arch)),
+            disks=(Disk("@disk@"),), vmgenid=arch.vmgenid,
             nic=Nic("virtio-net-pci", forward_ssh="@port@", smb=smb, mac="52:54:00:12:34:56"),
             shares=tuple(NinePShare(s.name, f"@share.{s.name}@", readonly=s.mode == "ro")
                          for s in shares if s.transport == "9p") + self._agent_share(inputs),
