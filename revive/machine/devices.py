@@ -40,6 +40,7 @@ class Arch:
     media_bus: str
     media_modules: "tuple[str, ...]"   # kernel modules the installer needs for them
     vmgenid: bool             # the board has ACPI for a VM generation ID device
+    kernel_image: str = "vmlinuz"   # boot/NAME-RELEASE in the kernel package
 
     @property
     def media_devices(self) -> "tuple[str, str]":
@@ -60,7 +61,7 @@ ARCHES = {
     # so its snapshot revives on the same QEMU version only (as all do).
     "riscv64": Arch("riscv64", "riscv64", "qemu-system-riscv64", "qemu-system-misc", "virt",
                     "rv64", "ttyS0", "riscv64", "trixie", "riscv64-linux-gnu",
-                    "virtio", (), vmgenid=False),
+                    "virtio", (), vmgenid=False, kernel_image="vmlinux"),
 }
 
 

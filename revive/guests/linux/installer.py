@@ -88,7 +88,7 @@ def build(packages: "dict[str, Path]", out: Path, work: Path,
     own = pins.BY_ARCH[arch.name]
     (out / "iso").mkdir(parents=True, exist_ok=True)
     (out / "boot").mkdir(exist_ok=True)
-    kernel = unpack_kernel(packages, work / "kernel", own)
+    kernel = unpack_kernel(packages, work / "kernel", own, arch.kernel_image)
     modules = kmod.ModuleIndex(kernel / "lib/modules" / own.kernel_release)
     busybox = _busybox(unpack(packages, [own.busybox], work / "busybox"))
     installer = Installer(packages, modules, busybox, own.kernel_release)
@@ -97,7 +97,7 @@ def build(packages: "dict[str, Path]", out: Path, work: Path,
               work / "installer-modules").write(out / "iso/install.img", compress=True)
     initramfs(busybox, HERE / "boot-init", installer, BOOT_MODULES,
               work / "boot-modules").write(out / "boot/initrd.img", compress=True)
-    vmlinuz = kernel / "boot" / f"vmlinuz-{own.kernel_release}"
+    vmlinuz = kernel / "boot" / f"{arch.kernel_image}-{own.kernel_release}"
     shutil.copyfile(vmlinuz, out / "iso/vmlinuz")
     shutil.copyfile(vmlinuz, out / "boot/vmlinuz")
     if own.boot_loader:
@@ -122,16 +122,17 @@ def unpack(packages: "dict[str, Path]", which: "list[debs.Pin]", dest: Path,
 
 
 def unpack_kernel(packages: "dict[str, Path]", dest: Path,
-                  own: "pins.LinuxPins" = pins.BY_ARCH["amd64"]) -> Path:
+                  own: "pins.LinuxPins" = pins.BY_ARCH["amd64"],
+                  image: str = "vmlinuz") -> Path:
     release = own.kernel_release
     unpack(packages, [own.kernel], dest,
-           members=[f"boot/vmlinuz-{release}", f"lib/modules/{release}",
+           members=[f"boot/{image}-{release}", f"lib/modules/{release}",
                     f"usr/lib/modules/{release}"])
     if (dest / "usr/lib/modules").is_dir() and not (dest / "lib/modules").exists():
         # trixie's merged /usr: the modules live under usr/lib.
         (dest / "lib").mkdir(exist_ok=True)
         os.symlink("../usr/lib/modules", dest / "lib/modules")
-    if not (dest / "boot" / f"vmlinuz-{release}").exists():
+    if not (dest / "boot" / f"{image}-{release}").exists():
         raise UserError(f"{own.kernel.package} has no kernel {release}: make the "
                         "release match the kernel package in revive/guests/linux/pins.py")
     return dest
