@@ -53,7 +53,8 @@ def revive(paths, meta, *, name: str, work: Path, timeout: float, channel: "str 
               **{f"share.{n}": work for n in meta["shares"]}, **agent_values(work)}
     template = meta["argv"] + ["-incoming", "defer", "-S"]
     machine, port = launch_with_port(lambda p: snap.fill(template, {**values, "port": p}),
-                                     name=name, logdir=paths.logs)
+                                     name=name, logdir=paths.logs,
+                                     binary=snap.arch_of(meta).qemu)
     try:
         if channel == "agent":
             return machine, revive_lib._agent_session(machine, paths.snapshot, meta, work,
@@ -111,7 +112,7 @@ def launch(paths, meta, work: Path, name: str, extra_args=(), disk=None, **value
             **{f"share.{n}": work for n in meta["shares"]}, **agent_values(work), **values}
     template = meta["argv"] + list(extra_args)
     return launch_with_port(lambda p: snap.fill(template, {**base, "port": p}),
-                            name=name, logdir=paths.logs)
+                            name=name, logdir=paths.logs, binary=snap.arch_of(meta).qemu)
 
 
 def cold_boot(paths, meta, cfg, work) -> float:
