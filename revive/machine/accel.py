@@ -67,7 +67,7 @@ def choose(requested: str, kernel, cache: Path, arch: "Arch | None" = None,
     arch = arch or ARCHES["amd64"]
     host = host or platform.machine()
     if arch.uname != host:
-        why = f"an {arch.name} guest on an {host} host is emulated"
+        why = f"the {arch.name} guest is emulated on this {host} host"
         if requested == "kvm":
             raise UserError(f"config.toml: [vm] accel = \"kvm\" but {why} (KVM runs "
                             "only the host's own architecture); set accel = \"auto\" or \"tcg\"")

@@ -63,6 +63,7 @@ class DebianSettings:
     suite: str
     mirror: str                   # "host" or an archive URL
     packages: "tuple[str, ...]"   # the user's; REQUIRED is always added
+    arch: str = "amd64"           # only amd64 so far (its root is made by mmdebstrap on the host)
 
     @property
     def all_packages(self) -> "list[str]":
@@ -78,7 +79,7 @@ class DebianSettings:
 
 def from_table(table: dict) -> DebianSettings:
     """The ``[guest]`` table of a Debian guest, checked key by key."""
-    known = ("kind", "suite", "mirror", "packages")
+    known = ("kind", "suite", "mirror", "packages", "arch")
     for key in table:
         if key not in known:
             raise _error(key, "unknown key", f"a Debian guest takes {', '.join(known)}")
@@ -99,8 +100,15 @@ def from_table(table: dict) -> DebianSettings:
         if not _PACKAGE.match(name):
             raise _error("packages", f"{name!r} is not a Debian package name",
                          "use names as apt-get install takes them, without versions")
+    arch = table.get("arch", "amd64")
+    if arch != "amd64":
+        # mmdebstrap makes the root on the host; for another architecture
+        # that needs binfmt_misc and qemu-user (root to register). The tiny
+        # guest runs arm64 and riscv64 (docs/architectures.md).
+        raise _error("arch", f"{arch!r}: the Debian guest is amd64 only for now",
+                     "remove the key, or use kind = \"tiny\" for arm64 and riscv64")
     return DebianSettings(suite=suite, mirror=mirror.rstrip("/") if mirror != "host" else mirror,
-                          packages=tuple(packages))
+                          packages=tuple(packages), arch=arch)
 
 
 def _error(key: str, problem: str, todo: str) -> UserError:
