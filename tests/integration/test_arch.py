@@ -16,7 +16,7 @@ import time
 import pytest
 
 from revive.guests import debs
-from revive.guests.linux import pins as linux_pins
+from revive.guests.linux import installer, pins as linux_pins
 from revive.machine import qemu
 from revive.machine.devices import ARCHES
 
@@ -73,9 +73,7 @@ def project(request, tmp_path_factory):
     deb = debs.fetch([own.busybox], REPO / "artifacts" / "cache" / "debs",
                      root / "apt.log", suite=arch.suite)[own.busybox.package]
     debs.extract(deb, root / "unpacked", ["bin/busybox", "usr/bin/busybox"])
-    found = next(p for p in (root / "unpacked/bin/busybox", root / "unpacked/usr/bin/busybox")
-                 if p.exists())
-    (root / "src" / "busybox").write_bytes(found.read_bytes())
+    (root / "src" / "busybox").write_bytes(installer._busybox(root / "unpacked"))
     (root / "src" / "busybox").chmod(0o755)
     (root / "config.toml").write_text(CONFIG.format(arch=arch.name))
     project = Project(root)
