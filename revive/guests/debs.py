@@ -13,6 +13,8 @@ host's apt state is never touched.
 Python; it never changes owners (no root needed) and keeps symlinks and modes.
 """
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import io
@@ -21,6 +23,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Collection, Optional
@@ -78,11 +81,37 @@ def fetch(pins: Collection[Pin], cache_dir: Path, log: Path,
     for pin in pins:
         target = cache_dir / pin.filename
         if not (target.is_file() and sha256_file(target) == pin.sha256):
-            foreign = pin.arch not in ("all", host_arch())
-            apt = ForeignApt(cache_dir, pin.arch, suite, log) if foreign else None
-            _download(pin, target, log, pinned_in, apt)
+            if pin.arch in ("all", host_arch()):
+                _download(pin, target, log, pinned_in)
+            else:
+                # One apt at a time on the private lists (parallel stages,
+                # test workers); the file may have come meanwhile.
+                with _locked(cache_dir / ".apt-foreign.flock", log):
+                    if not (target.is_file() and sha256_file(target) == pin.sha256):
+                        _download(pin, target, log, pinned_in,
+                                  ForeignApt(cache_dir, pin.arch, suite, log))
         paths[pin.package] = target
     return paths
+
+
+LOCK_WAIT = 1800.0     # another process's apt-get update and downloads, at most
+
+
+@contextlib.contextmanager
+def _locked(path: Path, log: Path):
+    with open(path, "w") as guard:
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise UserError(f"another revive held {path} for {LOCK_WAIT:.0f} s while "
+                                    "fetching packages; if none runs, remove the file",
+                                    log=str(log)) from None
+                time.sleep(0.2)
+        yield
 
 
 class ForeignApt:

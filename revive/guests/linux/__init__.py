@@ -82,18 +82,9 @@ class LinuxKind(GuestKind):
         # isolinux only where the firmware boots the ISO (x86).
         return installer.ISO_BOOT if self.arch().media_bus == "ide" else None
 
-    def settings_for(self, stage: str):
-        # Only the payload depends on a Linux kind's settings (its packages);
-        # every later stage follows from the payload's files, and from the
-        # architecture (which QEMU runs them, on which board).
-        if stage == "payload" or self.settings is None:
-            return self.settings
-        names = self.setting_names()
-        if "arch" not in names:
-            return None
-        return self.hidden(self.settings, *[n for n in names if n != "arch"])
-
     def arch(self) -> Arch:
+        # Stages that see no [guest] arch (the Debian guest's after its
+        # payload) are amd64.
         return ARCHES[getattr(self.settings, "arch", None) or "amd64"]
 
     # -- media -------------------------------------------------------------

@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from revive.config.settings import Setting, choice, read
 from revive.core.errors import UserError
 from revive.formats.cpio import Archive
 from revive.guests import debs
@@ -49,26 +50,27 @@ SYSTEM_DIRS = {"proc": 0o555, "sys": 0o555, "dev": 0o755, "tmp": 0o1777,
                "var/log": 0o755, "etc/dropbear": 0o700, "etc/revive": 0o755}
 
 
+# Every stage that starts or describes the machine sees the architecture.
+KEYS = (
+    Setting("guest.arch", choice(*ARCHES), "the guest's architecture: amd64, arm64 or "
+            "riscv64 (emulated under TCG on an x86 host; docs/architectures.md)", "amd64",
+            stages=("payload", "iso", "install", "snapshot")),
+)
+
+
 @dataclass(frozen=True)
 class TinySettings:
     arch: str = "amd64"
 
     @classmethod
     def from_table(cls, table: dict, root: "Path | None" = None) -> "TinySettings":
-        for key in table:
-            if key not in ("kind", "arch"):
-                raise UserError(f"config.toml: [guest] {key}: unknown key; the tiny guest "
-                                "takes kind and arch")
-        arch = table.get("arch", "amd64")
-        if arch not in ARCHES:
-            raise UserError(f"config.toml: [guest] arch = {arch!r}: not an architecture "
-                            "revive knows; use " + " or ".join(f'"{a}"' for a in ARCHES))
-        return cls(arch=arch)
+        return cls(**read(KEYS, table, "config.toml", "guest", allowed=("kind",)))
 
 
 class TinyKind(LinuxKind):
     name = "tiny"
     Settings = TinySettings
+    keys = KEYS
 
     def source_files(self) -> "list[Path]":
         return source_files()
