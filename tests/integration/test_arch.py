@@ -3,8 +3,8 @@ riscv64 from an empty project to a first build (payload, install with the
 installer booted directly and its media on virtio disks, snapshot), a
 binary of that architecture run from a 9p share, uname -m as the guest
 says it, and a snapshot refused in one line by a QEMU that cannot revive
-it. On arm64 also: the same build over SSH, and a failed build's kept copy
-reopened in `doit shell`.
+it. On arm64 also: the same build over SSH with both shares over SMB, and a
+failed build's kept copy reopened in `doit shell`.
 
 One project per architecture (its own install and snapshot, about a minute
 under TCG); tests run in file order and put back what they change.
@@ -144,13 +144,19 @@ def test_a_failed_build_keeps_its_copy_and_the_shell_reopens_it(project):
     assert qemu_processes(str(project.root)) == []
 
 
-def test_the_same_build_over_ssh(project):
+def test_the_same_build_over_ssh_with_both_shares_over_smb(project):
     if project.arch.name != "arm64":
         pytest.skip("once, on arm64: the suite stays lean")
-    project.config.write_text(project.config.read_text().replace(
-        'memory = "256M"', 'memory = "256M"\nchannel = "ssh"'))
+    text = project.config.read_text().replace('memory = "256M"',
+                                              'memory = "256M"\nchannel = "ssh"')
+    for guest in ('guest = "/mnt/src"\n', 'guest = "/mnt/xchg"\n'):
+        text = text.replace(guest, guest + 'transport = "smb"\n', 1)
+    project.config.write_text(text)
     proc = project.doit("build:hello")
     assert proc.executed == {"snapshot", "build:hello"}
     out = project.artifacts / "builds" / "hello" / "outputs"
     assert (out / "arch.txt").read_text().strip() == project.arch.uname
+    assert (out / "ran.txt").read_text().startswith("ran from the share\n")
     assert project.result("hello")["exit_code"] == 0
+    log = (project.artifacts / "builds" / "hello" / "log").read_text()
+    assert log.startswith("//10.0.2.4/qemu/src /mnt/src cifs ro,")
