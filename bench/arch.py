@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from revive_vs_boot import cold_boot, doit, revived  # noqa: E402
 from tasks.common import Paths  # noqa: E402
 from revive.config import load  # noqa: E402
-from revive.machine.devices import ARCHES  # noqa: E402
+from revive.qemu.devices import ARCHES  # noqa: E402
 
 CONFIG = """
 [guest]

@@ -8,7 +8,7 @@ never places it elsewhere."""
 import platform
 import shutil
 
-from ..machine.devices import ARCHES
+from ..qemu.devices import ARCHES
 
 VM = "vm"
 

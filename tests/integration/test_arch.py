@@ -17,8 +17,8 @@ import pytest
 
 from revive.guests import debs
 from revive.guests.linux import installer, pins as linux_pins
-from revive.machine import qemu
-from revive.machine.devices import ARCHES
+from revive.qemu import process as qemu
+from revive.qemu.devices import ARCHES
 
 from .conftest import REPO, Project, qemu_processes
 from .terminal import PROMPT, Terminal

@@ -7,8 +7,8 @@ import pytest
 from revive.core.errors import UserError
 from revive.guests.debian import apt
 from revive.guests.tiny import TinyKind, TinySettings
-from revive.machine import accel
-from revive.machine.devices import ARCHES, DeviceModel, Disk
+from revive.qemu import accel
+from revive.qemu.devices import ARCHES, DeviceModel, Disk
 
 
 def test_the_arch_key_is_checked_in_one_line():

@@ -76,12 +76,8 @@ class Elf:
         return self.data[offset:offset + size]
 
 
-def modinfo(path: Path) -> "dict[str, list[str]]":
-    """The ``key=value`` strings of a kernel module's .modinfo section."""
-    return modinfo_of(Path(path).read_bytes())
-
-
 def modinfo_of(data: bytes) -> "dict[str, list[str]]":
+    """The ``key=value`` strings of a kernel module's .modinfo section."""
     raw = Elf(data).section(".modinfo")
     if raw is None:
         return {}

@@ -24,7 +24,7 @@ from pathlib import Path
 from revive.core.errors import UserError
 from revive.formats.cpio import Archive
 from revive.guests import debs
-from revive.machine.devices import ARCHES, Arch
+from revive.qemu.devices import ARCHES, Arch
 
 from . import kmod, pins
 

@@ -14,14 +14,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from revive.config.settings import Setting, choice, read
+from revive.core.rows import Setting, choice, read
 from revive.core.errors import UserError
 from revive.formats.cpio import Archive
 from revive.guests import debs
 from revive.guests.linux import LinuxKind, installer
 from revive.guests.linux import pins as linux_pins
 from revive.guests.linux.elf import interpreter, needed
-from revive.machine.devices import ARCHES, Arch
+from revive.qemu.devices import ARCHES, Arch
 
 from . import pins
 

@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from ...machine.devices import DeviceModel, Disk, Firmware, Nic
+from ...qemu.devices import DeviceModel, Disk, Firmware, Nic
 from .settings import WindowsSettings
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")

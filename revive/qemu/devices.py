@@ -5,11 +5,11 @@ Guest kinds fill a ``DeviceModel`` (machine type, CPU, memory, firmware,
 kernel, disks, CD-ROMs, floppy, NIC, shares, the guest channel); stages add
 what they own (the accelerator, how RAM is backed for the save method) and
 ``render()`` turns it into QEMU arguments. Values may be ``@token@``
-placeholders (``machine.snapshot.fill``): the snapshot stores the rendered
+placeholders (``qemu.saved.fill``): the snapshot stores the rendered
 template and each revive fills in its own paths and port. Nobody parses argv
 back; a change is made on the object and rendered again.
 
-The serial console, QMP and ``-display`` belong to ``machine.qemu.Machine``.
+The serial console, QMP and ``-display`` belong to ``qemu.process.Qemu``.
 
 ``ARCHES`` is the one table of what differs between guest architectures
 (QEMU binary, board, CPU, console, buses, how the installer boots, the
@@ -102,7 +102,7 @@ class NinePShare:
 
 
 @dataclass(frozen=True)
-class Channel:
+class SerialPort:
     """A virtio-serial port on a unix socket QEMU listens on."""
     name: str                         # the port's name in the guest
     socket: str
@@ -140,7 +140,7 @@ class DeviceModel:
     floppy_controller: bool = False   # q35 has no built-in floppy controller
     nic: Optional[Nic] = None
     shares: "tuple[NinePShare, ...]" = ()
-    channels: "tuple[Channel, ...]" = ()
+    serial_ports: "tuple[SerialPort, ...]" = ()
     usb_tablet: Optional[str] = None  # "uhci" (pc) | "xhci" (q35)
     rtc: Optional[str] = None
     vga: Optional[str] = None
@@ -186,12 +186,12 @@ class DeviceModel:
                 else "security_model=mapped-xattr"
             argv += ["-fsdev", f"local,id=fs_{share.tag},path={opt(share.path)},{access}",
                      "-device", f"virtio-9p-pci,fsdev=fs_{share.tag},mount_tag={share.tag}"]
-        if self.channels:
+        if self.serial_ports:
             argv += ["-device", "virtio-serial-pci,id=vserial0"]
-            for n, ch in enumerate(self.channels):
-                argv += ["-chardev", f"socket,id=ch{n},path={opt(ch.socket)},server=on,wait=off",
+            for n, port in enumerate(self.serial_ports):
+                argv += ["-chardev", f"socket,id=ch{n},path={opt(port.socket)},server=on,wait=off",
                          "-device", f"virtserialport,bus=vserial0.0,chardev=ch{n},"
-                                    f"id=port{n},name={ch.name}"]
+                                    f"id=port{n},name={port.name}"]
         if self.vmgenid:
             # A fresh VM generation ID at every QEMU start (guid=auto): after
             # revive QEMU writes it into guest memory and raises the ACPI

@@ -22,9 +22,12 @@ from typing import Optional
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from ..core.errors import UserError
+from ..core.space import describe_filesystem
 from .devices import ARCHES
 
 BINARY = "qemu-system-x86_64"
+INSTALL_HINT = ("install QEMU: run ./setup.sh, or apt-get install "
+                "qemu-system-x86 qemu-utils")
 
 
 def _install_hint(name: str) -> str:
@@ -70,7 +73,7 @@ def tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-class Machine:
+class Qemu:
     """A QEMU process. ``args`` is the device model; this class adds the
     QMP channel, the serial console and the process plumbing."""
 
@@ -90,7 +93,7 @@ class Machine:
         self._stopped: Optional[str] = None
 
     # -- lifecycle -------------------------------------------------------
-    def launch(self, connect_timeout: float = 30) -> "Machine":
+    def launch(self, connect_timeout: float = 30) -> "Qemu":
         self.serial_log.parent.mkdir(parents=True, exist_ok=True)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.argv = [binary(self.binary), "-nodefaults", "-display", "none",
@@ -134,7 +137,7 @@ class Machine:
         finally:
             watchdog.cancel()
 
-    def __enter__(self) -> "Machine":
+    def __enter__(self) -> "Qemu":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -219,7 +222,6 @@ class Machine:
         return self._stopped
 
     def _io_error(self) -> str:
-        from ..core.space import describe_filesystem
         try:
             devices = self.qmp.cmd("query-block")
         except Exception:
@@ -285,7 +287,7 @@ def features(logdir: Path, name: str = BINARY) -> dict:
     capabilities."""
     if name not in _features:
         found: dict = {}
-        with Machine(["-machine", "none", "-S"], name="features", logdir=logdir,
+        with Qemu(["-machine", "none", "-S"], name="features", logdir=logdir,
                      binary=name) as vm:
             vm.launch()
             machines = vm.cmd("query-machines")
@@ -305,17 +307,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def port_in_use(machine: Machine) -> bool:
+def port_in_use(machine: Qemu) -> bool:
     text = machine.qemu_log.read_text(errors="replace") if machine.qemu_log.exists() else ""
     return "host forwarding rule" in text or "Address already in use" in text
 
 
 def launch_with_port(make_args, *, name: str, logdir: Path, tries: int = 5,
-                     binary: str = BINARY) -> "tuple[Machine, int]":
+                     binary: str = BINARY) -> "tuple[Qemu, int]":
     """Launch a machine whose argv needs a host port, retrying on collision."""
     for attempt in range(tries):
         port = free_port()
-        machine = Machine(make_args(port), name=name, logdir=logdir, binary=binary)
+        machine = Qemu(make_args(port), name=name, logdir=logdir, binary=binary)
         try:
             machine.launch()
             return machine, port

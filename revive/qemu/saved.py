@@ -1,4 +1,5 @@
-"""Freeze a running machine into a snapshot folder, and revive copies of it.
+"""A saved machine state: freeze a running QEMU into a folder (a snapshot, or
+a kept failed copy) and load it into another.
 
 A snapshot is: ``disk.qcow2`` (an overlay on the base image), the memory and
 device state, and ``meta.json`` with the QEMU version, machine, CPU,
@@ -23,8 +24,8 @@ from pathlib import Path
 from ..core.errors import UserError
 from ..core.files import matches_sha256, remember_sha256, sha256_file
 from ..core.wait import wait_for
-from . import qemu
 from .devices import ARCHES, Arch
+from .process import Qemu, version
 
 META = "meta.json"
 VERIFIED = ".verified"
@@ -43,7 +44,7 @@ def choose_method(requested: str, capabilities: "set[str]") -> str:
         if requested == "file" and "x-ignore-shared" not in capabilities:
             raise UserError("config.toml: [vm] save = \"file\" needs QEMU's "
                             "x-ignore-shared migration capability, which this QEMU "
-                            f"{qemu.version()} lacks; set save = \"zstd\"")
+                            f"{version()} lacks; set save = \"zstd\"")
         return requested
     return "file" if "x-ignore-shared" in capabilities else "zstd"
 
@@ -61,7 +62,7 @@ def fill(template: "list[str]", values: "dict[str, str]") -> "list[str]":
     return [_TOKEN.sub(one, arg) for arg in template]
 
 
-def _migration_done(machine: qemu.Machine, what: str, timeout: float):
+def _migration_done(machine: Qemu, what: str, timeout: float):
     def status():
         info = machine.cmd("query-migrate")
         state = info.get("status")
@@ -72,7 +73,7 @@ def _migration_done(machine: qemu.Machine, what: str, timeout: float):
                     interval=0.01, log=str(machine.qemu_log))
 
 
-def save(machine: qemu.Machine, folder: Path, method: str, timeout: float) -> float:
+def save(machine: Qemu, folder: Path, method: str, timeout: float) -> float:
     """Stop the machine and write its state into ``folder``; return seconds."""
     start = time.monotonic()
     if method == "file":
@@ -87,7 +88,7 @@ def save(machine: qemu.Machine, folder: Path, method: str, timeout: float) -> fl
     return time.monotonic() - start
 
 
-def incoming(machine: qemu.Machine, folder: Path, method: str, timeout: float) -> None:
+def incoming(machine: Qemu, folder: Path, method: str, timeout: float) -> None:
     """Load the state into a machine started with ``-incoming defer -S``, then run it."""
     if method == "file":
         machine.cmd("migrate-set-capabilities", capabilities=[
@@ -125,7 +126,7 @@ def incoming(machine: qemu.Machine, folder: Path, method: str, timeout: float) -
     machine.cmd("cont")
 
 
-def load_failure(machine: qemu.Machine, wait: float = 5) -> "str | None":
+def load_failure(machine: Qemu, wait: float = 5) -> "str | None":
     """QEMU's own words on why it could not load the state, once it exited."""
     try:
         machine.proc.wait(timeout=wait)
@@ -174,9 +175,9 @@ def arch_of(meta: dict) -> Arch:
 def check(folder: Path, meta: dict) -> None:
     """Refuse a snapshot this QEMU cannot revive, or whose files changed."""
     binary = arch_of(meta).qemu
-    if meta.get("qemu") != qemu.version(binary):
+    if meta.get("qemu") != version(binary):
         raise UserError(f"the snapshot was made with QEMU {meta.get('qemu')} and this "
-                        f"{binary} is {qemu.version(binary)}; run `doit snapshot` to make "
+                        f"{binary} is {version(binary)}; run `doit snapshot` to make "
                         "a new one")
     problem = damage(folder, meta)
     if problem:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.files import write_atomic
-from . import qemu
+from . import process as qemu
 from .devices import ARCHES, Arch
 
 PROBE_TIMEOUT = 10.0
