@@ -78,7 +78,9 @@ def _check_system(path: Path) -> None:
     QEMU its version already)."""
     from revive import system
     from revive.config import load
-    system.require({"all", load(path).guest_kind})
+    cfg = load(path)
+    # The emulator of the guest's architecture too ([guest] arch).
+    system.require({"all", cfg.guest_kind, getattr(cfg.guest_settings, "arch", "amd64")})
 
 
 def _init(argv: "list[str]") -> int:
