@@ -22,7 +22,7 @@ from ..core.rows import (  # noqa: F401 (the table's machinery, used with the ro
     STRING, BOOLEAN, TABLE, choice, match, integer,
     string_list, STRINGS, SIZE_SHAPE, DURATION_SHAPE, size_mb, seconds,
     SIZE, DURATION, error, read)
-from ..guests import KINDS
+from ..guests import KINDS, kind_class
 
 
 # --- the core rows ------------------------------------------------------------
@@ -165,8 +165,7 @@ def section(rows, name: str) -> "tuple[Setting, ...]":
 
 def table(kinds=None) -> "tuple[Setting, ...]":
     """Every row: the core keys, then each guest kind's ``[guest]`` keys."""
-    from .. import guests
-    kinds = kinds if kinds is not None else [guests.kind_class(k) for k in guests.KINDS]
+    kinds = kinds if kinds is not None else [kind_class(k) for k in KINDS]
     return CORE + tuple(r for kind in kinds for r in kind.keys)
 
 
