@@ -1,7 +1,8 @@
 """``revive init``: a starting project in the current folder.
 
-The config is the example of the chosen kind; the tiny kind also gets the
-demo's sources (hello/), so ``revive init && revive build`` builds the demo.
+The config is the example of the chosen kind; an example that builds the
+demo also gets its sources (hello/), so ``revive init && revive build``
+builds the demo.
 """
 
 import shutil
@@ -28,7 +29,8 @@ def write(folder: Path, kind: str) -> "list[Path]":
         raise UserError(f"revive init: {config} exists already; move it away to start anew")
     text = (examples() / KINDS[kind]).read_text()
     written = []
-    if kind == "tiny":
+    if '"examples/hello"' in text:
+        # The example builds the demo in examples/hello: it comes along.
         demo = folder / "hello"
         if demo.exists():
             raise UserError(f"revive init: {demo} exists already; move it away to start anew")

@@ -43,6 +43,18 @@ def take_snapshot(inputs, paths: Paths) -> None:
     work = paths.work / "snapshot"
     remove(work)
     work.mkdir(parents=True)
+    try:
+        method = _snapshot_in(inputs, paths, kind, base, accel_name, watch, timeout, work)
+    finally:
+        # Its logs are in artifacts/logs; nothing of a failed run waits here.
+        remove(work)
+    say(f"snapshot saved in {paths.snapshot} ({method}; boot→SSH "
+        f"{watch.phases['boot_to_ssh']} s, save {watch.phases['save']} s)")
+
+
+def _snapshot_in(inputs, paths: Paths, kind, base: dict, accel_name: str, watch,
+                 timeout: float, work) -> str:
+    """Boot, prepare and save into artifacts/snapshot; return the save method."""
     features = qemu.features(paths.logs)
     machine_name = features[kind.machine_alias()]
     method = snap.choose_method(inputs["vm.save"], features["capabilities"])
@@ -55,6 +67,7 @@ def take_snapshot(inputs, paths: Paths) -> None:
     shares = list(inputs["shares"].values())
     with atomic_path(paths.snapshot) as folder:
         folder.mkdir()
+        snap.check_room(folder, inputs["vm.memory"])
         run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
              "-b", "../base.qcow2", folder / snap.DISK],
             log=work / "qemu-img.log", what="qemu-img create")
@@ -97,9 +110,7 @@ def take_snapshot(inputs, paths: Paths) -> None:
                 "timings": watch.phases, "channel": agent.meta(inputs["vm.channel"])}
         (folder / snap.DISK).chmod(0o444)
         snap.write_meta(folder, meta)
-    remove(work)
-    say(f"snapshot saved in {paths.snapshot} ({method}; boot→SSH "
-        f"{watch.phases['boot_to_ssh']} s, save {watch.phases['save']} s)")
+    return method
 
 
 class snapshot_intact:

@@ -51,6 +51,8 @@ class Build:
     timeout: float
     env: "dict[str, str]"
     sources: "tuple[str, ...]" = ()   # the [sources.NAME] its shares name
+    max_output_mb: int = 4096         # what its outputs may take on the host's disk
+    keep_free_mb: int = 256           # free space its outputs must leave there
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,21 @@ def load(path: "Path | str") -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"{path.name}: not valid TOML: {err}") from None
-    return parse(raw, path)
+    cfg = parse(raw, path)
+    _check_share_folders(cfg, path.name)
+    return cfg
+
+
+def _check_share_folders(cfg: "Config", file: str) -> None:
+    """Each build's read-only share folders exist (a sources: share is
+    filled by its task later): found at load, not when the build runs."""
+    for build in cfg.builds.values():
+        fetched = {cfg.artifacts / "sources" / name for name in build.sources}
+        for share, folder in build.shares.items():
+            if folder not in fetched and not Path(folder).is_dir():
+                raise UserError(f"{file}: [builds.{build.name}] shares.{share} (or "
+                                f"[shares.{share}] host): host folder {folder} does not "
+                                "exist; create it or name another")
 
 
 def parse(raw: dict, path: Path) -> Config:
@@ -324,7 +340,8 @@ def _builds(t: "_Table", shares: "dict[str, Share]", root: Path,
     builds = {}
     for name in t.data:
         b = t.table(name, named=True)
-        b.only("command", "shares", "outputs", "timeout", "env", "keep_failed")
+        b.only("command", "shares", "outputs", "timeout", "env", "keep_failed",
+               "max_output_size", "keep_free")
         given = b.table("shares")
         mapped = {}
         used = []
@@ -357,7 +374,9 @@ def _builds(t: "_Table", shares: "dict[str, Share]", root: Path,
             name=name, command=b.string("command"), shares=mapped,
             outputs=tuple(b.string_list("outputs", [])),
             timeout=b.duration("timeout", "30m"),
-            env={k: env.string(k) for k in env.data}, sources=tuple(used))
+            env={k: env.string(k) for k in env.data}, sources=tuple(used),
+            max_output_mb=b.size_mb("max_output_size", "4G"),
+            keep_free_mb=b.size_mb("keep_free", "256M"))
         for out in builds[name].outputs:
             why = check_output_name(out)
             if why:

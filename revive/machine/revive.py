@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..config import Share
 from ..core import interrupts
-from ..core.collect import collect_outputs
+from ..core.collect import Limits, collect_outputs
 from ..core.errors import UserError
 from ..core.files import remove
 from ..core.proc import run
@@ -74,6 +74,8 @@ class BuildRequest:
     shares: "dict[str, Path]"      # read-only share name → host folder
     revive_timeout: float          # [timeouts] revive
     keep_failed: bool = False      # save the copy when the command fails (keep.py)
+    max_output_mb: int = 4096      # [builds.NAME] max_output_size
+    keep_free_mb: int = 256        # [builds.NAME] keep_free
 
 
 @dataclass
@@ -204,7 +206,8 @@ def _agent_session(machine: Machine, folder: Path, meta: dict, work: Path,
     with watch.phase("revive"):
         try:
             session = agent.connect(agent.socket_path(work / "agent"), timeout=timeout,
-                                    alive=machine.dead, log=str(machine.serial_log),
+                                    alive=agent.watching_port(machine.dead, machine.port_closed),
+                                    log=str(machine.serial_log),
                                     stream_dir=work / "agent-stream", sync=False)
         except UserError as err:
             raise machine.error(str(err)) from None
@@ -262,8 +265,10 @@ def run_build(artifacts: Path, request: BuildRequest, *, key: Path, out: Path,
     refused: "list[str]" = []
     with watch.phase("collect"):
         try:
+            limits = Limits(request.max_output_mb << 20, request.keep_free_mb << 20,
+                            f"[builds.{request.name}]")
             collected, missing, refused = collect_outputs(exchange, request.outputs,
-                                                          out / "outputs")
+                                                          out / "outputs", limits)
         except (UserError, OSError) as err:
             # The log and result.json are kept even when the outputs cannot be.
             remove(out / "outputs")
