@@ -70,6 +70,12 @@ timeout = "2m"
 command = "echo started; sleep 15; echo done"
 timeout = "10m"
 
+[builds.sparse]
+command = "truncate -s 2G /mnt/xchg/sparse && head -c 3000000 /dev/urandom > /mnt/xchg/dense"
+outputs = ["sparse", "dense"]
+max_output_size = "2M"
+timeout = "2m"
+
 [builds.agentkill]
 command = "echo started; kill -9 $(cat /run/qemu-ga.pid); sleep 40; echo after"
 timeout = "2m"
@@ -207,6 +213,30 @@ def test_outputs_that_do_not_fit_keep_the_log_and_result(project):
     rerun = project.doit("build:bigout")
     assert "build:bigout" in rerun.executed
     assert (builds / "bigout" / "outputs" / "big").stat().st_size == 12000000
+
+
+def test_a_sparse_output_comes_back_sparse_within_the_build_cap(project):
+    """A guest's `truncate -s 2G` came back dense: 2 GiB of the host's disk."""
+    proc = project.doit("build:sparse", check=False)
+    line = one_line_failure(proc, "build sparse: the outputs take 2.9 MB on disk (dense 2.9 MB")
+    assert "over [builds.sparse] max_output_size = 2.0 MB; raise it" in line
+    assert project.result("sparse")["outputs"] == []
+    project.edit_config('max_output_size = "2M"', 'max_output_size = "16M"\nkeep_free = "30M"')
+    builds = project.artifacts / "builds"
+    with small_filesystem(builds, "32M"):
+        proc = project.doit("build:sparse", check=False)
+        no_qemu(project)
+    one_line_failure(proc, "build sparse: no space left for the outputs: they take 2.9 MB "
+                     "and 30.0 MB must stay free ([builds.sparse] keep_free)")
+    project.edit_config('keep_free = "30M"', 'keep_free = "256M"')
+    start = time.monotonic()
+    project.doit("build:sparse")
+    spent = time.monotonic() - start
+    copy = builds / "sparse" / "outputs" / "sparse"
+    assert copy.stat().st_size == 2 << 30
+    assert copy.stat().st_blocks * 512 < (1 << 20), copy.stat()
+    assert (builds / "sparse" / "outputs" / "dense").stat().st_size == 3000000
+    assert spent < 60, f"{spent:.0f} s"
 
 
 def test_a_build_whose_qemu_dies_says_so(project):
