@@ -22,74 +22,37 @@ from pathlib import Path
 
 import pytest
 
+from tests import configs
+
 from .conftest import Project, qemu_processes, stale
 
 pytestmark = pytest.mark.integration
 
-CONFIG = """
-[guest]
-kind = "tiny"
-
-[answers]
-hostname = "revive-faults"
-
-[vm]
-memory = "256M"
-
-[timeouts]
-install = "10m"
-boot = "3m"
-revive = "1m"
-
-[shares.src]
-guest = "/mnt/src"
-host = "src"
-
-[shares.xchg]
-guest = "/mnt/xchg"
-mode = "rw"
-
-[builds.hostile]
-command = '''cd /mnt/xchg && cp /bin/busybox suid && chmod 4755 suid &&
-cp /bin/busybox sgid && chmod 2755 sgid && ln -s /etc/shadow shadow && mkfifo fifo &&
-mknod null c 1 3 && ln -s /etc etc && mkdir -p tree/sub && echo ok > tree/sub/ok.txt &&
-chmod 1777 tree && ln -s /etc/shadow tree/shadow && mkfifo tree/fifo && ls -la . tree'''
-outputs = ["suid", "sgid", "shadow", "fifo", "null", "etc/passwd", "tree"]
-timeout = "2m"
-
-[builds.fill]
-command = "dd if=/dev/zero of=/root/fill bs=1M count=200 && sync && rm /root/fill && echo filled"
-timeout = "10m"
-
-[builds.bigout]
-command = "head -c 12000000 /dev/zero > /mnt/xchg/big && echo written"
-outputs = ["big"]
-timeout = "2m"
-
-[builds.dies]
-command = "echo started; sleep 15; echo done"
-timeout = "10m"
-
-[builds.sparse]
-command = "truncate -s 2G /mnt/xchg/sparse && head -c 3000000 /dev/urandom > /mnt/xchg/dense"
-outputs = ["sparse", "dense"]
-max_output_size = "2M"
-timeout = "2m"
-
-[builds.agentkill]
-command = "echo started; kill -9 $(cat /run/qemu-ga.pid); sleep 40; echo after"
-timeout = "2m"
-
-[builds.lost]
-command = "echo started; sleep 20; echo done"
-timeout = "2m"
-"""
-
-COPY = """
-[builds.copy{n}]
-command = '''head -c 16 /dev/urandom | od -An -tx1; ls /sys/bus/acpi/drivers/vmgenid | grep QEMUVGID; adjtimex | grep tv_; : > /mnt/xchg/stamp; stat -c 'host %y' /mnt/xchg/stamp'''
-timeout = "2m"
-"""
+CONFIG = configs.tiny("revive-faults", builds={
+    "hostile": configs.build(
+        "cd /mnt/xchg && cp /bin/busybox suid && chmod 4755 suid &&\n"
+        "cp /bin/busybox sgid && chmod 2755 sgid && ln -s /etc/shadow shadow && mkfifo fifo &&\n"
+        "mknod null c 1 3 && ln -s /etc etc && mkdir -p tree/sub && echo ok > tree/sub/ok.txt &&\n"
+        "chmod 1777 tree && ln -s /etc/shadow tree/shadow && mkfifo tree/fifo && ls -la . tree",
+        outputs=["suid", "sgid", "shadow", "fifo", "null", "etc/passwd", "tree"]),
+    "fill": configs.build("dd if=/dev/zero of=/root/fill bs=1M count=200 && sync && "
+                          "rm /root/fill && echo filled", timeout="10m"),
+    "bigout": configs.build("head -c 12000000 /dev/zero > /mnt/xchg/big && echo written",
+                            outputs=["big"]),
+    "dies": configs.build("echo started; sleep 15; echo done", timeout="10m"),
+    "sparse": configs.build("truncate -s 2G /mnt/xchg/sparse && "
+                            "head -c 3000000 /dev/urandom > /mnt/xchg/dense",
+                            outputs=["sparse", "dense"], max_output_size="2M"),
+    "agentkill": configs.build("echo started; kill -9 $(cat /run/qemu-ga.pid); sleep 40; "
+                               "echo after"),
+    "lost": configs.build("echo started; sleep 20; echo done"),
+    # What every revived copy must get afresh: randomness, the VM
+    # generation ID, the host's time.
+    **{f"copy{n}": configs.build(
+        "head -c 16 /dev/urandom | od -An -tx1; ls /sys/bus/acpi/drivers/vmgenid | grep "
+        "QEMUVGID; adjtimex | grep tv_; : > /mnt/xchg/stamp; stat -c 'host %y' "
+        "/mnt/xchg/stamp") for n in (1, 2, 3)},
+})
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +60,7 @@ def project(tmp_path_factory) -> Project:
     root = tmp_path_factory.mktemp("faults")
     (root / "src").mkdir()
     (root / "src" / "input.txt").write_text("input\n")
-    (root / "config.toml").write_text(CONFIG + "".join(COPY.format(n=n) for n in (1, 2, 3)))
+    configs.write(root, CONFIG)
     p = Project(root)
     p.doit("snapshot")
     yield p
@@ -167,8 +130,7 @@ def test_a_hostile_build_brings_back_no_privilege_link_or_special_file(project):
     assert (outputs / "tree" / "sub" / "ok.txt").read_text() == "ok\n"
     assert sorted(p.name for p in outputs.rglob("*")) == ["ok.txt", "sgid", "sub", "suid", "tree"]
 
-    project.edit_config('outputs = ["suid", "sgid", "shadow", "fifo", "null", "etc/passwd", "tree"]',
-                        'outputs = ["suid", "tree/sub"]')
+    configs.edit(project.config, {"builds": {"hostile": {"outputs": ["suid", "tree/sub"]}}})
     rerun = project.doit("build:hostile")
     assert "build:hostile" in rerun.executed
     assert project.result("hostile")["outputs"] == ["suid", "tree/sub"]
@@ -221,14 +183,15 @@ def test_a_sparse_output_comes_back_sparse_within_the_build_cap(project):
     line = one_line_failure(proc, "build sparse: the outputs take 2.9 MB on disk (dense 2.9 MB")
     assert "over [builds.sparse] max_output_size = 2.0 MB; raise it" in line
     assert project.result("sparse")["outputs"] == []
-    project.edit_config('max_output_size = "2M"', 'max_output_size = "16M"\nkeep_free = "30M"')
+    configs.edit(project.config, {"builds": {"sparse": {"max_output_size": "16M",
+                                                         "keep_free": "30M"}}})
     builds = project.artifacts / "builds"
     with small_filesystem(builds, "32M"):
         proc = project.doit("build:sparse", check=False)
         no_qemu(project)
     one_line_failure(proc, "build sparse: no space left for the outputs: they take 2.9 MB "
                      "and 30.0 MB must stay free ([builds.sparse] keep_free)")
-    project.edit_config('keep_free = "30M"', 'keep_free = "256M"')
+    configs.edit(project.config, {"builds": {"sparse": {"keep_free": "256M"}}})
     start = time.monotonic()
     project.doit("build:sparse")
     spent = time.monotonic() - start
