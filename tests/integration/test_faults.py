@@ -94,7 +94,9 @@ def one_line_failure(proc, *needles: str) -> str:
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
     assert "Traceback" not in text, text
-    hits = [l for l in text.splitlines() if all(n in l for n in needles)]
+    # The table of builds after doit's lines repeats a failure with no result.
+    said = re.split(r"\n *builds *\n", proc.stdout)[0] + "\n" + proc.stderr
+    hits = [l for l in said.splitlines() if all(n in l for n in needles)]
     assert len(hits) == 1, text
     return hits[0]
 
@@ -300,8 +302,7 @@ def test_a_killed_doit_worker_fails_its_build_and_doit_ends(project):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    # The line, before the table (whose row for the build repeats it).
-    proc.stdout, proc.stderr = out[:out.index("\nbuilds")], err
+    proc.stdout, proc.stderr = out, err
     line = one_line_failure(proc, f"build:lost: its doit worker (PID {worker}) was killed "
                             "(signal SIGKILL")
     assert f"partial log kept: {project.artifacts / 'logs' / 'build-lost.log'}" in line
@@ -309,7 +310,7 @@ def test_a_killed_doit_worker_fails_its_build_and_doit_ends(project):
     assert spent < 60, f"doit took {spent:.0f} s to end after the worker died"
     # The other build finished; the table lists both.
     assert project.result("copy1")["exit_code"] == 0
-    table = out[out.index("builds\n"):]
+    table = out[out.index("\nbuilds"):]
     assert re.search(r"^ *lost +failed", table, re.M), table
     assert re.search(r"^ *copy1 +ok", table, re.M), table
     no_qemu(project)
@@ -397,7 +398,7 @@ def test_a_full_disk_under_the_snapshot_says_no_space_left(project):
             subprocess.run(["cp", "-a", *[str(saved / p.name) for p in keep], str(artifacts)],
                            check=True)
             proc = project.doit("snapshot", check=False)
-            line = one_line_failure(proc, "snapshot: no space left for the snapshot: it needs "
+            line = one_line_failure(proc, "revive: no space left for the snapshot: it needs "
                                     "320 MB ([vm] memory = 256 MB")
             assert f"on the filesystem at {artifacts} (" in line
             assert "SIGBUS" not in proc.stdout + proc.stderr
