@@ -46,6 +46,7 @@ CONFIG = configs.tiny("revive-faults", builds={
     "agentkill": configs.build("echo started; kill -9 $(cat /run/qemu-ga.pid); sleep 40; "
                                "echo after"),
     "lost": configs.build("echo started; sleep 20; echo done"),
+    "partner": configs.build("echo partner"),
     # What every revived copy must get afresh: randomness, the VM
     # generation ID, the host's time.
     **{f"copy{n}": configs.build(
@@ -288,7 +289,7 @@ def test_a_base_image_damaged_beneath_its_stamp_makes_the_install_stale(project)
 def test_a_killed_doit_worker_fails_its_build_and_doit_ends(project):
     """SIGKILL of a `doit -n 2` worker (what the OOM killer does): doit's
     runner waited for that worker's result forever, holding the lock."""
-    proc = project.spawn("-n", "2", "build:lost", "build:copy1")
+    proc = project.spawn("-n", "2", "build:lost", "build:partner")
     try:
         worker = _wait_for_build_worker(project, proc, "lost")
         os.kill(worker, signal.SIGKILL)
@@ -309,10 +310,10 @@ def test_a_killed_doit_worker_fails_its_build_and_doit_ends(project):
     assert "started" in (project.artifacts / "logs" / "build-lost.log").read_text()
     assert spent < 60, f"doit took {spent:.0f} s to end after the worker died"
     # The other build finished; the table lists both.
-    assert project.result("copy1")["exit_code"] == 0
+    assert project.result("partner")["exit_code"] == 0
     table = out[out.index("\nbuilds"):]
     assert re.search(r"^ *lost +failed", table, re.M), table
-    assert re.search(r"^ *copy1 +ok", table, re.M), table
+    assert re.search(r"^ *partner +ok", table, re.M), table
     no_qemu(project)
     assert not list((project.artifacts / "work").glob(f"build-lost-{worker}"))
     assert not list((project.artifacts / "builds").glob(".lost.tmp-*"))
