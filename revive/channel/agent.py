@@ -53,6 +53,20 @@ class AgentError(UserError):
     pass
 
 
+def watching_port(alive: Callable[[], Optional[str]],
+                  port_closed: Callable[[str], bool]) -> Callable[[], Optional[str]]:
+    """``alive`` that also ends a wait when the guest closed the agent's
+    port (qemu-ga killed or stopped in the guest): the chardev socket stays
+    open and silent, and a call would wait out its deadline."""
+    def check() -> Optional[str]:
+        return alive() or (PORT_CLOSED if port_closed(PORT_NAME) else None)
+    return check
+
+
+PORT_CLOSED = ("the guest agent stopped inside the guest (its virtio-serial port closed: "
+               "qemu-ga exited or was killed); the VM was running, the channel to it died")
+
+
 def private_dir(path: Path) -> Path:
     """A folder only this user can enter: whoever reaches the socket can run
     anything in the guest as root."""

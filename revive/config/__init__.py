@@ -43,6 +43,8 @@ class Build:
     timeout: float
     env: "dict[str, str]"
     sources: "tuple[str, ...]" = ()   # the [sources.NAME] its shares name
+    max_output_mb: int = 4096         # what its outputs may take on the host's disk
+    keep_free_mb: int = 256           # free space its outputs must leave there
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,21 @@ def load(path: "Path | str") -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"{path.name}: not valid TOML: {err}") from None
-    return parse(raw, path)
+    cfg = parse(raw, path)
+    _check_share_folders(cfg, path.name)
+    return cfg
+
+
+def _check_share_folders(cfg: "Config", file: str) -> None:
+    """Each build's read-only share folders exist (a sources: share is
+    filled by its task later): found at load, not when the build runs."""
+    for build in cfg.builds.values():
+        fetched = {cfg.artifacts / "sources" / name for name in build.sources}
+        for share, folder in build.shares.items():
+            if folder not in fetched and not Path(folder).is_dir():
+                raise UserError(f"{file}: [builds.{build.name}] shares.{share} (or "
+                                f"[shares.{share}] host): host folder {folder} does not "
+                                "exist; create it or name another")
 
 
 def parse(raw: dict, path: Path) -> Config:
@@ -315,7 +331,8 @@ def _builds(top: _Section, shares: "dict[str, Share]", root: Path,
                 raise where.error("outputs", f"{out!r} {why}")
         builds[name] = (Build(name=name, command=v["command"], shares=mapped,
                               outputs=tuple(v["outputs"]), timeout=v["timeout"],
-                              env=dict(env.data), sources=tuple(used)),
+                              env=dict(env.data), sources=tuple(used),
+                              max_output_mb=v["max_output_size"], keep_free_mb=v["keep_free"]),
                         v["keep_failed"])
     return builds
 

@@ -146,6 +146,12 @@ CORE = (
             "killed and the build fails", "30m", stages=BUILD),
     Setting("builds.NAME.env", TABLE, "environment variables for the command; names are "
             "shell identifiers", {}, stages=BUILD),
+    Setting("builds.NAME.max_output_size", SIZE, "what the outputs may take on the host's "
+            "disk (holes of sparse files not counted: they are copied as holes); over it the "
+            "build fails naming the largest", "4G", stages=BUILD),
+    Setting("builds.NAME.keep_free", SIZE, "free space the outputs must leave on the "
+            "filesystem of artifacts/builds/, checked before anything is copied", "256M",
+            stages=BUILD),
     Setting("builds.NAME.keep_failed", BOOLEAN, "keep the copy of a failed build for "
             "`revive shell --kept` (REVIVE_KEEP_FAILED=1: every build of one run)", False),
     Setting("cluster.scheduler", match(_SCHEDULER, "an address like \"tcp://HOST:8786\"", "must be"),
