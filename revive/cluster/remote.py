@@ -1,14 +1,11 @@
 """What a Dask worker runs for one build: fetch the bundle and the sources
 by hash into its cache, lay out an artifacts folder of hard links, run the
-build through the revive library call, and send back the result, the log
-and the outputs as one tarball. Runs in the worker process's task thread,
+build through the revive library call, put the log, outputs and QEMU logs
+into the store by sha256 and send back only their list. Runs in the worker process's task thread,
 so QEMU (started with PDEATHSIG) dies with the worker."""
 
 import json
-import os
-import signal
 import socket
-import threading
 import time
 import traceback
 import uuid
@@ -18,22 +15,7 @@ from ..core.errors import UserError
 from ..core.files import remove
 from ..machine.revive import BuildRequest, run_build
 from . import store as st
-
-ENV_CACHE = "REVIVE_WORKER_CACHE"
-ENV_CACHE_SIZE = "REVIVE_WORKER_CACHE_SIZE"
-ENV_WORK = "REVIVE_WORKER_WORK"
-
-_caches: dict = {}
-
-
-def worker_cache() -> st.Cache:
-    folder = os.environ.get(ENV_CACHE)
-    if not folder:
-        raise UserError("this Dask worker was not started for revive (no "
-                        f"{ENV_CACHE}); start it with python -m revive.cluster.worker")
-    if folder not in _caches:
-        _caches[folder] = st.Cache(Path(folder), st.parse_size(os.environ.get(ENV_CACHE_SIZE, "20G")))
-    return _caches[folder]
+from .worker import Cancelled, plugin_of
 
 
 def build_on_worker(job: dict) -> dict:
@@ -44,28 +26,32 @@ def build_on_worker(job: dict) -> dict:
     from distributed import get_worker
     worker = get_worker()
     key = worker.get_current_task()
-    cache = worker_cache()
-    work = Path(os.environ.get(ENV_WORK) or cache.folder / "work") / \
-        f"{job['name']}-{uuid.uuid4().hex[:8]}"
+    plugin = plugin_of(worker)
+    plugin.started(key)
+    cache = plugin.cache
+    work = plugin.work / f"{job['name']}-{uuid.uuid4().hex[:8]}"
     remove(work)
     work.mkdir(parents=True)
     here = {"name": worker.name, "address": worker.address, "host": socket.gethostname()}
     out, logs = work / "result" / "out", work / "result" / "logs"
     out.mkdir(parents=True)
     logs.mkdir(parents=True)
-    stop = threading.Event()
-    watcher = threading.Thread(target=_watch_cancel, args=(worker, key, work, stop), daemon=True)
-    watcher.cancelled = False
-    watcher.start()
     result, error, fetch = None, None, None
     try:
         t0 = time.monotonic()
         store = st.Store(job["store"])
         files = st.read_manifest(cache.get_bytes(store, job["bundle"]))
+        plugin.check(key)
+        # The submitting host sets its deadline by what is fetched.
+        lacking = sum(f["size"] for f in files.values() if not cache.path(f["sha256"]).exists())
+        worker.log_event(f"revive-{key}", {"phase": "fetch", "bytes": lacking})
         artifacts = cache.layout(store, files, work / "artifacts")
         _vouch_for_snapshot(artifacts, files)
+        plugin.check(key)
         st.unpack(cache.get(store, job["sources"]), work / "sources", "the build's sources")
         fetch = round(time.monotonic() - t0, 3)
+        plugin.check(key)
+        worker.log_event(f"revive-{key}", {"phase": "build"})
         request = BuildRequest(
             name=job["name"], command=job["command"], env=dict(job["env"]),
             outputs=tuple(job["outputs"]), timeout=job["timeout"],
@@ -73,20 +59,29 @@ def build_on_worker(job: dict) -> dict:
             revive_timeout=job["revive_timeout"])
         (work / "vm").mkdir()
         result = run_build(artifacts, request, key=artifacts / st.KEY, out=out,
-                           work=work / "vm", logs=logs)
+                           work=work / "vm", logs=logs,
+                           on_machine=lambda m: plugin.machine_started(key, m))
     except UserError as err:
         error = str(err)
     except Exception as err:    # a fault of this host (disk full, store gone…): one line back
         error = f"{type(err).__name__}: {err}"
         (logs / "worker-traceback.log").write_text(traceback.format_exc())
-    finally:
-        stop.set()
     try:
-        if watcher.cancelled:
+        if plugin.cancelled(key):
             error = "cancelled by the submitting host"
+        # The outputs, log and QEMU logs go the way the inputs came: into
+        # the store by sha256; only their list travels through Dask.
+        files = {}
+        try:
+            store = st.Store(job["store"])
+            files = {part: st.publish_tree(store, work / "result" / part)
+                     for part in ("logs", "out")}
+        except (UserError, OSError) as err:
+            error = error or f"cannot send the results back through the store: {err}"
         return {"result": None if error else result, "error": error, "worker": here,
-                "fetch": fetch, "tarball": st.pack_folder(work / "result")}
+                "fetch": fetch, "files": files}
     finally:
+        plugin.finished(key)
         remove(work)
 
 
@@ -100,33 +95,3 @@ def _vouch_for_snapshot(artifacts: Path, files: "dict[str, dict]") -> None:
             s = (artifacts / rel).stat()
             verified[rel.split("/", 1)[1]] = [f["sha256"], s.st_size, s.st_mtime_ns, s.st_ino]
     (artifacts / "snapshot" / ".verified").write_text(json.dumps(verified))
-
-
-def _watch_cancel(worker, key, work: Path, stop: threading.Event) -> None:
-    """A running task is not interrupted when its client cancels it; this
-    thread notices the cancellation and kills the build's QEMU, which ends
-    the build at once."""
-    while not stop.wait(0.5):
-        state = getattr(worker.state.tasks.get(key), "state", None)
-        if state in (None, "cancelled", "released", "forgotten"):
-            threading.current_thread().cancelled = True
-            kill_qemu_under(work)
-            return
-
-
-def kill_qemu_under(work: Path) -> "list[int]":
-    """SIGKILL the QEMU processes whose command line names ``work``."""
-    killed = []
-    marker = str(work).encode()
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if args and b"qemu-system" in args[0] and any(marker in a for a in args):
-            try:
-                os.kill(int(cmdline.parent.name), signal.SIGKILL)
-                killed.append(int(cmdline.parent.name))
-            except ProcessLookupError:
-                pass
-    return killed

@@ -112,6 +112,9 @@ _VALUES = {
 class Cluster:
     scheduler: str          # tcp://HOST:8786; REVIVE_SCHEDULER overrides it
     store: str              # fsspec URL every host reads, the submitter writes
+    wait_for_worker: float = 300.0   # seconds a build waits for a worker that can take it
+    certs: "Path | None" = None      # ca.pem and client.pem (revive cluster certs DIR)
+    insecure: bool = False           # plain tcp:// allowed: anyone reaching it runs code
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ def parse(raw: dict, path: Path) -> Config:
                  answers=answers_, vm=vm_, timeouts=timeouts_, shares=shares,
                  builds=_builds(builds_table, shares, root, sources), sources=sources,
                  keep_failed=_keep_failed(builds_table),
-                 cluster=_cluster(t, os.environ.get("REVIVE_SCHEDULER")))
+                 cluster=_cluster(t, os.environ.get("REVIVE_SCHEDULER"), root))
     if cfg.vm.memory_mb < 128:
         raise UserError(f"{path.name}: [vm] memory: at least 128M is needed")
     _check_sizes(cfg, path.name, kind_class.min_disk_mb)
@@ -373,7 +376,7 @@ _SCHEDULER = re.compile(r"^(tcp|tls|ws|wss|inproc)://[^\s/]+$")
 _STORE = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
 
 
-def _cluster(t: "_Table", override: "str | None") -> "Cluster | None":
+def _cluster(t: "_Table", override: "str | None", root: Path) -> "Cluster | None":
     """[cluster]: where builds run. ``REVIVE_SCHEDULER`` overrides the
     scheduler for one run; ``local`` runs them on this host."""
     if "cluster" not in t.data:
@@ -382,9 +385,12 @@ def _cluster(t: "_Table", override: "str | None") -> "Cluster | None":
                             "table; add one with scheduler and store")
         return None
     c = t.table("cluster")
-    c.only("scheduler", "store")
+    c.only("scheduler", "store", "wait_for_worker", "certs", "insecure")
     scheduler = c.string("scheduler")
     store = c.string("store")
+    wait = c.duration("wait_for_worker", "5m")
+    certs = c.optional_str("certs")
+    insecure = c._get("insecure", False, bool, "true or false")
     if override == "local":
         return None
     if override:
@@ -396,7 +402,18 @@ def _cluster(t: "_Table", override: "str | None") -> "Cluster | None":
         raise c.error("store", f"{store!r} must be a URL every host can read, like "
                       "\"file:///srv/revive-store\", \"sftp://host/srv/revive-store\" or "
                       "\"s3://bucket/revive\"")
-    return Cluster(scheduler=scheduler, store=store)
+    # Dask runs whatever a client submits: only holders of the cluster's
+    # certificates may talk to it, unless the config says otherwise.
+    if scheduler.startswith(("tcp://", "ws://")) and not insecure:
+        raise c.error("scheduler", f"{scheduler!r} is unencrypted and lets anyone who reaches "
+                      "it run code on the workers; use tls:// with [cluster] certs (revive "
+                      "cluster certs DIR), or set insecure = true on a network you trust"
+                      + (" (from REVIVE_SCHEDULER)" if override else ""))
+    if scheduler.startswith(("tls://", "wss://")) and certs is None:
+        raise c.error("certs", "missing: a tls:// scheduler needs the folder holding ca.pem "
+                      "and client.pem (make them with `revive cluster certs DIR`)")
+    return Cluster(scheduler=scheduler, store=store, wait_for_worker=wait,
+                   certs=None if certs is None else root / certs, insecure=insecure)
 
 
 class _Table:

@@ -141,9 +141,11 @@ def share_folders(shares: "list[Share]", inputs: "dict[str, Path]", work: Path,
 @contextlib.contextmanager
 def revived(artifacts: Path, *, name: str, shares: "dict[str, Path]", key: Path,
             work: Path, logs: Path, revive_timeout: float, watch: Stopwatch,
-            state: "Path | None" = None):
+            state: "Path | None" = None, on_machine=None):
     """Yield a ``Copy`` of ``artifacts/snapshot`` (or of another saved state
-    folder) with its shares mounted; the copy is killed on exit."""
+    folder) with its shares mounted; the copy is killed on exit.
+    ``on_machine(machine)`` is called once QEMU runs (a cluster worker
+    keeps it to stop a cancelled build)."""
     artifacts = Path(artifacts)
     folder = Path(state) if state is not None else artifacts / "snapshot"
     meta = snap.read_meta(folder)
@@ -173,6 +175,8 @@ def revived(artifacts: Path, *, name: str, shares: "dict[str, Path]", key: Path,
             lambda port: snap.fill(template, {**values, "port": port}),
             name=name, logdir=logs)
     try:
+        if on_machine is not None:
+            on_machine(machine)
         if use_agent:
             session = _agent_session(machine, folder, meta, work, revive_timeout, watch)
         else:
@@ -220,14 +224,14 @@ def _agent_session(machine: Machine, folder: Path, meta: dict, work: Path,
 
 
 def run_build(artifacts: Path, request: BuildRequest, *, key: Path, out: Path,
-              work: Path, logs: Path) -> dict:
+              work: Path, logs: Path, on_machine=None) -> dict:
     """Revive a copy, run ``request.command`` in it, write ``out/log`` (as
     the output comes) and ``out/outputs/``; return the result (exit code,
     timings, outputs). A non-zero exit code is a result, not an error."""
     watch = Stopwatch()
     with revived(artifacts, name=f"build-{request.name}", shares=request.shares, key=key,
                  work=work, logs=logs, revive_timeout=request.revive_timeout,
-                 watch=watch) as copy:
+                 watch=watch, on_machine=on_machine) as copy:
         command = copy.kind.command_line(request.command, request.env,
                                          copy.meta.get("user", "root"), copy.shares)
         with open(out / "log", "wb") as log, watch.phase("command"):
