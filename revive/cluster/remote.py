@@ -44,14 +44,15 @@ def build_on_worker(job: dict) -> dict:
         plugin.check(key)
         # The submitting host sets its deadline by what is fetched.
         lacking = sum(f["size"] for f in files.values() if not cache.path(f["sha256"]).exists())
-        worker.log_event(f"revive-{key}", {"phase": "fetch", "bytes": lacking})
+        worker.log_event(f"revive-{key}", {"phase": "fetch", "bytes": lacking,
+                                                "worker": worker.address})
         artifacts = cache.layout(store, files, work / "artifacts")
         _vouch_for_snapshot(artifacts, files)
         plugin.check(key)
         st.unpack(cache.get(store, job["sources"]), work / "sources", "the build's sources")
         fetch = round(time.monotonic() - t0, 3)
         plugin.check(key)
-        worker.log_event(f"revive-{key}", {"phase": "build"})
+        worker.log_event(f"revive-{key}", {"phase": "build", "worker": worker.address})
         request = BuildRequest(
             name=job["name"], command=job["command"], env=dict(job["env"]),
             outputs=tuple(job["outputs"]), timeout=job["timeout"],
@@ -77,7 +78,8 @@ def build_on_worker(job: dict) -> dict:
             files = {part: st.publish_tree(store, work / "result" / part)
                      for part in ("logs", "out")}
         except (UserError, OSError) as err:
-            error = error or f"cannot send the results back through the store: {err}"
+            error = error or (f"cannot send the results back through the store "
+                              f"{job['store']}: {err or type(err).__name__}")
         return {"result": None if error else result, "error": error, "worker": here,
                 "fetch": fetch, "files": files}
     finally:

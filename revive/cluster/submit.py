@@ -157,6 +157,7 @@ class _Watch:
         self.client, self.future, self.build, self.cluster = client, future, build, cluster
         self.needs = needs
         self.placed = None           # the address of the worker it last ran on
+        self.placed_name = None      # "name (address)" of that worker
         self.deadline = None         # while placed
         self.state, self.since, self.said = "new", time.monotonic(), False
         self.seen_events = 0
@@ -175,7 +176,7 @@ class _Watch:
             if where != self.placed or self.state != "placed":
                 name = _worker_name(self.client, where)
                 self.say(f"placed on {name}" + (" (again)" if self.placed else ""))
-                self.placed, self.placed_name, self.seen_events = where, name, len(self._events())
+                self.placed, self.placed_name, self.seen_events = where, name, 0
                 # Until the worker says what it fetches: time to start the task.
                 self.deadline = now + SLACK
             self._enter("placed", now)
@@ -218,6 +219,8 @@ class _Watch:
         FETCH_RATE at least, then its own timeout and revive."""
         events = self._events()
         for _, msg in events[self.seen_events:]:
+            if msg.get("worker") != self.placed:
+                continue          # from where it ran before
             if msg.get("phase") == "fetch":
                 self.deadline = now + msg.get("bytes", 0) / FETCH_RATE + SLACK
             elif msg.get("phase") == "build":

@@ -69,6 +69,33 @@ def test_a_placed_build_says_where(local_cluster, monkeypatch, capsys):
         f"revive: build b: placed on {worker.name} ({worker.address})"]
 
 
+def _builds_silently():
+    from distributed import get_worker
+    worker = get_worker()
+    worker.log_event(f"revive-{worker.get_current_task()}",
+                     {"phase": "build", "worker": worker.address})
+    time.sleep(20)
+
+
+def test_a_placed_build_s_deadline_is_its_timeout_and_revive_after_the_fetch(
+        local_cluster, monkeypatch):
+    from revive.config import Cluster
+    from revive.machine.revive import BuildRequest
+    monkeypatch.setattr(submit, "LOOK", 0.1)
+    monkeypatch.setattr(submit, "SLACK", 1.0)
+    cluster, client = local_cluster
+    needs = res.for_snapshot({"qemu": "7.2.22", "accelerator": "tcg"})
+    build = BuildRequest(name="b", command="true", env={}, outputs=(), timeout=1.0,
+                         shares={}, revive_timeout=1.5)
+    config = Cluster(scheduler=cluster.scheduler_address, store="file:///x")
+    future = client.submit(_builds_silently, resources=needs, pure=False)
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match=r"^build b: no answer from 0 \(inproc://.*\) in time"):
+        submit._wait(client, future, build, config, needs)
+    future.cancel()
+    assert 3.0 <= time.monotonic() - t0 < 8
+
+
 def test_an_unreachable_scheduler_names_the_config_key(monkeypatch):
     from revive.config import Cluster
     monkeypatch.setattr(submit, "CONNECT_TIMEOUT", 2.0)
