@@ -5,6 +5,7 @@ result.json). One Dask client per process (each of doit's -n processes is
 a client); Ctrl-C cancels the build on the cluster."""
 
 import asyncio
+import concurrent.futures
 import fcntl
 import json
 import multiprocessing
@@ -248,9 +249,10 @@ def _wait(client, future, build, cluster, needs) -> dict:
             raise UserError(f"build {build.name}: the workers running it died too often "
                             "(Dask's distributed.scheduler.allowed-failures); see the "
                             "workers' logs") from None
-        except asyncio.CancelledError:
-            raise UserError(f"build {build.name}: cancelled by the cluster (was the "
-                            f"scheduler {cluster.scheduler} restarted?); run it again") from None
+        except (asyncio.CancelledError, concurrent.futures.CancelledError) as err:
+            why = getattr(err, "reason", None) or "no reason given"
+            raise UserError(f"build {build.name}: the scheduler {cluster.scheduler} dropped it "
+                            f"({why}: was the scheduler restarted?); run it again") from None
         except Exception as err:     # e.g. a worker without revive's code or dependencies
             raise UserError(f"build {build.name}: the cluster could not run it: "
                             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
