@@ -118,9 +118,8 @@ def main() -> None:
         try:
             start(procs, [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
                           "--dashboard-address", "127.0.0.1:0", "--scheduler-file",
-                          str(root / "sched.json"), "--tls-ca-file", str(cdir / "ca.pem"),
-                          "--tls-cert", str(cdir / "scheduler.pem"),
-                          "--tls-key", str(cdir / "scheduler.pem")], root / "sched.log")
+                          str(root / "sched.json"), *certs.scheduler_flags(cdir)],
+                  root / "sched.log")
             address = wait_cluster(root / "sched.json", 2, procs)
             for w in ("wa", "wb"):
                 start(procs, [sys.executable, "-m", "revive.cluster.worker", address, "--vms",

@@ -102,8 +102,7 @@ def main() -> None:
             procs.append(subprocess.Popen(
                 [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
                  "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(root / "s.json"),
-                 "--tls-ca-file", str(c / "ca.pem"), "--tls-cert", str(c / "scheduler.pem"),
-                 "--tls-key", str(c / "scheduler.pem")],
+                 *certs.scheduler_flags(c)],
                 stdout=open(root / "s.log", "w"), stderr=subprocess.STDOUT,
                 start_new_session=True))
             deadline = time.monotonic() + 60

@@ -77,6 +77,13 @@ def make(folder: Path) -> "list[Path]":
     return targets
 
 
+def scheduler_flags(folder: Path) -> "list[str]":
+    """`dask scheduler`'s options for this cluster's certificates."""
+    folder = Path(folder)
+    return ["--tls-ca-file", str(folder / CA), "--tls-cert", str(role_file(folder, "scheduler")),
+            "--tls-key", str(role_file(folder, "scheduler"))]
+
+
 def _write(path: Path, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as fh:

@@ -93,9 +93,7 @@ class Cluster:
         self.procs["scheduler"] = subprocess.Popen(
             [str(Path(sys.executable).with_name("dask")), "scheduler", "--host", "127.0.0.1",
              "--port", "0", "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(info),
-             "--tls-ca-file", str(self.root / "certs/ca.pem"),
-             "--tls-cert", str(self.root / "certs/scheduler.pem"),
-             "--tls-key", str(self.root / "certs/scheduler.pem")],
+             *certs.scheduler_flags(self.root / "certs")],
             stdout=open(self.root / "scheduler.log", "w"), stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 60

@@ -82,9 +82,7 @@ class Hosts:
         env = dict(self.env("sched"), DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL="10s")
         self.procs["sched"] = self.net.spawn(
             "sched", [DASK, "scheduler", "--host", self.net.addr("sched"), "--port", "8786",
-                      "--dashboard-address", "127.0.0.1:0", "--tls-ca-file", str(c / "ca.pem"),
-                      "--tls-cert", str(c / "scheduler.pem"), "--tls-key",
-                      str(c / "scheduler.pem")],
+                      "--dashboard-address", "127.0.0.1:0", *certs.scheduler_flags(c)],
             env=env, stdout=open(self.root / "sched.log", "a"), stderr=subprocess.STDOUT)
 
     def start_worker(self, label: str) -> None:

@@ -35,9 +35,7 @@ def tls_scheduler(tmp_path_factory):
     info = root / "scheduler.json"
     proc = subprocess.Popen(
         [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
-         "127.0.0.1:0", "--scheduler-file", str(info),
-         "--tls-ca-file", str(root / "ours/ca.pem"), "--tls-cert", str(root / "ours/scheduler.pem"),
-         "--tls-key", str(root / "ours/scheduler.pem")],
+         "127.0.0.1:0", "--scheduler-file", str(info), *certs.scheduler_flags(root / "ours")],
         stdout=open(root / "scheduler.log", "w"), stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL)
     try:
