@@ -79,7 +79,7 @@ def build_on_worker(job: dict) -> dict:
                      for part in ("logs", "out")}
         except (UserError, OSError) as err:
             error = error or (f"cannot send the results back through the store "
-                              f"{job['store']}: {err or type(err).__name__}")
+                              f"{job['store']}: {str(err) or type(err).__name__}")
         return {"result": None if error else result, "error": error, "worker": here,
                 "fetch": fetch, "files": files}
     finally:

@@ -270,8 +270,9 @@ def test_a_store_one_worker_cannot_reach_fails_there_in_one_line(hosts):
     finally:
         hosts.net.link("wa", "san", up=True)
     out = proc.stdout + proc.stderr
-    failed = [line for line in out.splitlines() if f"on worker {hosts.names['wa']}:" in line]
-    assert len(failed) == 1 and "store" in failed[0] and "sftp://" in failed[0], out
+    failed = [line for line in out.splitlines()
+              if line.startswith("revive: build apart") and f"on worker {hosts.names['wa']}:" in line]
+    assert len(failed) == 1 and "store" in failed[0] and "sftp://revive-sftp@" in failed[0], out
     assert "Traceback" not in out
     ok = [n for n in ("apart1", "apart2")
           if (hosts.root / "project/artifacts/builds" / n / "result.json").exists()]
