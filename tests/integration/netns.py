@@ -1,6 +1,6 @@
 """Hosts that are really apart, for the cluster's tests: each host a network
 namespace of its own (``ip netns``) with its own host name (a UTS
-namespace), joined to the others by veth pairs on bridges that live in one
+namespace) and its own /tmp (a mount namespace), joined to the others by veth pairs on bridges that live in one
 more namespace, the hub. Nothing here touches the machine's own network
 namespace: the bridges, links and addresses exist only inside namespaces
 the test made, and traffic flows only between them. Needs root (CI is
@@ -68,12 +68,34 @@ class Net:
     def addr(self, name: str, net: str = "lan") -> str:
         return self.hosts[name]["addr"][net]
 
+    # Run as the host's first process: its host name, then a /tmp of its own
+    # (a tmpfs in a private mount namespace) with only ``keep`` (the
+    # folders the test gave it, which may lie under /tmp) put back.
+    _BOOT = r"""
+hostname "$0" || exit
+n=$1; shift; keep=""
+while [ "$n" -gt 0 ]; do keep="$keep $1"; shift; n=$((n-1)); done
+i=0
+for k in $keep; do mkdir -p /run/revive-keep-$$-$i && mount --bind "$k" /run/revive-keep-$$-$i || exit; i=$((i+1)); done
+mount -t tmpfs -o mode=1777 tmpfs /tmp || exit
+i=0
+for k in $keep; do mkdir -p "$k" && mount --move /run/revive-keep-$$-$i "$k" && rmdir /run/revive-keep-$$-$i || exit; i=$((i+1)); done
+exec "$@"
+"""
+
     def argv(self, name: str, argv: "list[str]") -> "list[str]":
         """``argv`` run on host ``name``: in its network namespace, with its
-        own host name."""
+        own host name and its own /tmp, where only the folders ``keep(name,
+        …)`` named are seen."""
         h = self.hosts[name]
-        return ["ip", "netns", "exec", h["ns"], "unshare", "--uts", "--", "sh", "-c",
-                'hostname "$0" && exec "$@"', h["hostname"], *argv]
+        keep = h.get("keep", [])
+        return ["ip", "netns", "exec", h["ns"], "unshare", "--uts", "--mount",
+                "--propagation", "private", "--", "sh", "-c", self._BOOT, h["hostname"],
+                str(len(keep)), *keep, *argv]
+
+    def keep(self, name: str, *folders) -> None:
+        """Folders host ``name`` sees (all else under /tmp is its own)."""
+        self.hosts[name].setdefault("keep", []).extend(str(f) for f in folders)
 
     def spawn(self, name: str, argv: "list[str]", **kw) -> subprocess.Popen:
         proc = subprocess.Popen(self.argv(name, argv), stdin=subprocess.DEVNULL,

@@ -1,7 +1,8 @@
 """The cluster across hosts that are really apart (tests/integration/netns.py):
 the scheduler, two workers, the submitting host and an sftp store (OpenSSH's
-sshd, tests/integration/sshd.py) each in a network namespace of its own, the
-workers under one host name. The store is on a second network the scheduler
+sshd, tests/integration/sshd.py) each in a network namespace of its own with
+its own /tmp (seeing only its own folders of the test's), the workers under
+one host name. The store is on a second network the scheduler
 is not on. Everything talks mutual TLS with the certificates of
 `revive cluster certs`. Skipped in one line where namespaces cannot be made."""
 
@@ -167,6 +168,13 @@ def hosts(tmp_path_factory):
         net.host("wa", "buildhost", {"lan": 11, "san": 11})      # one host name, as
         net.host("wb", "buildhost", {"lan": 12, "san": 12})      # cloned machines have
         net.host("store", "store", {"san": 5})
+        # Each host's own /tmp holds only what it is given of the test's folder.
+        for host, folders in {"sched": ["certs"], "client": ["certs", "project", "client"],
+                              "wa": ["certs", "wa"], "wb": ["certs", "wb"]}.items():
+            for f in folders:
+                (root / f).mkdir(exist_ok=True)
+            net.keep(host, *(root / f for f in folders))
+        net.keep("store", served)
         sshd = Sshd(served / "sshd", address=net.addr("store", "san"),
                     wrap=lambda argv: net.argv("store", argv)).start()
         url = sshd.serve(served / "store")
