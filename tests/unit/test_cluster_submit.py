@@ -128,3 +128,15 @@ def test_worker_resources_name_qemu_accel_and_arch():
         "vm": 2, f"qemu-7.2.22-kvm-{res.arch()}": 2, f"qemu-7.2.22-tcg-{res.arch()}": 2}
     assert res.for_snapshot({"qemu": "8.0.0", "accelerator": "kvm"}) == {
         "vm": 1, "qemu-8.0.0-kvm-x86_64": 1}
+
+
+def test_an_insecure_cluster_is_warned_about_once_per_run(local_cluster, tmp_path, capsys):
+    from revive.config import Cluster
+    cluster, client = local_cluster
+    config = Cluster(scheduler="tcp://h:8786", store="file:///x", insecure=True)
+    submit.announce_dashboard(client, config, tmp_path)
+    submit.announce_dashboard(client, config, tmp_path)     # the same run: said once
+    said = capsys.readouterr().out.splitlines()
+    assert said[1:] == ["revive: warning: [cluster] insecure = true: anyone who reaches "
+                        "tcp://h:8786 can run code on its workers"]
+    assert said[0].startswith(f"revive: cluster {cluster.scheduler_address}: dashboard ")
