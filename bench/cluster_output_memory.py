@@ -26,31 +26,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DASK = str(Path(sys.executable).with_name("dask"))
 
-CONFIG = """
-[guest]
-kind = "tiny"
-[vm]
-memory = "256M"
-accel = "tcg"
-[timeouts]
-revive = "1m"
-[shares.src]
-guest = "/mnt/src"
-host = "src"
-[shares.xchg]
-guest = "/mnt/xchg"
-mode = "rw"
-[cluster]
-scheduler = "tls://127.0.0.1:9"
-store = "file://{store}"
-certs = "{certs}"
-"""
-BUILD = """
-[builds.out{mb}]
-command = "head -c {mb}000000 /dev/zero > /mnt/xchg/big"
-outputs = ["big"]
-timeout = "30m"
-"""
+from tests import configs  # noqa: E402
+
+
+def config(store: Path, certs: Path, sizes) -> dict:
+    return configs.tiny(
+        "revive-bench", vm={"accel": "tcg"},
+        cluster={"scheduler": "tls://127.0.0.1:9", "store": f"file://{store}",
+                 "certs": str(certs)},
+        builds={f"out{mb}": configs.build(f"head -c {mb}000000 /dev/zero > /mnt/xchg/big",
+                                          outputs=["big"], timeout="30m")
+                for mb in sizes})
 
 
 def hwm(pid: int) -> int:
@@ -93,9 +79,7 @@ def main() -> None:
         (project / "src").mkdir(parents=True)
         c = root / "certs"
         certs.make(c)
-        (project / "config.toml").write_text(
-            CONFIG.format(store=root / "store", certs=c)
-            + "".join(BUILD.format(mb=mb) for mb in sizes))
+        configs.write(project, config(root / "store", c, sizes))
         doit(project, "local", "snapshot")
         procs = []
         try:

@@ -18,6 +18,7 @@ from revive.core.proc import run
 from revive.core.wait import wait_for
 from revive.machine import accel, qemu
 from revive.machine.qemu import Machine, tail
+from revive.machine.revive import expiry_text
 
 PROGRESS_EVERY = 15.0
 
@@ -52,11 +53,15 @@ def install(inputs, paths: Paths) -> None:
         disk.chmod(0o444)
         meta = {"host_key": report["host_key"], "sha256": sha256_file(disk),
                 "qemu": qemu.version(), "accelerator": accel_name,
-                "seconds": round(time.monotonic() - start, 1)}
+                "seconds": round(time.monotonic() - start, 1),
+                **report.get("facts", {})}
         write_atomic(paths.base_meta, json.dumps(meta, indent=2) + "\n")
     # The rename changed the image's ctime: remember its stamp as it is now.
     remember_sha256(paths.base, meta["sha256"], base_record(paths))
     say(f"installed {paths.base} in {meta['seconds']} s")
+    if meta.get("expires"):
+        say(f"this is an evaluation: it expires on {expiry_text(meta['expires'])}; "
+            "builds on it are refused after that (reinstall then)")
 
 
 def _wait_installed(vm: Machine, kind, timeout: float) -> dict:

@@ -60,7 +60,7 @@ def take_snapshot(inputs, paths: Paths) -> None:
             log=work / "qemu-img.log", what="qemu-img create")
         values = {"artifacts": str(paths.artifacts), "disk": str(folder / snap.DISK),
                   "ram": str(folder / snap.RAM), "ram-share": "on",
-                  **empty_share_dirs(shares, work), **kind.vm_values(paths.artifacts, work),
+                  **empty_share_dirs(shares, work), **kind.vm_values(paths.artifacts, work, shares),
                   **(agent.argv_values(work) if inputs["vm.channel"] == "agent" else {})}
         machine, port = launch_with_port(
             lambda port: snap.fill(template, {**values, "port": port}),
@@ -94,7 +94,8 @@ def take_snapshot(inputs, paths: Paths) -> None:
                 "user": kind.build_user(inputs),
                 "shares": {s.name: {"guest": s.guest, "mode": s.mode, "transport": s.transport}
                            for s in shares},
-                "timings": watch.phases, "channel": agent.meta(inputs["vm.channel"])}
+                "timings": watch.phases, "channel": agent.meta(inputs["vm.channel"]),
+                **({"expires": base["expires"]} if base.get("expires") else {})}
         (folder / snap.DISK).chmod(0o444)
         snap.write_meta(folder, meta)
     remove(work)

@@ -15,6 +15,8 @@ The serial console, QMP and ``-display`` belong to ``machine.qemu.Machine``.
 from dataclasses import dataclass, replace
 from typing import Optional
 
+from .smb1 import PORTS as SMB1_PORTS, SERVER as SMB1_SERVER
+
 
 def opt(value) -> str:
     """A value inside a QEMU option list: commas are doubled."""
@@ -33,6 +35,9 @@ class Nic:
     model: str                        # virtio-net-pci, e1000e, rtl8139
     forward_ssh: Optional[str] = None  # host port (or @port@) forwarded to guest port 22
     smb: Optional[str] = None          # folder QEMU's smbd serves at \\10.0.2.4\qemu
+    # XP/2003: the smbd command line slirp starts per connection to
+    # 10.0.2.4:139/445, with the socket on its stdin (machine/smb1.py)
+    smb1: Optional[str] = None
     mac: Optional[str] = None
 
 
@@ -195,6 +200,11 @@ class DeviceModel:
         netdev = "user,id=net0,restrict=on"
         if self.nic.smb is not None:
             netdev += f",smb={opt(self.nic.smb)}"
+        if self.nic.smb1 is not None:
+            # A guest forward is a connection the guest opens: restrict=on
+            # lets it through and nothing else. One per port, as smb= does.
+            for port in SMB1_PORTS:
+                netdev += f",guestfwd=tcp:{SMB1_SERVER}:{port}-cmd:{opt(self.nic.smb1)}"
         if self.nic.forward_ssh is not None:
             netdev += f",hostfwd=tcp:127.0.0.1:{self.nic.forward_ssh}-:22"
         device = f"{self.nic.model},netdev=net0"

@@ -138,6 +138,20 @@ def share_folders(shares: "list[Share]", inputs: "dict[str, Path]", work: Path,
     return folders
 
 
+def expiry_text(expires: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires))
+
+
+def check_expiry(meta: dict, now: float, what: str) -> None:
+    """Refuse a copy of a guest whose evaluation licence has run out (the
+    install recorded when): Windows would shut itself down mid-build."""
+    expires = meta.get("expires")
+    if expires and now >= expires:
+        raise UserError(f"{what}: the snapshot's Windows is an evaluation that expired on "
+                        f"{expiry_text(expires)} and would shut down mid-build; install a "
+                        "fresh or licensed one (doit install)")
+
+
 @contextlib.contextmanager
 def revived(artifacts: Path, *, name: str, shares: "dict[str, Path]", key: Path,
             work: Path, logs: Path, revive_timeout: float, watch: Stopwatch,
@@ -150,6 +164,7 @@ def revived(artifacts: Path, *, name: str, shares: "dict[str, Path]", key: Path,
     folder = Path(state) if state is not None else artifacts / "snapshot"
     meta = snap.read_meta(folder)
     snap.check(folder, meta)
+    check_expiry(meta, time.time(), name)
     from .. import guests
     kind = guests.kind_from_meta(meta)
     in_guest = guest_shares(meta)
@@ -162,7 +177,7 @@ def revived(artifacts: Path, *, name: str, shares: "dict[str, Path]", key: Path,
          "-b", folder / snap.DISK, overlay], log=img_log, what="qemu-img create")
     values = {"artifacts": str(artifacts), "disk": str(overlay),
               "ram": str(folder / snap.RAM), "ram-share": "off", "smb": str(work / "smb"),
-              **kind.vm_values(artifacts, work),
+              **kind.vm_values(artifacts, work, in_guest),
               **{f"share.{n}": str(p) for n, p in folders.items()}}
     template = meta["argv"] + ["-incoming", "defer", "-S"]
     # A kept failed copy is reopened over SSH: its agent was in the middle of

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from revive.cluster import certs
+from tests import configs
 
 from . import netns
 from .conftest import DOIT, REPO, executed, qemu_processes
@@ -32,39 +33,18 @@ WHY_NOT = netns.why_not()
 if WHY_NOT:
     pytest.skip(WHY_NOT, allow_module_level=True)
 
-CONFIG = """
-[guest]
-kind = "tiny"
-
-[vm]
-memory = "256M"
-accel = "tcg"
-
-[timeouts]
-revive = "1m"
-
-[shares.src]
-guest = "/mnt/src"
-host = "src"
-
-[shares.xchg]
-guest = "/mnt/xchg"
-mode = "rw"
-
-[cluster]
-scheduler = "tls://{scheduler}:8786"
-store = "{store}"
-certs = "{certs}"
-wait_for_worker = "30s"
-"""
-
-BUILD = """
-[builds.{name}]
-command = "sleep {sleep}; hostname > /mnt/xchg/out.txt; cat /mnt/src/data.txt >> /mnt/xchg/out.txt"
-outputs = ["out.txt"]
-timeout = "2m"
-"""
 BUILDS = {"one": 2, "two": 2, "cut": 20, "restart": 30, "apart1": 2, "apart2": 2, "ctrlc": 100}
+
+
+def config(scheduler: str, store: str, certs: Path) -> dict:
+    return configs.tiny(
+        "revive-hosts", vm={"accel": "tcg"},
+        cluster={"scheduler": f"tls://{scheduler}:8786", "store": store, "certs": str(certs),
+                 "wait_for_worker": "30s"},
+        builds={name: configs.build(f"sleep {sleep}; hostname > /mnt/xchg/out.txt; "
+                                    "cat /mnt/src/data.txt >> /mnt/xchg/out.txt",
+                                    outputs=["out.txt"])
+                for name, sleep in BUILDS.items()})
 DASK = str(Path(sys.executable).with_name("dask"))
 
 
@@ -184,9 +164,7 @@ def hosts(tmp_path_factory):
         project = root / "project"
         (project / "src").mkdir(parents=True)
         (project / "src" / "data.txt").write_text("from the submitting host\n")
-        (project / "config.toml").write_text(
-            CONFIG.format(scheduler=net.addr("sched"), store=url, certs=root / "certs")
-            + "".join(BUILD.format(name=n, sleep=s) for n, s in BUILDS.items()))
+        configs.write(project, config(net.addr("sched"), url, root / "certs"))
         h = Hosts(root, net)
         # The snapshot is taken on this machine as usual; only builds go out.
         snap = subprocess.run([*DOIT, "-d", str(project), "snapshot"],

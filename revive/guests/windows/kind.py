@@ -5,14 +5,16 @@ file on the floppy and at the payload CD's root, Cygwin's sshd, SMB shares."""
 import json
 import shlex
 import shutil
+import time
 from pathlib import Path
 
 from ...core.files import sha256_file
+from ...machine import smb1
 from ...machine.devices import DeviceModel
 from ..base import GuestKind
 from ..linux import installer
 from . import answers, cdboot, profile, setup_script
-from .settings import WindowsSettings, check_iso
+from .settings import KEYS, MACHINE, WindowsSettings, check_iso
 
 PRESS_ANY_KEY_FOR = 40.0     # seconds of Enter presses for the UEFI CD prompt
 HERE = Path(__file__).resolve().parent
@@ -23,40 +25,31 @@ class WindowsKind(GuestKind):
     Settings = WindowsSettings
     iso_boot = None              # the payload CD is data; Windows boots its own ISO
     iso_volume = "REVIVE_PAYLOAD"
-    default_transport = "smb"    # Windows reaches shares over SMB only
-    transports = ("smb",)
+    transports = ("smb",)        # Windows reaches shares over SMB only
     drive_letters = True
     channels = ("ssh",)
     channel_note = ("QEMU's guest agent needs a virtio-serial driver, which Windows "
                     "installed offline lacks")
-    min_disk_mb = 20 * 1024
-    # The answer file comes from [guest] alone; the install's machine is the
-    # one the VM gets later, so its memory and CPUs shape the install too.
-    reads = {
-        "payload": (),
-        "floppy": (),
-        "install": ("answers.disk_size", "vm.memory", "vm.cpus"),
-        "snapshot": ("vm.memory", "vm.cpus", "vm.accel", "vm.save", "vm.channel", "shares"),
-    }
+    keys = KEYS
+
+    # Sizes per version (settings.MACHINE). Without settings (the docs'
+    # reference) the example's version, 11, for defaults, and the least any
+    # version takes (XP's) for minimums.
+    @classmethod
+    def defaults(cls, settings) -> dict:
+        version = settings.windows_version if settings is not None else "11"
+        return {**super().defaults(settings), **MACHINE[version]["default"]}
+
+    @classmethod
+    def minimums(cls, settings) -> dict:
+        version = settings.windows_version if settings is not None else "xp"
+        return {**super().minimums(settings), **MACHINE[version]["least"]}
 
     def __init__(self, settings):
         super().__init__(settings)
         self.s = settings
         self._last_key = -1.0
         self._press_keys = settings is not None and settings.firmware == "uefi"
-
-    @classmethod
-    def check_shares(cls, settings, shares) -> None:
-        setup_script.check_shares_supported(settings, shares)
-
-    def settings_for(self, stage: str):
-        # The user's ISO is the install stage's input alone: the media and
-        # the machine are the same whichever ISO file is used.
-        if stage == "install":
-            return self.settings
-        if stage == "iso":
-            return None
-        return self.hidden(self.settings, "iso", "iso_sha256")
 
     # -- media -------------------------------------------------------------
     def source_files(self) -> "list[Path]":
@@ -113,8 +106,13 @@ class WindowsKind(GuestKind):
     def install_report(self, console: str) -> dict:
         report = setup_script.read_report(console)
         key = " ".join(report.host_key.split()[:2]) if report.host_key else None
+        facts = {}
+        if report.evaluation and report.done:
+            # When Windows starts shutting itself down: the install's clock
+            # plus the grace it reported (the guest is revived at host time).
+            facts["expires"] = int(time.time()) + 60 * report.grace_minutes
         return {"done": report.done, "failed": report.failed, "host_key": key,
-                "step": report.last_step}
+                "step": report.last_step, "facts": facts}
 
     def during_install(self, vm, elapsed: float) -> None:
         # Only when cdboot could not give the CD a boot image without the
@@ -141,24 +139,43 @@ class WindowsKind(GuestKind):
         return self.s.admin_user
 
     def installed_devices(self, inputs) -> DeviceModel:
+        # XP/2003 speak only SMB1: their own smbd (vm_values writes its
+        # configuration per VM) instead of QEMU's smb=.
+        legacy = self.s.legacy
         return profile.device_model(
-            self.s, disk=Path("@disk@"), smb_dir=Path("@smb@"), ssh_port="@port@",
+            self.s, disk=Path("@disk@"), smb_dir=None if legacy else Path("@smb@"),
+            smb1=smb1.command("@smbd@", "@smb1@") if legacy else None, ssh_port="@port@",
             ovmf_vars=Path("@ovmf-vars@") if self.s.firmware == "uefi" else None,
             memory_mb=inputs["vm.memory"], cpus=inputs["vm.cpus"])
 
-    def vm_values(self, artifacts: Path, work: Path) -> "dict[str, str]":
-        if self.s.firmware != "uefi":
-            return {}
-        # The firmware's variables travel with the machine state; each VM
-        # still needs a writable file of the same size behind its pflash.
-        return {"ovmf-vars": str(shutil.copyfile(self.ovmf_vars(artifacts),
-                                                 work / "ovmf-vars.fd"))}
+    def vm_values(self, artifacts: Path, work: Path, shares=()) -> "dict[str, str]":
+        values = {}
+        if self.s.legacy:
+            # This VM's smbd: each share is the folder machine.revive made
+            # under work/smb, read-only where the share is ro.
+            state = smb1.write_config(work / "smb1", {
+                s.name: (work / "smb" / s.name, s.mode == "ro") for s in shares})
+            values.update(smbd=smb1.smbd_binary(), smb1=str(state))
+            smb1.command(values["smbd"], values["smb1"])       # paths it can pass
+        if self.s.firmware == "uefi":
+            # The firmware's variables travel with the machine state; each VM
+            # still needs a writable file of the same size behind its pflash.
+            values["ovmf-vars"] = str(shutil.copyfile(self.ovmf_vars(artifacts),
+                                                      work / "ovmf-vars.fd"))
+        return values
 
     def _share_table(self, shares) -> dict:
         return {s.name: {"guest": s.guest, "mode": s.mode} for s in shares}
 
+    def _share_commands(self, shares) -> "list[str]":
+        # QEMU's smb= serves one share, "qemu", holding a folder per share;
+        # XP/2003's own smbd serves each share by its name.
+        root = rf"\\{smb1.SERVER}" if self.s.legacy else setup_script.SMB_ROOT
+        return setup_script.share_commands(self._share_table(shares), self.s.ssh,
+                                           smb_root=root)
+
     def prepare_shares(self, shares) -> str:
-        return " && ".join(setup_script.share_commands(self._share_table(shares), self.s.ssh)) or "true"
+        return " && ".join(self._share_commands(shares)) or "true"
 
     def after_revive(self, shares, now: float) -> str:
         return setup_script.set_clock_command(now, self.s.ssh)
@@ -166,7 +183,7 @@ class WindowsKind(GuestKind):
     def command_line(self, command: str, env: "dict[str, str]", user: str, shares=()) -> str:
         # Drive mappings belong to one logon session and every SSH connection
         # is a new one: map in the session that runs the build.
-        mapping = setup_script.share_commands(self._share_table(shares), self.s.ssh)
+        mapping = self._share_commands(shares)
         exports = " ".join(f"export {k}={shlex.quote(v)};" for k, v in env.items())
         return " && ".join([*mapping, f"{{ {exports} {command} ; }}"]) if mapping \
             else f"{exports} {command}"
