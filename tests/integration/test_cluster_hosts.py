@@ -6,6 +6,7 @@ one host name. The store is on a second network the scheduler
 is not on. Everything talks mutual TLS with the certificates of
 `revive cluster certs`. Skipped in one line where namespaces cannot be made."""
 
+import contextlib
 import json
 import os
 import re
@@ -199,21 +200,32 @@ def test_two_workers_with_one_host_name_build_apart(hosts):
         {hosts.names["wa"], hosts.names["wb"]}
 
 
-def test_a_worker_cut_off_mid_build_has_it_placed_again(hosts):
-    doit, lines = hosts.spawn_doit("build:cut")
+@contextlib.contextmanager
+def running(hosts, build: str):
+    """doit building ``build`` on the client host, yielded as (process, its
+    output lines, the label of the worker it runs on) once its QEMU runs
+    there; doit is reaped on every path."""
+    doit, lines = hosts.spawn_doit(f"build:{build}")
     try:
         placed = _wait_until(lambda: re.findall(r"placed on (\S+) \(", "".join(lines)), 120,
                              "the build was never placed")
         victim = next(k for k, v in hosts.names.items() if v == placed[0])
-        other = {"wa": "wb", "wb": "wa"}[victim]
         _wait_until(lambda: hosts.qemu_on(victim), 60, f"no QEMU on {victim}")
-        hosts.net.link(victim, "lan", up=False)
-        doit.wait(timeout=300)
+        yield doit, lines, victim
     finally:
-        hosts.net.link(victim, "lan", up=True)
         if doit.poll() is None:
             os.killpg(doit.pid, signal.SIGKILL)
             doit.wait(timeout=20)
+
+
+def test_a_worker_cut_off_mid_build_has_it_placed_again(hosts):
+    with running(hosts, "cut") as (doit, lines, victim):
+        hosts.net.link(victim, "lan", up=False)
+        try:
+            doit.wait(timeout=300)
+        finally:
+            hosts.net.link(victim, "lan", up=True)
+    other = {"wa": "wb", "wb": "wa"}[victim]
     out = "".join(lines)
     assert doit.returncode == 0, out
     assert f"build cut: placed on {hosts.names[other]} (tls://" in out and "(again)" in out, out
@@ -224,21 +236,12 @@ def test_a_worker_cut_off_mid_build_has_it_placed_again(hosts):
 
 
 def test_the_scheduler_restarted_mid_run_is_one_line_and_the_workers_come_back(hosts):
-    doit, lines = hosts.spawn_doit("build:restart")
-    try:
-        placed = _wait_until(lambda: re.findall(r"placed on (\S+) \(", "".join(lines)), 120,
-                             "the build was never placed")
-        victim = next(k for k, v in hosts.names.items() if v == placed[0])
-        _wait_until(lambda: hosts.qemu_on(victim), 60, f"no QEMU on {victim}")
+    with running(hosts, "restart") as (doit, lines, victim):
         sched = hosts.procs.pop("sched")
         sched.terminate()
         sched.wait(timeout=30)
         hosts.start_scheduler()
         doit.wait(timeout=120)
-    finally:
-        if doit.poll() is None:
-            os.killpg(doit.pid, signal.SIGKILL)
-            doit.wait(timeout=20)
     out = "".join(lines)
     assert doit.returncode != 0
     assert (f"revive: build restart: the scheduler tls://{hosts.net.addr('sched')}:8786 dropped "
@@ -266,18 +269,9 @@ def test_a_store_one_worker_cannot_reach_fails_there_in_one_line(hosts):
 
 
 def test_ctrl_c_on_the_submitting_host_stops_the_build_on_its_worker(hosts):
-    doit, lines = hosts.spawn_doit("build:ctrlc")
-    try:
-        placed = _wait_until(lambda: re.findall(r"placed on (\S+) \(", "".join(lines)), 120,
-                             "the build was never placed")
-        victim = next(k for k, v in hosts.names.items() if v == placed[0])
-        _wait_until(lambda: hosts.qemu_on(victim), 60, f"no QEMU on {victim}")
+    with running(hosts, "ctrlc") as (doit, lines, victim):
         os.killpg(doit.pid, signal.SIGINT)
         doit.wait(timeout=60)
         _wait_until(lambda: not hosts.qemu_on(victim), 20,
                     "the cancelled build's QEMU still runs on its worker")
-    finally:
-        if doit.poll() is None:
-            os.killpg(doit.pid, signal.SIGKILL)
-            doit.wait(timeout=20)
     assert not (hosts.root / "project/artifacts/builds/ctrlc").exists()
