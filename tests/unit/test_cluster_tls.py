@@ -4,6 +4,7 @@ with its own; a client or a worker with another cluster's certificates,
 or none, gets nothing done."""
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -66,12 +67,13 @@ def _client(address: str, folder: Path, timeout: float = 5):
 def test_the_cluster_s_own_certificates_run_a_task(tls_scheduler):
     root, address = tls_scheduler
     assert address.startswith("tls://127.0.0.1:")
-    worker = _worker(root, address, "--certs", str(root / "ours"))
+    worker = _worker(root, address, "--certs", str(root / "ours"), "--host", "127.0.0.1")
     try:
         with _client(address, root / "ours", timeout=30) as client:
             client.wait_for_workers(1, timeout=60)
-            name = next(iter(client.scheduler_info(n_workers=-1)["workers"].values()))["name"]
-            assert name.startswith(__import__("socket").gethostname() + "-")
+            (where, info), = client.scheduler_info(n_workers=-1)["workers"].items()
+            assert info["name"].startswith(socket.gethostname() + "-")
+            assert where.startswith("tls://127.0.0.1:")      # listening only where told
             assert client.submit(sum, [1, 2], pure=False).result(timeout=30) == 3
     finally:
         _reap(worker)
