@@ -1,8 +1,10 @@
 """What a Dask worker runs for one build: fetch the bundle and the sources
 by hash into its cache, lay out an artifacts folder of hard links, run the
 build through the revive library call, put the log, outputs and QEMU logs
-into the store by sha256 and send back only their list. Runs in the worker process's task thread,
-so QEMU (started with PDEATHSIG) dies with the worker."""
+into the store by sha256 and send back only their list. Runs in the worker
+process's task thread, so QEMU (started with PDEATHSIG) dies with the
+worker. A cancelled task cancels its machine (``Machine.cancel``) through
+the worker's plugin."""
 
 import json
 import socket
@@ -13,7 +15,8 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.files import remove
-from ..machine.revive import BuildRequest, run_build
+from ..machine import KEY
+from ..machine.job import BuildRequest, run_build
 from . import store as st
 from .worker import Cancelled, plugin_of
 
@@ -59,9 +62,9 @@ def build_on_worker(job: dict) -> dict:
             shares={n: work / "sources" / n for n in job["shares"]},
             revive_timeout=job["revive_timeout"])
         (work / "vm").mkdir()
-        result = run_build(artifacts, request, key=artifacts / st.KEY, out=out,
+        result = run_build(artifacts, request, key=artifacts / KEY, out=out,
                            work=work / "vm", logs=logs,
-                           on_machine=lambda m: plugin.machine_started(key, m))
+                           started=lambda m: plugin.machine_started(key, m))
     except UserError as err:
         error = str(err)
     except Exception as err:    # a fault of this host (disk full, store gone…): one line back

@@ -24,11 +24,11 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..core.errors import UserError
 from ..core.files import remove
-from ..machine import accel as accel_mod
-from ..machine import qemu
+from .. import qemu
+from ..qemu import accel as accel_mod
 from . import certs
 from . import store as st
-from .resources import offered
+from .resources import emulators, offered
 from .store import parse_size
 
 PLUGIN = "revive"
@@ -70,7 +70,7 @@ class RevivePlugin(WorkerPlugin):
             self._cancelled |= self._running
             machines = list(self._machines.values())
         for machine in machines:
-            machine.kill()
+            machine.cancel("the worker is closing")
 
     # -- the builds' side -------------------------------------------------
     def started(self, key: str) -> None:
@@ -97,7 +97,7 @@ class RevivePlugin(WorkerPlugin):
             self._machines[key] = machine
             stop = key in self._cancelled
         if stop:
-            machine.kill()
+            machine.cancel("cancelled by the submitting host")
 
     # -- Dask's side: the scheduler tells the worker a task is cancelled --
     def transition(self, key, start, finish, *args, **kwargs) -> None:
@@ -109,8 +109,7 @@ class RevivePlugin(WorkerPlugin):
             self._cancelled.add(key)
             machine = self._machines.get(key)
         if machine is not None:
-            # The event loop must not wait for QEMU to be reaped.
-            threading.Thread(target=machine.kill, daemon=True).start()
+            machine.cancel("cancelled by the submitting host")   # kills QEMU, never waits
 
 
 def plugin_of(worker) -> RevivePlugin:
@@ -225,7 +224,8 @@ def main(argv=None) -> int:
         if args.certs is not None and not args.scheduler.startswith("tls://"):
             raise UserError(f"--certs needs a tls:// scheduler address, not {args.scheduler}")
         accels, why = accelerators(args.accel, cache)
-        resources = offered(qemu.version(), accels, args.vms)
+        resources = offered(qemu.version(), accels, args.vms,
+                            foreign=emulators(qemu.version))
     except (UserError, ValueError) as err:
         print(f"revive: {err}", file=sys.stderr)
         return 2

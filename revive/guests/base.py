@@ -6,7 +6,7 @@ that suit a Linux guest reached over SSH. Nothing outside a kind branches on
 its name: stages, config validation and revive ask the kind.
 
 A kind's ``[guest]`` keys are rows of the table of settings
-(``revive.config.settings``) in ``keys``; ``Settings.from_table`` reads the
+(``revive.core.rows.Setting``) in ``keys``; ``Settings.from_table`` reads the
 ``[guest]`` table through them into a frozen dataclass. A kind is made from
 its settings alone; whatever else a hook reads comes in the stage's input
 record (``revive.inputs``), which holds what the table's rows say the stage
@@ -16,8 +16,9 @@ reads, so that what a stage reads is exactly what it hashes.
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..machine import accel as accel_mod
-from ..machine.devices import DeviceModel
+from ..core.rows import read
+from ..qemu import accel as accel_mod
+from ..qemu.devices import ARCHES, Arch, DeviceModel
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,7 @@ class NoSettings:
 
     @classmethod
     def from_table(cls, table: dict, root: Path) -> "NoSettings":
-        from ..config import settings
-        settings.read((), table, "config.toml", "guest", allowed=("kind",))
+        read((), table, "config.toml", "guest", allowed=("kind",))
         return cls()
 
 
@@ -122,11 +122,15 @@ class GuestKind:
         pass
 
     # -- snapshot and builds -----------------------------------------------
+    def arch(self) -> Arch:
+        """The guest's architecture: its row of ``devices.ARCHES``."""
+        return ARCHES["amd64"]
+
     def machine_alias(self) -> str:
-        return "pc"
+        return self.arch().machine
 
     def cpu_model(self, accel: str) -> str:
-        return accel_mod.default_cpu(accel)
+        return accel_mod.default_cpu(accel, self.arch())
 
     def installed_devices(self, inputs) -> DeviceModel:
         """The installed system's device model with ``@token@`` placeholders
@@ -138,6 +142,13 @@ class GuestKind:
         """Token values a kind adds for one VM (e.g. its firmware variables,
         its own SMB server's configuration for ``shares``)."""
         return {}
+
+    def revive_files(self) -> "tuple[str, ...]":
+        """The files a revive reads besides the snapshot and base.qcow2,
+        relative to artifacts/ (those ``installed_devices`` names through
+        ``@artifacts@``, and those ``vm_values`` copies): a cluster worker
+        is sent exactly these."""
+        return ()
 
     def ssh_user(self) -> str:
         return "root"

@@ -301,7 +301,7 @@ def test_a_build_whose_only_worker_died_says_so_and_waits_for_another(cluster):
     lines: "list[str]" = []
     reader = threading.Thread(target=lambda: lines.extend(doit.stdout), daemon=True)
     reader.start()
-    from revive.machine import qemu
+    from revive import qemu
     wanted = f"qemu-{qemu.version()}-tcg-x86_64, vm"
     try:
         _wait_until(lambda: "placed on" in "".join(lines), 120, "the build was never placed")

@@ -27,10 +27,9 @@ import pytest
 
 from revive import inputs
 from revive.config import parse
-from revive.machine import qemu
-from revive.machine import snapshot as snap
-from revive.machine.qemu import Machine
-from revive.machine.revive import share_folders
+from revive import qemu
+from revive.machine import share_folders
+from revive.qemu import Qemu, saved
 from tasks.common import Paths
 
 from .conftest import REPO, processes_mentioning
@@ -123,7 +122,7 @@ def render_xp(tmp_path):
     values = {"artifacts": str(tmp_path / "artifacts"), "disk": str(tmp_path / "disk.qcow2"),
               "ram": str(work / "ram"), "ram-share": "off", "smb": str(work / "smb"),
               "port": "0", **kind.vm_values(tmp_path / "artifacts", work, shares)}
-    return snap.fill(template, values), folders, work
+    return saved.fill(template, values), folders, work
 
 
 # Samba 4.17's client refuses SMB1 by default too; allowing it is the
@@ -262,7 +261,7 @@ def test_xp_and_2003_render_up_to_qemus_launch(version, tmp_path):
         accel="tcg", cpu=kind.cpu_model("tcg")).render()
     assert install[install.index("-m") + 1] == "512M" and install[install.index("-smp") + 1] == "1"
     assert "if=floppy" in " ".join(install) and "-machine" in install
-    with Machine(install + ["-S"], name="install", logdir=paths.logs) as vm:
+    with Qemu(install + ["-S"], name="install", logdir=paths.logs) as vm:
         vm.launch()
         assert vm.status() == "prelaunch"
 
@@ -277,8 +276,8 @@ def test_xp_and_2003_render_up_to_qemus_launch(version, tmp_path):
     values = {"artifacts": str(paths.artifacts), "disk": str(paths.base),
               "ram": str(work / "ram"), "ram-share": "off", "smb": str(work / "smb"),
               "port": "0", **kind.vm_values(paths.artifacts, work, shares)}
-    argv = snap.fill(template, values)
+    argv = saved.fill(template, values)
     assert sorted(guestfwd_commands(argv)) == [139, 445]
-    with Machine(argv + ["-S", "-incoming", "defer"], name="revive", logdir=paths.logs) as vm:
+    with Qemu(argv + ["-S", "-incoming", "defer"], name="revive", logdir=paths.logs) as vm:
         vm.launch()
         assert vm.status() == "inmigrate"

@@ -12,7 +12,7 @@ import pytest
 
 from revive.config import parse
 from revive.core.errors import UserError
-from revive.remote import agent
+from revive.channel import agent
 
 
 class Peer(threading.Thread):

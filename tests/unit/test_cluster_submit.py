@@ -29,7 +29,7 @@ def local_cluster():
 def test_a_build_no_worker_can_take_says_so_then_fails_in_one_line(local_cluster, monkeypatch,
                                                                    capsys):
     from revive.config import Cluster
-    from revive.machine.revive import BuildRequest
+    from revive.machine.job import BuildRequest
     monkeypatch.setattr(submit, "LOOK", 0.2)
     cluster, client = local_cluster
     needs = res.for_snapshot({"qemu": "7.2.22", "accelerator": "kvm"})
@@ -55,7 +55,7 @@ def test_a_build_no_worker_can_take_says_so_then_fails_in_one_line(local_cluster
 
 def test_a_placed_build_says_where(local_cluster, monkeypatch, capsys):
     from revive.config import Cluster
-    from revive.machine.revive import BuildRequest
+    from revive.machine.job import BuildRequest
     monkeypatch.setattr(submit, "LOOK", 0.1)
     cluster, client = local_cluster
     needs = res.for_snapshot({"qemu": "7.2.22", "accelerator": "tcg"})
@@ -80,7 +80,7 @@ def _builds_silently():
 def test_a_placed_build_s_deadline_is_its_timeout_and_revive_after_the_fetch(
         local_cluster, monkeypatch):
     from revive.config import Cluster
-    from revive.machine.revive import BuildRequest
+    from revive.machine.job import BuildRequest
     monkeypatch.setattr(submit, "LOOK", 0.1)
     monkeypatch.setattr(submit, "SLACK", 1.0)
     cluster, client = local_cluster
@@ -140,3 +140,13 @@ def test_an_insecure_cluster_is_warned_about_once_per_run(local_cluster, tmp_pat
     assert said[1:] == ["revive: warning: [cluster] insecure = true: anyone who reaches "
                         "tcp://h:8786 can run code on its workers"]
     assert said[0].startswith(f"revive: cluster {cluster.scheduler_address}: dashboard ")
+
+
+def test_a_foreign_snapshot_needs_an_emulator_of_its_arch_under_tcg():
+    assert res.for_snapshot({"qemu": "7.2.22", "accelerator": "tcg", "arch": "arm64"}) == {
+        "vm": 1, "qemu-7.2.22-tcg-aarch64": 1}
+    foreign = {"aarch64": "7.2.22", "riscv64": "7.2.22", res.arch(): "7.2.22"}
+    offered = res.offered("7.2.22", ["kvm", "tcg"], 1, foreign=foreign)
+    assert offered["qemu-7.2.22-tcg-aarch64"] == 1 == offered["qemu-7.2.22-tcg-riscv64"]
+    assert "qemu-7.2.22-kvm-aarch64" not in offered          # KVM: the host's own arch only
+    assert "qemu-7.2.22-tcg-aarch64" not in res.offered("7.2.22", ["kvm"], 1, foreign=foreign)

@@ -561,7 +561,7 @@ def test_an_evaluation_install_reports_when_it_expires(monkeypatch):
 
 
 def test_a_copy_of_an_expired_evaluation_is_refused_in_one_line():
-    from revive.machine.revive import check_expiry
+    from revive.machine import check_expiry
     check_expiry({}, 2e9, "build hello")                       # no expiry: licensed
     check_expiry({"expires": 2_000_000_000}, 1_999_999_999, "build hello")
     with pytest.raises(UserError) as err:

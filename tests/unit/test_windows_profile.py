@@ -217,7 +217,7 @@ def test_install_cd_may_be_a_qcow2_overlay():
 
 def test_xp_snapshot_machine_forwards_smb_to_its_own_smbd_and_nothing_else():
     from revive.guests.windows.kind import WindowsKind
-    from revive.machine import smb1
+    from revive.qemu import smb1
     s = settings(windows_version="xp", answer_format="winnt", firmware="bios",
                  product_key="AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", image=None)
     argv = WindowsKind(s).installed_devices({"vm.memory": 512, "vm.cpus": 1}).render()
@@ -231,7 +231,7 @@ def test_xp_snapshot_machine_forwards_smb_to_its_own_smbd_and_nothing_else():
 
 def test_smb1_configuration_and_its_refusals(tmp_path):
     from revive.core.errors import UserError
-    from revive.machine import smb1
+    from revive.qemu import smb1
     conf = smb1.config(tmp_path, {"src": (tmp_path / "a,b", True), "xchg": (tmp_path / "x", False)},
                        user="builder")
     sections = conf.split("\n\n")

@@ -12,13 +12,18 @@ import os
 import shlex
 from pathlib import Path
 
-from ...machine.devices import Channel, DeviceModel, Disk, Kernel, Nic, NinePShare
+from ...channel import agent
+from ...qemu.devices import ARCHES, Arch, DeviceModel, Disk, Kernel, Nic, NinePShare, SerialPort
 from ..base import GuestKind
 from . import answers, installer
 
 INSTALL_OK = "REVIVE-INSTALL-OK"
 INSTALL_FAILED = "REVIVE-INSTALL-FAILED"
 HOSTKEY = "REVIVE-HOSTKEY "
+# The installed system's kernel and initramfs, relative to artifacts/: every
+# boot and revive reads them.
+BOOT_KERNEL = "payload/boot/vmlinuz"
+BOOT_INITRD = "payload/boot/initrd.img"
 # The installer runs from RAM; the memory the guest gets later is [vm] memory.
 INSTALL_MEMORY_MB = 1024
 
@@ -77,7 +82,15 @@ class LinuxKind(GuestKind):
     """A Linux guest kind: a subclass brings its payload; this class holds
     what all share."""
 
-    iso_boot = installer.ISO_BOOT
+    @property
+    def iso_boot(self):
+        # isolinux only where the firmware boots the ISO (x86).
+        return installer.ISO_BOOT if self.arch().media_bus == "ide" else None
+
+    def arch(self) -> Arch:
+        # Stages that see no [guest] arch (the Debian guest's after its
+        # payload) are amd64.
+        return ARCHES[getattr(self.settings, "arch", None) or "amd64"]
 
     # -- media -------------------------------------------------------------
     def floppy_files(self, inputs, public_key: str) -> "dict[str, bytes]":
@@ -91,9 +104,17 @@ class LinuxKind(GuestKind):
         return paths.payload / "boot" / "vmlinuz"
 
     def install_devices(self, inputs, paths, disk: Path) -> DeviceModel:
-        return DeviceModel(machine="pc", memory_mb=INSTALL_MEMORY_MB, no_reboot=True,
-                           boot_cd=True, cdroms=(Disk(str(paths.iso), "raw"),), floppy=str(paths.floppy),
-                           disks=(Disk(str(disk)),))
+        arch = self.arch()
+        devices = DeviceModel(arch=arch.name, machine=arch.machine,
+                              memory_mb=INSTALL_MEMORY_MB, no_reboot=True,
+                              cdroms=(Disk(str(paths.iso), "raw"),), floppy=str(paths.floppy),
+                              disks=(Disk(str(disk)),))
+        if arch.media_bus == "ide":
+            return devices.with_(boot_cd=True)     # isolinux on the ISO
+        # No isolinux here: QEMU boots the installer the ISO carries.
+        iso = paths.payload / "iso"
+        return devices.with_(kernel=Kernel(str(iso / "vmlinuz"), str(iso / "install.img"),
+                                           installer.install_cmdline(arch)))
 
     def install_report(self, console: str) -> dict:
         failed = next((l.split(INSTALL_FAILED, 1)[1].strip()
@@ -106,28 +127,31 @@ class LinuxKind(GuestKind):
     def installed_devices(self, inputs) -> DeviceModel:
         shares = inputs["shares"].values()
         smb = "@smb@" if any(s.transport == "smb" for s in shares) else None
+        arch = self.arch()
         return DeviceModel(
-            machine="pc", memory_mb=inputs["vm.memory"], cpus=inputs["vm.cpus"],
-            kernel=Kernel("@artifacts@/payload/boot/vmlinuz",
-                          "@artifacts@/payload/boot/initrd.img", installer.BOOT_CMDLINE),
-            disks=(Disk("@disk@"),), vmgenid=True,
+            arch=arch.name, machine=arch.machine, memory_mb=inputs["vm.memory"],
+            cpus=inputs["vm.cpus"],
+            kernel=Kernel(f"@artifacts@/{BOOT_KERNEL}", f"@artifacts@/{BOOT_INITRD}",
+                          installer.boot_cmdline(arch)),
+            disks=(Disk("@disk@"),), vmgenid=arch.vmgenid,
             nic=Nic("virtio-net-pci", forward_ssh="@port@", smb=smb, mac="52:54:00:12:34:56"),
             shares=tuple(NinePShare(s.name, f"@share.{s.name}@", readonly=s.mode == "ro")
                          for s in shares if s.transport == "9p") + self._agent_share(inputs),
-            channels=self._agent_channel(inputs))
+            serial_ports=self._agent_port(inputs))
+
+    def revive_files(self) -> "tuple[str, ...]":
+        return (BOOT_KERNEL, BOOT_INITRD)
 
     # [vm] channel = "agent" (issue 9): qemu-ga's virtio-serial port, and the
     # hidden read-write share a command's output streams through.
-    def _agent_channel(self, inputs) -> "tuple[Channel, ...]":
+    def _agent_port(self, inputs) -> "tuple[SerialPort, ...]":
         if inputs["vm.channel"] != "agent":
             return ()
-        from ...remote import agent
-        return (Channel(agent.PORT_NAME, "@agent-socket@"),)
+        return (SerialPort(agent.PORT_NAME, "@agent-socket@"),)
 
     def _agent_share(self, inputs) -> "tuple[NinePShare, ...]":
         if inputs["vm.channel"] != "agent":
             return ()
-        from ...remote import agent
         return (NinePShare(agent.STREAM_TAG, "@agent-stream@", readonly=False),)
 
     def prepare_shares(self, shares) -> str:

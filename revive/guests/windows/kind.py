@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from ...core.files import sha256_file
-from ...machine import smb1
-from ...machine.devices import DeviceModel
+from ...qemu import smb1
+from ...qemu.devices import DeviceModel
 from ..base import GuestKind
 from ..linux import installer
 from . import answers, cdboot, profile, setup_script
@@ -18,6 +18,8 @@ from .settings import KEYS, MACHINE, WindowsSettings, check_iso
 
 PRESS_ANY_KEY_FOR = 40.0     # seconds of Enter presses for the UEFI CD prompt
 HERE = Path(__file__).resolve().parent
+# UEFI variables Setup wrote, beside the base image (relative to artifacts/).
+OVMF_VARS = "base-ovmf-vars.fd"
 
 
 class WindowsKind(GuestKind):
@@ -83,7 +85,7 @@ class WindowsKind(GuestKind):
 
     def ovmf_vars(self, artifacts: Path) -> Path:
         """UEFI variables written by Setup, kept beside the base image."""
-        return artifacts / "base-ovmf-vars.fd"
+        return artifacts / OVMF_VARS
 
     def install_devices(self, inputs, paths, disk: Path) -> DeviceModel:
         vars_ = None
@@ -151,7 +153,7 @@ class WindowsKind(GuestKind):
     def vm_values(self, artifacts: Path, work: Path, shares=()) -> "dict[str, str]":
         values = {}
         if self.s.legacy:
-            # This VM's smbd: each share is the folder machine.revive made
+            # This VM's smbd: each share is the folder Machine.revive made
             # under work/smb, read-only where the share is ro.
             state = smb1.write_config(work / "smb1", {
                 s.name: (work / "smb" / s.name, s.mode == "ro") for s in shares})
@@ -163,6 +165,9 @@ class WindowsKind(GuestKind):
             values["ovmf-vars"] = str(shutil.copyfile(self.ovmf_vars(artifacts),
                                                       work / "ovmf-vars.fd"))
         return values
+
+    def revive_files(self) -> "tuple[str, ...]":
+        return (OVMF_VARS,) if self.s.firmware == "uefi" else ()
 
     def _share_table(self, shares) -> dict:
         return {s.name: {"guest": s.guest, "mode": s.mode} for s in shares}

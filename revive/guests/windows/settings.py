@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from revive.config.settings import Invalid, Setting, read, shown
+from revive.core.rows import Invalid, Setting, read, shown
 from revive.core.errors import UserError
 from revive.core.files import sha256_file, write_atomic
 

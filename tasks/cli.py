@@ -9,15 +9,16 @@ The config is ``./config.toml`` (or the one ``REVIVE_CONFIG`` names, or the
 one ``-c PATH`` names); ``artifacts/`` sits beside it and relative paths in it
 are read against its folder, so the command works from any folder a project
 keeps its config in. A clone's ``.venv/bin/doit`` runs the same tasks
-(``tasks/dodo.py``).
+(``tasks/dodo.py``). It lives with the tasks, not in the mechanism
+(``revive/``, which never imports doit), and is installed as revive.tasks.cli.
 """
 
-import importlib
 import os
+import signal
 import sys
 from pathlib import Path
 
-from .core.errors import UserError, for_people
+from revive.core.errors import UserError, for_people
 
 USAGE = """usage: revive [-c CONFIG] COMMAND [ARGS…]
 
@@ -60,38 +61,37 @@ def main(argv: "list[str] | None" = None) -> int:
 def _doit(argv: "list[str]", config: "str | None") -> int:
     path = Path(config or os.environ.get("REVIVE_CONFIG") or "config.toml").resolve()
     if not path.is_file():
+        if argv[:1] in (["help"], ["--version"]) and len(argv) == 1:
+            print(USAGE)        # nothing of a project's to show
+            return 0
         raise UserError(f"no config at {path}: run 'revive init' here to write one, "
                         "or name yours with -c PATH")
     # doit keeps its state in artifacts/ beside the config, and the stages
     # read relative paths against the config's folder.
     os.environ["REVIVE_CONFIG"] = str(path)
     os.chdir(path.parent)
-    if argv[:1] != ["help"]:
-        _check_system(path)
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
-    return DoitMain(ModuleTaskLoader(_tasks()), extra_config={"GLOBAL": {}}).run(argv)
+    from . import dodo
+    if argv[:1] in (["list"], ["info"], ["help"]):
+        # `revive list | head`: a reader that leaves ends these quietly, as it
+        # ends ls (doit would print a traceback); builds keep their handlers.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if argv[:1] not in (["help"], ["--version"]):
+        _check_system(path)
+        dodo.start()       # the project lock, the sweep, the signal handlers
+    return DoitMain(ModuleTaskLoader(dodo), extra_config={"GLOBAL": {}}).run(argv)
 
 
 def _check_system(path: Path) -> None:
     """The system packages this project's stages call (revive/system.py), in
     one line when any is missing, before doit loads the tasks (which ask
     QEMU its version already)."""
-    from . import system
-    from .config import load
-    system.require({"all", load(path).guest_kind})
-
-
-def _tasks():
-    """revive's task module: ``revive.tasks.dodo`` when installed; in a clone
-    its tasks/ sits beside revive/ (pyproject maps one onto the other)."""
-    try:
-        return importlib.import_module("revive.tasks.dodo")
-    except ModuleNotFoundError as err:
-        if err.name not in ("revive.tasks", "revive.tasks.dodo"):
-            raise
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    return importlib.import_module("tasks.dodo")
+    from revive import system
+    from revive.config import load
+    cfg = load(path)
+    # The emulator of the guest's architecture too ([guest] arch).
+    system.require({"all", cfg.guest_kind, getattr(cfg.guest_settings, "arch", "amd64")})
 
 
 def _cluster(argv: "list[str]") -> int:
@@ -107,7 +107,7 @@ def _cluster(argv: "list[str]") -> int:
 
 
 def _init(argv: "list[str]") -> int:
-    from . import starter
+    from revive import starter
     kind = argv[0] if argv else "tiny"
     written = starter.write(Path.cwd(), kind)
     for path in written:
