@@ -88,8 +88,11 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class Cluster:
-    scheduler: str          # tcp://HOST:8786; REVIVE_SCHEDULER overrides it
+    scheduler: str          # tls://HOST:8786; REVIVE_SCHEDULER overrides it
     store: str              # fsspec URL every host reads, the submitter writes
+    wait_for_worker: float = 300.0   # seconds a build waits for a worker that can take it
+    certs: "Path | None" = None      # ca.pem and client.pem (revive cluster certs DIR)
+    insecure: bool = False           # plain tcp:// allowed: anyone reaching it runs code
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ def parse(raw: dict, path: Path) -> Config:
                   timeouts=_record(Timeouts, "timeouts", core), shares=shares,
                   builds={n: b for n, (b, _) in builds.items()}, sources=sources,
                   keep_failed=frozenset(n for n, (_, keep) in builds.items() if keep),
-                  cluster=_cluster(top, os.environ.get("REVIVE_SCHEDULER")))
+                  cluster=_cluster(top, os.environ.get("REVIVE_SCHEDULER"), root))
 
 
 def _record(cls, name: str, read: dict):
@@ -337,7 +340,7 @@ def _builds(top: _Section, shares: "dict[str, Share]", root: Path,
     return builds
 
 
-def _cluster(top: _Section, override: "str | None") -> "Cluster | None":
+def _cluster(top: _Section, override: "str | None", root: Path) -> "Cluster | None":
     """[cluster]: where builds run. ``REVIVE_SCHEDULER`` overrides the
     scheduler for one run; ``local`` runs them on this host."""
     if "cluster" not in top.data:
@@ -357,4 +360,18 @@ def _cluster(top: _Section, override: "str | None") -> "Cluster | None":
         if override and "[cluster] scheduler" in str(err):
             raise UserError(f"{err} (from REVIVE_SCHEDULER)") from None
         raise
-    return Cluster(scheduler=v["scheduler"], store=v["store"])
+    scheduler, certs = v["scheduler"], v["certs"]
+    # Dask runs whatever a client submits: only holders of the cluster's
+    # certificates may talk to it, unless the config says otherwise.
+    if scheduler.startswith(("tcp://", "ws://")) and not v["insecure"]:
+        raise settings.error(top.file, "cluster", "scheduler", (
+            f"{scheduler!r} is unencrypted and lets anyone who reaches it run code on the "
+            "workers; use tls:// with [cluster] certs (revive cluster certs DIR), or set "
+            "insecure = true on a network you trust"
+            + (" (from REVIVE_SCHEDULER)" if override else "")))
+    if scheduler.startswith(("tls://", "wss://")) and certs is None:
+        raise settings.error(top.file, "cluster", "certs", (
+            "missing: a tls:// scheduler needs the folder holding ca.pem and client.pem "
+            "(make them with `revive cluster certs DIR`)"))
+    return Cluster(scheduler=scheduler, store=v["store"], wait_for_worker=v["wait_for_worker"],
+                   certs=None if certs is None else root / certs, insecure=v["insecure"])

@@ -154,13 +154,19 @@ CORE = (
             stages=BUILD),
     Setting("builds.NAME.keep_failed", BOOLEAN, "keep the copy of a failed build for "
             "`revive shell --kept` (REVIVE_KEEP_FAILED=1: every build of one run)", False),
-    Setting("cluster.scheduler", match(_SCHEDULER, "an address like \"tcp://HOST:8786\"", "must be"),
+    Setting("cluster.scheduler", match(_SCHEDULER, "an address like \"tls://HOST:8786\"", "must be"),
             "a Dask scheduler's address; builds run on its workers (docs/cluster.md); "
             "REVIVE_SCHEDULER overrides it", REQUIRED),
     Setting("cluster.store", match(_STORE, "a URL every host can read, like "
                                    "\"file:///srv/revive-store\", \"sftp://host/srv/"
                                    "revive-store\" or \"s3://bucket/revive\"", "must be"),
             "an fsspec URL every worker reads and this host writes", REQUIRED),
+    Setting("cluster.certs", STRING, "the folder with the cluster's ca.pem and client.pem "
+            "(`revive cluster certs DIR`, relative to config.toml); required for tls://"),
+    Setting("cluster.insecure", BOOLEAN, "true allows a plain tcp:// scheduler (anyone who "
+            "reaches it runs code on the workers; warned every run)", False),
+    Setting("cluster.wait_for_worker", DURATION, "how long a build waits for a live worker "
+            "that can take it before failing", "5m"),
 )
 
 
