@@ -63,12 +63,11 @@ def _doit(argv: "list[str]", config: "str | None") -> int:
     # read relative paths against the config's folder.
     os.environ["REVIVE_CONFIG"] = str(path)
     os.chdir(path.parent)
-    if argv[:1] != ["help"]:
-        _check_system(path)
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
     from . import dodo
     if argv[:1] not in (["help"], ["--version"]):
+        _check_system(path)
         dodo.start()       # the project lock, the sweep, the signal handlers
     return DoitMain(ModuleTaskLoader(dodo), extra_config={"GLOBAL": {}}).run(argv)
 

@@ -89,7 +89,7 @@ class Nic:
     forward_ssh: Optional[str] = None  # host port (or @port@) forwarded to guest port 22
     smb: Optional[str] = None          # folder QEMU's smbd serves at \\10.0.2.4\qemu
     # XP/2003: the smbd command line slirp starts per connection to
-    # 10.0.2.4:139/445, with the socket on its stdin (machine/smb1.py)
+    # 10.0.2.4:139/445, with the socket on its stdin (qemu/smb1.py)
     smb1: Optional[str] = None
     mac: Optional[str] = None
 
