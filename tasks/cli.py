@@ -14,6 +14,7 @@ keeps its config in. A clone's ``.venv/bin/doit`` runs the same tasks
 """
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -57,6 +58,9 @@ def main(argv: "list[str] | None" = None) -> int:
 def _doit(argv: "list[str]", config: "str | None") -> int:
     path = Path(config or os.environ.get("REVIVE_CONFIG") or "config.toml").resolve()
     if not path.is_file():
+        if argv[:1] in (["help"], ["--version"]) and len(argv) == 1:
+            print(USAGE)        # nothing of a project's to show
+            return 0
         raise UserError(f"no config at {path}: run 'revive init' here to write one, "
                         "or name yours with -c PATH")
     # doit keeps its state in artifacts/ beside the config, and the stages
@@ -66,6 +70,10 @@ def _doit(argv: "list[str]", config: "str | None") -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
     from . import dodo
+    if argv[:1] in (["list"], ["info"], ["help"]):
+        # `revive list | head`: a reader that leaves ends these quietly, as it
+        # ends ls (doit would print a traceback); builds keep their handlers.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if argv[:1] not in (["help"], ["--version"]):
         _check_system(path)
         dodo.start()       # the project lock, the sweep, the signal handlers
