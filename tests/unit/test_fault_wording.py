@@ -1,9 +1,11 @@
 """Issue 19.6: how faults are worded, each on the real code path."""
 
 import errno
+import json
 import os
 import types
 
+import pytest
 from doit.exceptions import TaskFailed
 
 from revive import config
@@ -11,9 +13,7 @@ from revive.core.errors import UserError
 from tasks.build import outcome
 from tasks.common import action
 from tasks.summary import row
-
-import json
-import pytest
+from tests import configs
 
 
 def _result(**changes) -> dict:
@@ -48,18 +48,7 @@ def test_a_full_disk_in_a_build_action_names_the_build(tmp_path):
 
 
 def test_a_missing_share_folder_is_a_config_error_at_load(tmp_path):
-    (tmp_path / "config.toml").write_text('''
-[guest]
-kind = "tiny"
-[shares.src]
-guest = "/mnt/src"
-host = "src"
-[shares.xchg]
-guest = "/mnt/xchg"
-mode = "rw"
-[builds.hello]
-command = "true"
-''')
+    configs.write(tmp_path, configs.tiny(builds={"hello": configs.build("true")}))
     with pytest.raises(UserError) as err:
         config.load(tmp_path / "config.toml")
     assert str(err.value) == (f"config.toml: [builds.hello] shares.src (or [shares.src] host): "
