@@ -9,7 +9,7 @@ wants) before the exit status is asked for — reading after
 import base64
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -47,6 +47,10 @@ class CommandResult:
     output: str                  # the last TAIL_BYTES of the output only
     seconds: float
     failure: Optional[str] = None   # why there is no exit code: "timeout" or how the VM ended
+    # Seconds measured inside the guest, when the channel can: "prepare" (the
+    # revived guest's clock, entropy and shares, run in the command's own
+    # process) and "command".
+    phases: "dict[str, float]" = field(default_factory=dict)
 
     @property
     def timed_out(self) -> bool:

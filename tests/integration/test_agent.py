@@ -78,6 +78,18 @@ timeout = "1m"
 [builds.slow]
 command = "echo started; sleep 60; echo finished"
 timeout = "3s"
+
+[builds.closes]
+command = "echo before; exec >&- 2>&-; sleep 1; exit 3"
+timeout = "1m"
+
+[builds.removes]
+command = "echo before; rm -f /run/revive-log/*; echo after; exit 4"
+timeout = "1m"
+
+[builds.unmounts]
+command = "echo before; umount -l /run/revive-log; sleep 1; exit 5 # a comment"
+timeout = "1m"
 """
 
 
@@ -152,6 +164,61 @@ def test_exit_codes_come_back_as_the_command_gave_them(project):
     assert project.result("killed")["exit_code"] == 137
     assert (project.artifacts / "builds" / "code1" / "log").read_text() == "failing\n"
     assert "build code1: the command exited with code 1; log: " in proc.stderr + proc.stdout
+
+
+def test_a_command_that_closes_removes_or_unmounts_its_output_still_ends(project):
+    """The host learns that a command ended from the stream share; a command
+    that hides that (closes its output, deletes the files, unmounts the
+    share) still ends with its own exit code, within the safety net's pace."""
+    start = time.monotonic()
+    proc = project.doit("--continue", "build:closes", "build:removes", "build:unmounts",
+                        check=False)
+    assert proc.returncode != 0
+    assert [project.result(n)["exit_code"] for n in ("closes", "removes", "unmounts")] == [
+        3, 4, 5]
+    for name in ("closes", "removes", "unmounts"):
+        assert project.result(name)["timings"]["command"] < 15, project.result(name)
+    assert time.monotonic() - start < 120
+    assert (project.artifacts / "builds" / "closes" / "log").read_text() == "before\n"
+    assert (project.artifacts / "builds" / "unmounts" / "log").read_text() == "before\n"
+
+
+def test_the_guest_is_not_asked_while_a_command_runs(project):
+    """While a build's command runs the host watches its side of the stream
+    share; qemu-ga is asked only when the command ended (and every few
+    seconds as a safety net), not polled."""
+    from revive.machine.revive import Stopwatch, revived
+    from revive.remote import agent
+
+    artifacts = project.artifacts
+    work = artifacts / "work" / "quiet-agent"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    asked = []
+    try:
+        with revived(artifacts, name="quiet-agent", shares={"src": project.root / "hello"},
+                     key=artifacts / "keys" / "id_ed25519", work=work,
+                     logs=artifacts / "logs", revive_timeout=20, watch=Stopwatch()) as copy:
+            call = copy.session.agent.call
+
+            def counting(command, *args, **kwargs):
+                asked.append((time.monotonic(), command))
+                return call(command, *args, **kwargs)
+            copy.session.agent.call = counting
+            chunks = []
+            start = time.monotonic()
+            result = copy.session.run("echo one; sleep 4; echo two; exit 7", timeout=60,
+                                      sink=chunks.append)
+            end = time.monotonic()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert result.exit_code == 7
+    assert b"".join(chunks) == b"one\ntwo\n"
+    assert end - start < 4 + 3
+    status = [t for t, c in asked if c == "guest-exec-status"]
+    # One safety-net question at most while it slept, then the confirmations.
+    assert len([t for t in status if t < start + 4]) <= 1, asked
+    assert len(status) <= 4, asked
 
 
 def test_a_command_past_its_deadline_is_stopped(project):
