@@ -248,10 +248,29 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--parts", default="ways,builds",
                         help="ways: the table of ways back; builds: fixed cost, "
-                             "-n 1 vs -n 2 and memory")
+                             "-n 1 vs -n 2 and memory; guest-speed: a command's cost "
+                             "over each channel and the fixed cost, A/B against "
+                             "--baseline (bench/guest_speed.py)")
+    parser.add_argument("--baseline", default="main",
+                        help="the commit guest-speed compares this tree against")
+    parser.add_argument("--project", type=Path,
+                        help="guest-speed only: an existing tiny project with a snapshot "
+                             "(its examples/hello is the shared folder) instead of a "
+                             "new one built from scratch")
     args = parser.parse_args()
     runs = args.runs
     parts = set(args.parts.split(","))
+    if args.project is not None:
+        if parts != {"guest-speed"}:
+            sys.exit("--project goes with --parts guest-speed only")
+        import guest_speed
+        cfg = load(args.project / "config.toml")
+        paths = Paths(cfg)
+        meta = snap.read_meta(paths.snapshot)
+        print(f"guest-speed — QEMU {meta['qemu']}, {meta['accelerator']}, "
+              f"{meta['memory_mb']} MB tiny guest")
+        print(guest_speed.guest_speed(paths, meta, cfg, runs, args.baseline, args.project))
+        return
     with tempfile.TemporaryDirectory(prefix="revive-bench-") as tmp:
         tmp = Path(tmp)
         file_project = make_project(tmp / "file", "file")
@@ -273,8 +292,14 @@ def main() -> None:
         rows = {}
         if "ways" in parts:
             ways(rows, runs, zpaths, zmeta, zcfg, zwork, fpaths, fmeta, fcfg, fwork)
+        if "guest-speed" in parts:
+            import guest_speed
+            speed = guest_speed.guest_speed(fpaths, fmeta, fcfg, runs, args.baseline,
+                                            file_project)
         if "builds" not in parts:
             print_ways(stages, rows, fmeta, runs)
+            if "guest-speed" in parts:
+                print(speed)
             return
         fixed = []
         for _ in range(runs):
@@ -302,6 +327,8 @@ def main() -> None:
         pss_zstd = concurrent_pss(zpaths, zmeta, zcfg, zpaths.work / "bench", 2)
 
     print_ways(stages, rows, fmeta, runs)
+    if "guest-speed" in parts:
+        print(speed)
     print(f"build fixed cost (result.json total − command, build:hello, agent, file, "
           f"median of {runs}): {fixed_cost:.3f} s; that run's phases: {fixed_phases}")
     print(f"\n| {BUILDS} builds of a CPU-bound command ({command_s:.1f} s each in the guest) "
