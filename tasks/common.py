@@ -12,7 +12,7 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from revive import config as config_mod
-from revive.core import interrupts
+from revive.core import interrupts, tree
 from revive.core.errors import UserError, for_people
 from revive.core.files import matches_sha256, sweep_stale
 from revive.core.space import is_nospace, nospace_message
@@ -131,6 +131,52 @@ class config_slice:
     def __str__(self) -> str:
         what = "; ".join(self.changes) or "unchanged"
         return f"config.toml ({self.name}) changed: {what}"
+
+    __repr__ = __str__
+
+
+class shared_folder:
+    """doit uptodate check on a build's shared folder: the folder's digest
+    (``revive.core.tree``) in doit's database, every file's stamp and sha256
+    in ``record``, so that a no-op reads stamps only and ``doit info`` names
+    the files that changed since the last successful build."""
+
+    def __init__(self, key: str, folder: Path, record: Path):
+        self.key, self.folder, self.record = key, Path(folder), Path(record)
+        self.files: "dict[str, list]" = {}
+        self.changes: "list[str]" = []
+
+    def configure_task(self, task) -> None:
+        task.value_savers.append(self._save)
+
+    def _save(self) -> dict:
+        tree.write_record(self.record, self.files)
+        return {f"_tree_{self.key}": tree.digest(self.files)}
+
+    def __call__(self, task, values) -> bool:
+        before = tree.read_record(self.record)
+        self.files = tree.scan(self.folder, before)
+        recorded = values.get(f"_tree_{self.key}")
+        if recorded is None:
+            self.changes = ["no successful run recorded"]
+        elif recorded == tree.digest(self.files):
+            self.changes = []
+            if self.files != before:
+                # Same content, new stamps (a touch, a checkout): remembered,
+                # so that the next no-op does not read these files again.
+                tree.write_record(self.record, self.files)
+        else:
+            # The record is what the last successful build read, unless a
+            # failed build's check got there first; the digest decides.
+            self.changes = tree.differences(before, self.files) or [
+                "its content differs from the last successful build's"]
+        return not self.changes
+
+    def __str__(self) -> str:
+        shown = self.changes[:20]
+        more = f"; and {len(self.changes) - 20} more" if len(self.changes) > 20 else ""
+        return (f"shared folder {self.folder} changed: "
+                f"{'; '.join(shown) or 'unchanged'}{more}")
 
     __repr__ = __str__
 

@@ -1,0 +1,86 @@
+"""The build's up-to-date check on a shared folder: one digest in doit's
+database, a record of stamps and hashes beside it, and the changed files
+named for `doit info`."""
+
+import os
+
+from revive.core import tree
+from tasks.common import shared_folder
+
+
+class Task:
+    def __init__(self):
+        self.value_savers = []
+
+
+def checked(folder, record, values):
+    check = shared_folder("hello.src", folder, record)
+    task = Task()
+    check.configure_task(task)
+    fresh = check(task, values)
+    return check, fresh, task
+
+
+def succeed(check, task):
+    """What doit does after a successful run: the value savers' values."""
+    values = {}
+    for save in task.value_savers:
+        values.update(save())
+    return values
+
+
+def test_a_change_to_one_file_among_many_is_found_and_named(tmp_path):
+    folder, record = tmp_path / "src", tmp_path / "trees" / "hello.src.json"
+    for i in range(300):
+        (folder / f"d{i % 7}").mkdir(parents=True, exist_ok=True)
+        (folder / f"d{i % 7}" / f"f{i}.c").write_text(f"int f{i};\n")
+    check, fresh, task = checked(folder, record, {})
+    assert not fresh and str(check).endswith("no successful run recorded")
+    values = succeed(check, task)
+    assert list(values) == ["_tree_hello.src"] and len(values["_tree_hello.src"]) == 64
+
+    check, fresh, _ = checked(folder, record, values)
+    assert fresh and check.changes == []
+
+    (folder / "d3" / "f10.c").write_text("int f10 = 1;\n")
+    (folder / "d0" / "new.h").write_text("")
+    os.unlink(folder / "d1" / "f1.c")
+    check, fresh, _ = checked(folder, record, values)
+    assert not fresh
+    assert check.changes == ["d0/new.h added", "d1/f1.c removed", "d3/f10.c changed"]
+    assert "d3/f10.c changed" in str(check) and str(folder) in str(check)
+
+
+def test_a_touch_is_not_a_change_and_is_hashed_once(tmp_path, monkeypatch):
+    folder, record = tmp_path / "src", tmp_path / "hello.src.json"
+    folder.mkdir()
+    (folder / "a").write_text("a")
+    (folder / "run.sh").write_text("echo")
+    check, _, task = checked(folder, record, {})
+    values = succeed(check, task)
+    os.utime(folder / "a", ns=(1, 1))
+    check, fresh, _ = checked(folder, record, values)
+    assert fresh
+    read = []
+    real = tree.sha256_file
+    monkeypatch.setattr(tree, "sha256_file", lambda p: read.append(p) or real(p))
+    check, fresh, _ = checked(folder, record, values)
+    assert fresh and read == []          # the new stamp was remembered
+    # A mode change is a change (the guest sees it).
+    (folder / "run.sh").chmod(0o755)
+    check, fresh, _ = checked(folder, record, values)
+    assert not fresh and check.changes == ["run.sh changed"]
+
+
+def test_links_are_hashed_by_target_not_followed(tmp_path):
+    folder, record = tmp_path / "src", tmp_path / "r.json"
+    folder.mkdir()
+    (folder / "link").symlink_to("/etc/passwd")
+    files = tree.scan(folder, {})
+    assert files["link"][0] == "link"
+    check, _, task = checked(folder, record, {})
+    values = succeed(check, task)
+    (folder / "link").unlink()
+    (folder / "link").symlink_to("/etc/hostname")
+    check, fresh, _ = checked(folder, record, values)
+    assert not fresh and check.changes == ["link changed"]
