@@ -86,10 +86,6 @@ timeout = "1m"
 [builds.removes]
 command = "echo before; rm -f /run/revive-log/*; echo after; exit 4"
 timeout = "1m"
-
-[builds.unmounts]
-command = "echo before; umount -l /run/revive-log; sleep 1; exit 5 # a comment"
-timeout = "1m"
 """
 
 
@@ -166,21 +162,19 @@ def test_exit_codes_come_back_as_the_command_gave_them(project):
     assert "build code1: the command exited with code 1; log: " in proc.stderr + proc.stdout
 
 
-def test_a_command_that_closes_removes_or_unmounts_its_output_still_ends(project):
+def test_a_command_that_closes_or_removes_its_output_still_ends(project):
     """The host learns that a command ended from the stream share; a command
-    that hides that (closes its output, deletes the files, unmounts the
-    share) still ends with its own exit code, within the safety net's pace."""
+    that hides that (closes its output, deletes the files) still ends with
+    its own exit code, well within the safety net's pace. (Unmounting the
+    share needs root: the next test.)"""
     start = time.monotonic()
-    proc = project.doit("--continue", "build:closes", "build:removes", "build:unmounts",
-                        check=False)
+    proc = project.doit("--continue", "build:closes", "build:removes", check=False)
     assert proc.returncode != 0
-    assert [project.result(n)["exit_code"] for n in ("closes", "removes", "unmounts")] == [
-        3, 4, 5]
-    for name in ("closes", "removes", "unmounts"):
-        assert project.result(name)["timings"]["command"] < 15, project.result(name)
+    assert [project.result(n)["exit_code"] for n in ("closes", "removes")] == [3, 4]
+    for name in ("closes", "removes"):
+        assert project.result(name)["timings"]["command"] < 4, project.result(name)
     assert time.monotonic() - start < 120
     assert (project.artifacts / "builds" / "closes" / "log").read_text() == "before\n"
-    assert (project.artifacts / "builds" / "unmounts" / "log").read_text() == "before\n"
 
 
 def test_the_guest_is_not_asked_while_a_command_runs(project):
@@ -210,15 +204,20 @@ def test_the_guest_is_not_asked_while_a_command_runs(project):
             result = copy.session.run("echo one; sleep 4; echo two; exit 7", timeout=60,
                                       sink=chunks.append)
             end = time.monotonic()
+            status = [t for t, c in asked if c == "guest-exec-status"]
+            # As root: a command that unmounts the stream share (its .done
+            # cannot arrive) still ends, when its output is closed.
+            hidden = copy.session.run("echo before; umount -l /run/revive-log; sleep 1; "
+                                      "exit 5 # a comment", timeout=60, sink=lambda b: None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     assert result.exit_code == 7
     assert b"".join(chunks) == b"one\ntwo\n"
     assert end - start < 4 + 3
-    status = [t for t, c in asked if c == "guest-exec-status"]
-    # One safety-net question at most while it slept, then the confirmations.
-    assert len([t for t in status if t < start + 4]) <= 1, asked
+    # No question while it slept, then the confirmations.
+    assert [t for t in status if t < start + 3.5] == [], asked
     assert len(status) <= 4, asked
+    assert hidden.exit_code == 5 and hidden.seconds < 4, hidden
 
 
 def test_a_command_past_its_deadline_is_stopped(project):
