@@ -168,7 +168,8 @@ class shared_folder:
         else:
             # The record is what the last successful build read, unless a
             # failed build's check got there first; the digest decides.
-            self.changes = tree.differences(before, self.files) or [
+            self.changes = [f"{self.folder}/{change}"
+                            for change in tree.differences(before, self.files)] or [
                 "its content differs from the last successful build's"]
         return not self.changes
 
