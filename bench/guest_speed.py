@@ -55,12 +55,12 @@ print(json.dumps(res))
 """
 
 
-def guest_seconds(text: str) -> "float | None":
+def guest_seconds(text: str, what: str = "") -> float:
     for line in text.splitlines():
         if line.startswith("GUEST "):
             a, b = line.split()[1:3]
             return float(b) - float(a)
-    return None
+    raise SystemExit(f"{what}: no GUEST line in the command's output: {text[-1000:]!r}")
 
 
 def baseline_tree(rev: str, into: Path) -> "tuple[Path, str]":
@@ -88,7 +88,8 @@ def build_with(tree: Path, artifacts: Path, name: str, command: str, src: Path,
     if proc.returncode != 0:
         sys.exit(f"bench build {name} with {tree} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["guest"] = guest_seconds((out / "log").read_text(errors="replace"))
+    result["guest"] = guest_seconds((out / "log").read_text(errors="replace"),
+                                    f"build {command!r} by {tree}")
     return result
 
 
@@ -106,7 +107,8 @@ def over_ssh(paths, meta, cfg, work: Path, command: str) -> float:
         out = []
         result = session.run(command, timeout=600, sink=out.append)
         assert result.exit_code == 0, result
-        return guest_seconds(b"".join(out).decode())
+        return guest_seconds(b"".join(out).decode(errors="replace") + result.output,
+                             f"ssh {command!r}")
     finally:
         session.close()
         machine.kill()
@@ -138,7 +140,7 @@ def unwatched(paths, meta, cfg, work: Path, command: str) -> float:
                 if machine.dead() or time.monotonic() > deadline:
                     raise SystemExit(f"unwatched command did not finish: {machine.dead()}")
                 watch.wait(0.5)
-        return guest_seconds(done.read_text())
+        return guest_seconds(done.read_text(errors="replace"), f"unwatched {command!r}")
     finally:
         session.close()
         machine.kill()

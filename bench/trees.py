@@ -90,31 +90,32 @@ def noop(tree_dir: Path, project: Path, label_trees: "dict[str, Path]", runs: in
     tmp.mkdir(parents=True, exist_ok=True)
     base = (project / "config.toml").read_text().split("\n[builds.")[0]
     runs_of = {}
-    for label, code in label_trees.items():
-        for variant in ("demo", "tree"):
-            host = tree_dir if variant == "tree" else project / "examples" / "hello"
-            config = tmp / f"config-{len(runs_of)}.toml"
-            config.write_text(base.replace('host = "examples/hello"', f'host = "{host}"')
-                              + f'\n[builds.noop]\ncommand = "true"\n'
-                              f'shares = {{ src = "{host}" }}\ntimeout = "5m"\n')
-            db = project / "artifacts" / f".doit-bench-{len(runs_of)}.json"
-            shutil.copy(project / "artifacts" / ".doit.json", db)
-            argv = [sys.executable, "-m", "doit", "-f", str(code / "dodo.py"), "-d",
-                    str(project), "--db-file", str(db), "build"]
-            run_env = dict(env, REVIVE_CONFIG=str(config))
-            if code != REPO:
-                # The baseline's files are at other paths than those the
-                # database holds: record them as they are, without running
-                # a stage (the stages' inputs are the same files).
-                subprocess.run([*argv[:3], "reset-dep", *argv[3:-1]], env=run_env, check=True,
-                               capture_output=True)
-            proc = subprocess.run(argv, env=run_env, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise SystemExit(f"{label} {variant}: first build failed:\n{proc.stdout}"
-                                 f"\n{proc.stderr}")
-            runs_of[(label, variant)] = (argv, run_env, db)
-    times: "dict[tuple, list[float]]" = {k: [] for k in runs_of}
+    times: "dict[tuple, list[float]]" = {}
     try:
+        for label, code in label_trees.items():
+            for variant in ("demo", "tree"):
+                host = tree_dir if variant == "tree" else project / "examples" / "hello"
+                # In the project's folder: [paths] are relative to the config.
+                config = project / f".bench-config-{len(runs_of)}.toml"
+                config.write_text(base.replace('host = "examples/hello"', f'host = "{host}"')
+                                  + f'\n[builds.noop]\ncommand = "true"\n'
+                                  f'shares = {{ src = "{host}" }}\ntimeout = "5m"\n')
+                db = project / "artifacts" / f".doit-bench-{len(runs_of)}.json"
+                shutil.copy(project / "artifacts" / ".doit.json", db)
+                argv = [sys.executable, "-m", "doit", "-f", str(code / "dodo.py"), "-d",
+                        str(project), "--db-file", str(db), "build"]
+                run_env = dict(env, REVIVE_CONFIG=str(config))
+                runs_of[(label, variant)] = (argv, run_env, db)
+                if code != REPO:
+                    # The baseline's files are at other paths than those the
+                    # database holds: record them as they are, without running
+                    # a stage (the stages' inputs are the same files).
+                    subprocess.run([*argv[:3], "reset-dep", *argv[3:-1]], env=run_env,
+                                   check=True, capture_output=True)
+                proc = subprocess.run(argv, env=run_env, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise SystemExit(f"{label} {variant}: first build failed:\n{proc.stdout}"
+                                     f"\n{proc.stderr}")
         for i in range(runs):
             order = list(runs_of.items())
             if i % 2:
@@ -122,12 +123,13 @@ def noop(tree_dir: Path, project: Path, label_trees: "dict[str, Path]", runs: in
             for key, (argv, run_env, _db) in order:
                 start = time.monotonic()
                 proc = subprocess.run(argv, env=run_env, capture_output=True, text=True)
-                times[key].append(time.monotonic() - start)
+                times.setdefault(key, []).append(time.monotonic() - start)
                 if proc.returncode != 0 or "-- build:noop" not in proc.stdout:
                     raise SystemExit(f"{key}: not a no-op:\n{proc.stdout}\n{proc.stderr}")
     finally:
-        for _argv, _env, db in runs_of.values():
+        for _argv, env_of, db in runs_of.values():
             db.unlink(missing_ok=True)
+            Path(env_of["REVIVE_CONFIG"]).unlink(missing_ok=True)
     return {key: statistics.median(v) for key, v in times.items()}
 
 

@@ -398,12 +398,13 @@ def _wrapper(command: str, name: str, prelude: "str | None") -> str:
     (on lines of its own: it may end in a comment; a subshell so the wrapper
     outlives an `exit` or `exec` in it) with its output to NAME, then leave
     NAME.done with the guest's uptime at each step, which tells the host the
-    command ended and how long each part took inside the guest. `read` and
-    `echo` are shell builtins: the timing starts no process."""
+    command ended and how long each part took inside the guest (the stream
+    share's mount counts as preparation). `read` and `echo` are shell
+    builtins: the timing starts no process."""
     def guest(suffix: str = "") -> str:
         return shlex.quote(f"{STREAM_GUEST}/{name}{suffix}")
-    script = (f"{mount_stream_command()} || exit 125; cd /root 2>/dev/null; "
-              "read t0 _ </proc/uptime; ")
+    script = (f"read t0 _ </proc/uptime; {mount_stream_command()} || exit 125; "
+              "cd /root 2>/dev/null; ")
     if prelude:
         script += (f"(\n{prelude}\n) >{guest('.prepare')} 2>&1 </dev/null || "
                    f"{{ rc=$?; echo prepare >{guest('.done')}; exit $rc; }}; "
