@@ -5,18 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-packages=(
-  qemu-system-x86 qemu-utils   # the VMs and their disk images
-  zstd                          # compressed machine state ([vm] save = "zstd")
-  samba                         # smbd behind QEMU's smb= shares
-  ovmf                          # UEFI firmware for Windows guests (firmware = "uefi")
-  mmdebstrap uidmap             # the Debian guest's root, made without a VM (uidmap: as non-root)
-  mtools dosfstools             # readers that check the answer floppy (tests)
-  xorriso genisoimage           # readers that check the ISOs (tests)
-  cpio busybox                  # read initramfs images back, run the guest's shell (tests)
-  graphviz                      # docs/graph.svg, the picture of the task graph (tests)
-  python3-venv python3-pip      # the virtual environment
-)
+# The list is revive/system-packages.txt (the revive command checks the same
+# list): every line's package, for the stages, the tests and this script.
+mapfile -t packages < <(sed 's/#.*//' revive/system-packages.txt | awk 'NF {print $1}')
+((${#packages[@]})) || { echo "setup: no packages read from revive/system-packages.txt" >&2; exit 1; }
 
 missing=()
 for p in "${packages[@]}"; do

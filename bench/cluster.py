@@ -26,30 +26,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DASK = str(Path(sys.executable).with_name("dask"))
 
-CONFIG = """
-[guest]
-kind = "tiny"
-[vm]
-memory = "256M"
-accel = "tcg"
-[timeouts]
-revive = "1m"
-[shares.src]
-guest = "/mnt/src"
-host = "src"
-[shares.xchg]
-guest = "/mnt/xchg"
-mode = "rw"
-[cluster]
-scheduler = "tcp://127.0.0.1:9"
-store = "file://{store}"
-"""
-BUILD = """
-[builds.b{i}]
-command = "sleep {sleep}; echo {i} > /mnt/xchg/out.txt"
-outputs = ["out.txt"]
-timeout = "5m"
-"""
+sys.path.insert(0, str(REPO))
+from tests import configs  # noqa: E402
+
+
+def config(store: Path, n: int, sleep: float) -> dict:
+    """A tiny-guest project under TCG with ``n`` builds sleeping ``sleep`` s."""
+    return configs.tiny(
+        "revive-bench", vm={"accel": "tcg"},
+        cluster={"scheduler": "tcp://127.0.0.1:9", "store": f"file://{store}"},
+        builds={f"b{i}": configs.build(f"sleep {sleep}; echo {i} > /mnt/xchg/out.txt",
+                                       outputs=["out.txt"], timeout="5m")
+                for i in range(1, n + 1)})
 
 
 def doit(project: Path, scheduler: str, *args: str) -> "tuple[float, str]":
@@ -97,9 +85,7 @@ def main() -> None:
         project = root / "project"
         (project / "src").mkdir(parents=True)
         (project / "src" / "data.txt").write_text("x\n")
-        (project / "config.toml").write_text(
-            CONFIG.format(store=root / "store")
-            + "".join(BUILD.format(i=i, sleep=args.sleep) for i in range(1, n + 1)))
+        configs.write(project, config(root / "store", n, args.sleep))
         doit(project, "local", "snapshot")
 
         local, _ = doit(project, "local", "-n", "2", "build")

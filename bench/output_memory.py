@@ -20,27 +20,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-CONFIG = """
-[guest]
-kind = "tiny"
+sys.path.insert(0, str(REPO))
+from tests import configs  # noqa: E402
 
-[vm]
-memory = "256M"
 
-[shares.src]
-guest = "/mnt/src"
-host = "src"
-
-[shares.xchg]
-guest = "/mnt/xchg"
-mode = "rw"
-"""
-
-BUILD = """
-[builds.out{mb}]
-command = "yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ | head -c {mb}000000"
-timeout = "30m"
-"""
+def config(sizes: "list[int]") -> dict:
+    """A tiny-guest project with one build per size, printing that many MB."""
+    return configs.tiny("revive-bench", builds={
+        f"out{mb}": configs.build("yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  f" | head -c {mb}000000", timeout="30m")
+        for mb in sizes})
 
 
 def doit(project: Path, *args: str) -> "tuple[float, int]":
@@ -74,7 +63,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="revive-bench-") as tmp:
         project = Path(tmp)
         (project / "src").mkdir()
-        (project / "config.toml").write_text(CONFIG + "".join(BUILD.format(mb=mb) for mb in sizes))
+        configs.write(project, config(sizes))
         seconds, _ = doit(project, "snapshot")
         print(f"snapshot ready in {seconds:.0f} s")
         print(f"{'output':>10} {'seconds':>8} {'MB/s':>6} {'peak RSS of doit':>17}")

@@ -63,9 +63,20 @@ def _doit(argv: "list[str]", config: "str | None") -> int:
     # read relative paths against the config's folder.
     os.environ["REVIVE_CONFIG"] = str(path)
     os.chdir(path.parent)
+    if argv[:1] != ["help"]:
+        _check_system(path)
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
     return DoitMain(ModuleTaskLoader(_tasks()), extra_config={"GLOBAL": {}}).run(argv)
+
+
+def _check_system(path: Path) -> None:
+    """The system packages this project's stages call (revive/system.py), in
+    one line when any is missing, before doit loads the tasks (which ask
+    QEMU its version already)."""
+    from . import system
+    from .config import load
+    system.require({"all", load(path).guest_kind})
 
 
 def _tasks():

@@ -7,9 +7,10 @@ by construction. A missing key is a ``KeyError``, never a silent default.
 
 What goes in:
 - ``guest``: the guest kind's settings, as the stage may see them
-  (``GuestKind.settings_for``);
+  (``GuestKind.settings_for``: the ``[guest]`` keys whose rows name it);
 - ``values``: config keys (``"answers.disk_size"``, ``"shares"``,
-  ``"builds.NAME"``) the kind declares the stage reads (``GuestKind.reads``);
+  ``"builds.NAME"``) whose rows in the table of settings
+  (``revive.config.settings``) name the stage, for this guest kind;
 - ``host``: facts of the host that shape the output (the QEMU version, the
   host's apt sources).
 
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import guests
+from .config import settings
+from .fetch import lock
 from .machine import qemu
 
 # Stages in pipeline order; each reads what the kind declares for it.
@@ -68,27 +71,63 @@ def plain(value):
     return value
 
 
+def reads(kind: str, stage: str) -> "list[str]":
+    """The config keys a stage reads and hashes for a guest kind, from the
+    table: ``[answers]`` and ``[vm]`` keys by name, and all of ``shares`` as
+    one value when any share key is read."""
+    keys = []
+    for row in settings.CORE:
+        if stage in row.stages_for(kind) and row.section in ("answers", "vm"):
+            keys.append(row.key)
+        elif stage in row.stages_for(kind) and row.section == "shares.NAME" \
+                and "shares" not in keys:
+            keys.append("shares")
+    return keys
+
+
+def limits(cfg, stage: str) -> dict:
+    """The keys whose rows say the stage reads them without hashing them."""
+    return {row.key: cfg.value(row.key) for row in settings.CORE if stage in row.limits}
+
+
 def for_stage(cfg, stage: str) -> StageInputs:
     """The record of ``stage`` (one of ``STAGES``) for this config."""
     kind = guests.kind_for(cfg)
-    values = {key: cfg.value(key) for key in kind.reads.get(stage, ())}
-    host, limits = {}, {}
+    values = {key: cfg.value(key) for key in reads(cfg.guest_kind, stage)}
+    host = {}
     if stage == "payload":
         host = kind.host_facts()
-    elif stage == "install":
-        limits = {"vm.accel": cfg.vm.accel, "timeouts.install": cfg.timeouts.install}
     elif stage == "snapshot":
         # A snapshot only loads into the QEMU that made it.
         host = {"qemu": qemu.version()}
-        limits = {"timeouts.boot": cfg.timeouts.boot}
-    return StageInputs(stage, cfg.guest_kind, kind.settings_for(stage), values, host, limits)
+    return StageInputs(stage, cfg.guest_kind, kind.settings_for(stage), values, host,
+                       limits(cfg, stage))
+
+
+def for_sources(cfg, name: str) -> StageInputs:
+    """A ``[sources.NAME]``'s record: its table and, for a Debian source
+    package, the suite and mirror it is fetched from (a Debian guest's;
+    Debian's defaults for other kinds: the rows of ``guest.suite`` and
+    ``guest.mirror`` name this stage) and the apt sources they resolve to on
+    this host, which is what apt-get source reads."""
+    source = cfg.sources[name]
+    values, host = {f"sources.{name}": source}, {}
+    if source.kind == "debian":
+        from .guests.debian import DebianSettings, from_table
+        debian = cfg.guest_settings if isinstance(cfg.guest_settings, DebianSettings) \
+            else from_table({})
+        values.update({"guest.suite": debian.suite, "guest.mirror": debian.mirror})
+        host = {"apt_sources": debian.sources()}
+    # Not hashed: where the fetched .dsc's sha256 is recorded and checked.
+    return StageInputs(f"sources.{name}", None, None, values, host,
+                       limits={"lock": lock.path_for(cfg.path)})
 
 
 def for_build(cfg, name: str) -> StageInputs:
     """A build's record: its own table; the rest comes from the snapshot."""
     return StageInputs(f"builds.{name}", None, None,
                        {f"builds.{name}": cfg.builds[name]},
-                       limits={"timeouts.revive": cfg.timeouts.revive,
+                       limits={**limits(cfg, "build:NAME"),
                                # Where a build runs does not change its result.
                                "cluster": cfg.cluster,
                                # Not hashed: keeping a failed copy changes no output.

@@ -1,15 +1,17 @@
 """``revive init``: a starting project in the current folder.
 
-The config is the example of the chosen kind; the tiny kind also gets the
-demo's sources (hello/), so ``revive init && revive build`` builds the demo.
+The config is written from the table of settings with the values of the
+chosen kind's example (``revive.config.reference.starter``): every key, its
+doc, its default. The tiny kind also gets the demo's sources (hello/), so
+``revive init && revive build`` builds the demo.
 """
 
 import shutil
 from pathlib import Path
 
 from .core.errors import UserError
+from .guests import KINDS
 
-KINDS = {"tiny": "tiny.toml", "debian": "debian.toml", "windows": "windows.toml"}
 
 
 def examples() -> Path:
@@ -26,14 +28,14 @@ def write(folder: Path, kind: str) -> "list[Path]":
     config = folder / "config.toml"
     if config.exists():
         raise UserError(f"revive init: {config} exists already; move it away to start anew")
-    text = (examples() / KINDS[kind]).read_text()
+    from .config import reference
+    text = reference.starter(kind, *reference.example(kind, demo="hello"))
     written = []
     if kind == "tiny":
         demo = folder / "hello"
         if demo.exists():
             raise UserError(f"revive init: {demo} exists already; move it away to start anew")
         shutil.copytree(examples() / "hello", demo)
-        text = text.replace('"examples/hello"', '"hello"')
         written.append(demo)
     tmp = config.with_name(".config.toml.tmp")
     tmp.write_text(text)

@@ -72,6 +72,8 @@ def stage_inputs(cfg: config_mod.Config, stage: str):
     try:
         if stage.startswith("builds."):
             return inputs.for_build(cfg, stage.split(".", 1)[1])
+        if stage.startswith("sources."):
+            return inputs.for_sources(cfg, stage.split(".", 1)[1])
         return inputs.for_stage(cfg, stage)
     except UserError as err:
         _stop_loading(err)

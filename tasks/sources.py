@@ -18,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .common import Paths, action, config_slice, files_under, say, settings
+from .common import Paths, action, files_under, say, settings, stage_inputs, uptodate
 from revive.core.errors import UserError
 from revive.core.files import atomic_path, sha256_file, write_atomic
 from revive.fetch import lock, tarball
@@ -32,37 +32,22 @@ def manifest(paths: Paths, name: str) -> Path:
     return paths.artifacts / "sources" / f"{name}.json"
 
 
-def _debian_settings(cfg):
-    from revive.guests.debian import DebianSettings, from_table
-    # The suite and mirror of a Debian guest; for other kinds Debian's defaults.
-    if isinstance(cfg.guest_settings, DebianSettings):
-        return cfg.guest_settings
-    return from_table({})
-
-
-def source_slice(cfg, source) -> dict:
-    data = source.slice()
-    if source.kind == "debian":
-        debian = _debian_settings(cfg)
-        data["suite"], data["mirror"] = debian.suite, debian.mirror
-    return data
-
-
 @action
-def fetch_source(cfg, paths: Paths, source) -> None:
-    key = f"config.toml: [sources.{source.name}]"
+def fetch_source(inputs, paths: Paths) -> None:
+    (key, source), = ((k, v) for k, v in inputs.values.items() if k.startswith("sources."))
+    where = f"config.toml: [{key}]"
     paths.logs.mkdir(parents=True, exist_ok=True)
     log = paths.logs / f"sources-{source.name}.log"
-    record = {"name": source.name, **source_slice(cfg, source)}
+    record = {"name": source.name, **source.slice()}
     with atomic_path(folder(paths, source.name)) as tmp:
         if source.kind == "debian":
-            record.update(_fetch_debian(cfg, paths, source, tmp, log))
+            record.update(_fetch_debian(inputs, paths, source, tmp, log))
         elif source.kind == "url":
-            archive = tarball.fetch(source.url, source.sha256, paths.cache, key=key)
-            tarball.unpack(archive, tmp, key=key)
+            archive = tarball.fetch(source.url, source.sha256, paths.cache, key=where)
+            tarball.unpack(archive, tmp, key=where)
         else:
             if not source.path.is_dir():
-                raise UserError(f"{key} path: {source.path} is not a folder")
+                raise UserError(f"{where} path: {source.path} is not a folder")
             shutil.copytree(source.path, tmp, symlinks=True)
         record["files"] = {str(p.relative_to(tmp)): sha256_file(p)
                            for p in sorted(tmp.rglob("*"))
@@ -73,21 +58,22 @@ def fetch_source(cfg, paths: Paths, source) -> None:
         f"{folder(paths, source.name)}")
 
 
-def _fetch_debian(cfg, paths: Paths, source, dest: Path, log: Path) -> dict:
+def _fetch_debian(inputs, paths: Paths, source, dest: Path, log: Path) -> dict:
     from revive.guests.debian import sources as debian_sources
-    debian = _debian_settings(cfg)
+    suite = inputs["guest.suite"]
     dest.mkdir()
-    files = debian_sources.fetch(source.debian, dest, suite=debian.suite,
-                                 sources=debian.sources(), cache=paths.cache, log=log)
+    files = debian_sources.fetch(source.debian, dest, suite=suite,
+                                 sources=list(inputs.host["apt_sources"]), cache=paths.cache,
+                                 log=log)
     dscs = [f for f in files if f.suffix == ".dsc"]
     if len(dscs) != 1:
         raise UserError(f"config.toml: [sources.{source.name}] debian: apt-get source "
                         f"{source.debian} gave {len(dscs)} .dsc files, not one", log=str(log))
-    entry = {"debian": source.debian, "suite": debian.suite,
+    entry = {"debian": source.debian, "suite": suite,
              "dsc": dscs[0].name, "dsc_sha256": sha256_file(dscs[0])}
-    lock.check_and_record(lock.path_for(cfg.path), source.name, entry,
+    lock.check_and_record(inputs.limits["lock"], source.name, entry,
                           compare=("dsc", "dsc_sha256"))
-    return entry
+    return {**entry, "mirror": inputs["guest.mirror"]}
 
 
 def task_sources():
@@ -95,11 +81,12 @@ def task_sources():
     cfg = settings()
     paths = Paths(cfg)
     for source in cfg.sources.values():
+        inputs = stage_inputs(cfg, f"sources.{source.name}")
         yield {"name": source.name,
-               "actions": [(fetch_source, [cfg, paths, source])],
+               "actions": [(fetch_source, [inputs, paths])],
                "file_dep": files_under(source.path) if source.kind == "path" else [],
                "targets": [manifest(paths, source.name)],
-               "uptodate": [config_slice(f"sources.{source.name}", source_slice(cfg, source))],
+               "uptodate": [uptodate(inputs)],
                "clean": [(_clean, [paths, source.name])],
                "doc": f"fetch {source.kind} source {source.name}"}
 

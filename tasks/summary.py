@@ -3,7 +3,9 @@ outputs and log. A doit reporter, so that the table is printed also when a
 build failed (a task that depends on the builds would not run then).
 
 Set in dodo.py as ``DOIT_CONFIG["reporter"] = SummaryReporter``; it prints
-everything doit's console reporter prints, then the table.
+everything doit's console reporter prints, then the table, and writes the
+same builds as a JUnit XML report, ``artifacts/junit.xml``, for CI systems
+(docs/ci.md): one test case per build, and one per stage that failed.
 """
 
 import json
@@ -11,12 +13,18 @@ import os
 import time
 from pathlib import Path
 
+from doit.exceptions import UnmetDependency
 from doit.reporter import ConsoleReporter
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from revive.core.errors import for_people
+from revive.core.files import write_atomic
+from revive.formats import junit
+
 PREFIX = "build:"
+REPORT = "junit.xml"            # in artifacts/
 
 
 def row(name: str, folder: Path, status: str, since: float, failure: str = "") -> dict:
@@ -78,16 +86,29 @@ class SummaryReporter(ConsoleReporter):
     def __init__(self, outstream, options):
         super().__init__(outstream, options)
         self._builds: "dict[str, dict]" = {}
+        self._stages: "dict[str, dict]" = {}        # stages that failed
+        self._started: "dict[str, float]" = {}
+        self._report: "Path | None" = None
+
+    def initialize(self, tasks, selected_tasks):
+        super().initialize(tasks, selected_tasks)
+        # A build's target is artifacts/builds/NAME/result.json; a project
+        # without builds gets no report.
+        for task in tasks.values():
+            if task.name.startswith(PREFIX) and task.targets:
+                self._report = Path(task.targets[0]).absolute().parents[2] / REPORT
+                break
 
     def _seen(self, task, status: str, failure: str = "") -> None:
         if not task.name.startswith(PREFIX) or not task.targets:
             return
         entry = self._builds.setdefault(task.name, {"since": time.time()})
-        entry.update(status=status, failure=failure,
+        entry.update(status=status, failure=failure, seconds=self._seconds(task),
                      folder=Path(task.targets[0]).parent)
 
     def execute_task(self, task):
         super().execute_task(task)
+        self._started[task.name] = time.time()
         if task.name.startswith(PREFIX):
             # Coarse file times: a second's slack either way.
             self._builds[task.name] = {"since": time.time() - 1}
@@ -98,8 +119,20 @@ class SummaryReporter(ConsoleReporter):
 
     def add_failure(self, task, fail):
         super().add_failure(task, fail)
-        lines = [l for l in fail.get_msg().splitlines() if l.startswith("revive:")]
-        self._seen(task, "failed", lines[0] if lines else fail.get_name())
+        lines = [l for l in fail.get_msg().splitlines() if l.strip()]
+        ours = [l for l in lines if l.startswith("revive:")]
+        # revive's one line; else doit's own first (an unmet dependency).
+        line = ours[0] if ours else for_people(lines[0] if lines else fail.get_name())
+        self._seen(task, "failed", line)
+        # A stage that failed is a case of its own; one that did not run
+        # because another failed is not.
+        if not task.name.startswith(PREFIX) and not isinstance(fail, UnmetDependency):
+            self._stages[task.name] = {"failure": line, "seconds": self._seconds(task)}
+
+    def _seconds(self, task) -> float:
+        """How long this run spent on the task (0 if it never started)."""
+        started = self._started.get(task.name)
+        return 0.0 if started is None else time.time() - started
 
     def skip_uptodate(self, task):
         super().skip_uptodate(task)
@@ -107,9 +140,36 @@ class SummaryReporter(ConsoleReporter):
 
     def complete_run(self):
         super().complete_run()
-        if not self._builds:
+        builds = {name[len(PREFIX):]: e for name, e in sorted(self._builds.items())
+                  if "folder" in e}
+        if builds:
+            rows = [row(name, e["folder"], e["status"], e["since"], e["failure"])
+                    for name, e in builds.items()]
+            self.write("\n")
+            render(rows, self.outstream)
+            self._write_report(builds, rows)
+        elif self._stages:
+            self._write_report({}, [])
+
+    def _write_report(self, builds: dict, rows: "list[dict]") -> None:
+        """artifacts/junit.xml: this run's builds (those doit found up to
+        date with their last result), and the stages that failed."""
+        if self._report is None:
             return
-        rows = [row(name[len(PREFIX):], e["folder"], e["status"], e["since"], e["failure"])
-                for name, e in sorted(self._builds.items()) if "folder" in e]
-        self.write("\n")
-        render(rows, self.outstream)
+        cases = [junit.Case(name=stage, classname="revive.stage", seconds=e["seconds"],
+                            failure=e["failure"])
+                 for stage, e in sorted(self._stages.items())]
+        for (name, e), r in zip(builds.items(), rows):
+            # The build's own timing; failed before its result: this run's.
+            seconds = e["seconds"] if r["seconds"] is None else r["seconds"]
+            failure = None
+            if e["status"] == "failed":
+                failure = e["failure"] or for_people(f"build {name}: {r['result']}")
+            log = e["folder"] / "log"
+            cases.append(junit.Case(name=name, classname="revive.build", seconds=seconds,
+                                    failure=failure, log=log if log.is_file() else None))
+        try:
+            write_atomic(self._report, junit.report(cases))
+        except OSError as err:
+            self.write(for_people(f"the JUnit report {self._report} was not written: "
+                                  f"{err.strerror}") + "\n")

@@ -5,13 +5,15 @@ Required hooks raise ``NotImplementedError``; optional ones have defaults
 that suit a Linux guest reached over SSH. Nothing outside a kind branches on
 its name: stages, config validation and revive ask the kind.
 
-A kind is made from its settings alone (``Settings.from_table`` of the
-``[guest]`` table, a frozen dataclass); whatever else a hook reads comes in
-the stage's input record (``revive.inputs``), whose keys the kind declares in
-``reads``, so that what a stage reads is exactly what it hashes.
+A kind's ``[guest]`` keys are rows of the table of settings
+(``revive.config.settings``) in ``keys``; ``Settings.from_table`` reads the
+``[guest]`` table through them into a frozen dataclass. A kind is made from
+its settings alone; whatever else a hook reads comes in the stage's input
+record (``revive.inputs``), which holds what the table's rows say the stage
+reads, so that what a stage reads is exactly what it hashes.
 """
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..machine import accel as accel_mod
@@ -24,11 +26,8 @@ class NoSettings:
 
     @classmethod
     def from_table(cls, table: dict, root: Path) -> "NoSettings":
-        from ..core.errors import UserError
-        for key in table:
-            if key != "kind":
-                raise UserError(f"config.toml: [guest] {key}: unknown key; this guest "
-                                "kind takes only kind")
+        from ..config import settings
+        settings.read((), table, "config.toml", "guest", allowed=("kind",))
         return cls()
 
 
@@ -37,29 +36,37 @@ class GuestKind:
     Settings = NoSettings
     iso_volume = "REVIVE_INSTALL"
     iso_boot = None                  # El Torito boot of the payload ISO, or None
-    default_transport = "9p"         # how shares reach the guest
-    transports = ("9p", "smb")
+    transports = ("9p", "smb")       # how shares may reach it; the first is the default
     drive_letters = False            # may a share's guest path be "S:"?
-    channels = ("agent", "ssh")      # [vm] channel: what builds talk over; first = default
+    channels = ("agent", "ssh")      # [vm] channel values it offers
     channel_note = ""                # why a channel is missing, for the error
-    min_disk_mb = 512                # the smallest disk its install fits on, with a build
-    # The config keys each stage reads besides the kind's settings.
-    reads = {
-        "payload": (),
-        "floppy": ("answers.hostname", "answers.user"),
-        "install": ("answers.disk_size",),
-        "snapshot": ("answers.user", "vm.memory", "vm.cpus", "vm.accel", "vm.save",
-                     "vm.channel", "shares"),
-    }
+    keys = ()                        # its [guest] keys: rows of the table of settings
 
     def __init__(self, settings):
         self.settings = settings
 
+    @classmethod
+    def defaults(cls, settings) -> dict:
+        """Defaults of config keys that differ for this kind, by key as users
+        write it (``{"vm.memory": "4G", "vm.channel": "ssh"}``), as written
+        in config.toml. ``settings`` is the kind's validated ``[guest]``
+        settings, or None when the docs are made (then: the usual values)."""
+        return {"vm.channel": cls.channels[0], "shares.NAME.transport": cls.transports[0]}
+
+    @classmethod
+    def minimums(cls, settings) -> dict:
+        """The least value of keys, as ``defaults``; less is refused at load
+        in one line naming the key and the minimum."""
+        return {"vm.memory": "128M", "answers.disk_size": "512M"}
+
     def settings_for(self, stage: str):
-        """The settings a stage may see (all by default; None: none); a kind
-        hides what a stage must not depend on, e.g. the install ISO from the
-        media. What a stage sees is what it hashes."""
-        return self.settings
+        """The settings a stage sees: the fields whose rows in ``keys`` name
+        the stage, the others blanked; None when it sees none. What a stage
+        sees is what it hashes."""
+        seen = {r.attr for r in self.keys if stage in r.stages_for(self.name)}
+        if self.settings is None or not seen:
+            return None
+        return self.hidden(self.settings, *(r.attr for r in self.keys if r.attr not in seen))
 
     @classmethod
     def check_shares(cls, settings, shares) -> None:
@@ -69,10 +76,6 @@ class GuestKind:
     def hidden(cls, settings, *names: str):
         """``settings`` with ``names`` blanked, so a stage cannot read them."""
         return replace(settings, **{n: None for n in names})
-
-    @classmethod
-    def setting_names(cls) -> "list[str]":
-        return [f.name for f in fields(cls.Settings)]
 
     # -- media -------------------------------------------------------------
     def source_files(self) -> "list[Path]":

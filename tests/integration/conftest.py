@@ -14,44 +14,19 @@ from pathlib import Path
 
 import pytest
 
+from tests import configs
+
 REPO = Path(__file__).resolve().parents[2]
 DOIT = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
 
-CONFIG = """
-[guest]
-kind = "tiny"
-
-[answers]
-hostname = "revive-test"
-
-[vm]
-memory = "256M"
-
-[timeouts]
-install = "10m"
-boot = "3m"
-revive = "1m"
-
-[shares.src]
-guest = "/mnt/src"
-host = "hello"
-
-[shares.xchg]
-guest = "/mnt/xchg"
-mode = "rw"
-
-[builds.hello]
-command = "sh /mnt/src/build.sh"
-shares = { src = "hello" }
-outputs = ["hello", "hello.txt"]
-timeout = "2m"
-
-[builds.other]
-command = "cat /mnt/src/data.txt > /mnt/xchg/copy.txt && grep ' /mnt/src ' /proc/mounts"
-shares = { src = "other" }
-outputs = ["copy.txt"]
-timeout = "2m"
-"""
+# The session's project: the demo's build and one reading another folder.
+CONFIG = configs.tiny("revive-test", src="hello", builds={
+    "hello": configs.build("sh /mnt/src/build.sh", outputs=["hello", "hello.txt"],
+                           shares={"src": "hello"}),
+    "other": configs.build("cat /mnt/src/data.txt > /mnt/xchg/copy.txt && "
+                           "grep ' /mnt/src ' /proc/mounts",
+                           outputs=["copy.txt"], shares={"src": "other"}),
+})
 
 
 class Project:
@@ -123,7 +98,7 @@ def fresh_project(tmp_path_factory) -> Project:
     shutil.copytree(REPO / "examples" / "hello", root / "hello")
     (root / "other").mkdir()
     (root / "other" / "data.txt").write_text("other build's input\n")
-    (root / "config.toml").write_text(CONFIG)
+    configs.write(root, CONFIG)
     return Project(root)
 
 

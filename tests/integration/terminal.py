@@ -22,11 +22,13 @@ PROMPT = r"[#$] "
 class Terminal:
     """doit on the slave side of a pty; the test types on the master."""
 
-    def __init__(self, project, *args, rows=30, cols=100):
+    def __init__(self, project, *args, rows=30, cols=100, command=None):
+        """``command``: what runs instead of the clone's doit (say, revive)."""
         env = dict(os.environ, REVIVE_CACHE=str(REPO / "artifacts" / "cache"), TERM="xterm")
+        argv = [*(command or [*DOIT, "-d", str(project.root)]), *args]
         self.pid, self.fd = pty.fork()
         if self.pid == 0:                       # the child: doit on the pty
-            os.execve(sys.executable, [*DOIT, "-d", str(project.root), *args], env)
+            os.execve(argv[0], argv, env)
         self.resize(rows, cols)
         self.seen = b""
 

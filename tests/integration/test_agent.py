@@ -13,87 +13,40 @@ import time
 
 import pytest
 
+from tests import configs
+
 from .conftest import REPO, Project, interrupt, qemu_processes
 
 pytestmark = pytest.mark.integration
 
 BIG = 150 * 2 ** 20
 
-CONFIG = f"""
-[guest]
-kind = "tiny"
-
-[answers]
-hostname = "agent-test"
-user = "builder"
-
-[vm]
-memory = "256M"
-
-[timeouts]
-install = "10m"
-boot = "3m"
-revive = "20s"
-
-[shares.src]
-guest = "/mnt/src"
-host = "hello"
-
-[shares.xchg]
-guest = "/mnt/xchg"
-mode = "rw"
-
-[builds.hello]
-command = "sh /mnt/src/build.sh"
-shares = {{ src = "hello" }}
-outputs = ["hello", "hello.txt"]
-timeout = "2m"
-
-[builds.who]
-command = "id -un > /mnt/xchg/who; date +%s > /mnt/xchg/clock; echo $GREETING"
-outputs = ["who", "clock"]
-env = {{ GREETING = "hello from the environment" }}
-timeout = "2m"
-
-[builds.big]
-command = "head -c {BIG} /dev/zero | tr '\\\\0' x; echo; echo END"
-timeout = "10m"
-
-[builds.code0]
-command = "true"
-timeout = "1m"
-
-[builds.code1]
-command = "echo failing; exit 1"
-timeout = "1m"
-
-[builds.code137]
-command = "sh -c 'kill -9 $$'; exit $?"
-timeout = "1m"
-
-[builds.killed]
-command = "kill -9 $$"
-timeout = "1m"
-
-[builds.slow]
-command = "echo started; sleep 60; echo finished"
-timeout = "3s"
-
-[builds.closes]
-command = "echo before; exec >&- 2>&-; sleep 1; exit 3"
-timeout = "1m"
-
-[builds.removes]
-command = "echo before; rm -f /run/revive-log/*; echo after; exit 4"
-timeout = "1m"
-"""
+CONFIG = configs.tiny(
+    "agent-test", src="hello", answers={"user": "builder"}, timeouts={"revive": "20s"},
+    builds={
+        "hello": configs.build("sh /mnt/src/build.sh", outputs=["hello", "hello.txt"],
+                               shares={"src": "hello"}),
+        "who": configs.build("id -un > /mnt/xchg/who; date +%s > /mnt/xchg/clock; "
+                             "echo $GREETING", outputs=["who", "clock"],
+                             env={"GREETING": "hello from the environment"}),
+        "big": configs.build(f"head -c {BIG} /dev/zero | tr '\\0' x; echo; echo END",
+                             timeout="10m"),
+        "code0": configs.build("true", timeout="1m"),
+        "code1": configs.build("echo failing; exit 1", timeout="1m"),
+        "code137": configs.build("sh -c 'kill -9 $$'; exit $?", timeout="1m"),
+        "killed": configs.build("kill -9 $$", timeout="1m"),
+        "slow": configs.build("echo started; sleep 60; echo finished", timeout="3s"),
+        "closes": configs.build("echo before; exec >&- 2>&-; sleep 1; exit 3", timeout="1m"),
+        "removes": configs.build("echo before; rm -f /run/revive-log/*; echo after; exit 4",
+                                 timeout="1m"),
+    })
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Project:
     root = tmp_path_factory.mktemp("agent")
     shutil.copytree(REPO / "examples" / "hello", root / "hello")
-    (root / "config.toml").write_text(CONFIG)
+    configs.write(root, CONFIG)
     return Project(root)
 
 
@@ -267,8 +220,7 @@ def test_a_dead_agent_is_one_line_naming_the_console_and_no_qemu_is_left(project
 
 
 def test_ctrl_c_during_an_agent_build_leaves_no_qemu_and_no_target(project):
-    project.edit_config('sleep 60; echo finished"\ntimeout = "3s"',
-                        'sleep 60; echo finished"\ntimeout = "5m"')
+    before = configs.edit(project.config, {"builds": {"slow": {"timeout": "5m"}}})
     live = project.artifacts / "logs" / "build-slow.log"
     live.unlink(missing_ok=True)            # left by the deadline test
     proc = project.spawn("build:slow")
@@ -286,8 +238,7 @@ def test_ctrl_c_during_an_agent_build_leaves_no_qemu_and_no_target(project):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        project.edit_config('sleep 60; echo finished"\ntimeout = "5m"',
-                            'sleep 60; echo finished"\ntimeout = "3s"')
+        configs.write(project.root, before)
     assert proc.returncode != 0
     assert qemu_processes(str(project.root)) == []
     assert not list((project.artifacts / "work").glob("build-slow-*"))
@@ -295,7 +246,7 @@ def test_ctrl_c_during_an_agent_build_leaves_no_qemu_and_no_target(project):
 
 
 def test_the_same_builds_over_ssh(project):
-    project.edit_config('memory = "256M"\n', 'memory = "256M"\nchannel = "ssh"\n')
+    configs.edit(project.config, {"vm": {"channel": "ssh"}})
     proc = project.doit("build:hello", "build:who")
     assert proc.executed == {"snapshot", "build:hello", "build:who"}
     meta = json.loads((project.artifacts / "snapshot" / "meta.json").read_text())

@@ -15,45 +15,25 @@ from pathlib import Path
 
 import pytest
 
+from tests import configs
+
 from .conftest import DOIT, REPO, executed, processes_mentioning, qemu_processes
 
 pytestmark = pytest.mark.integration
 
-CONFIG = """
-[guest]
-kind = "tiny"
-
-[answers]
-hostname = "revive-cluster"
-
-[vm]
-memory = "256M"
-accel = "tcg"
-
-[timeouts]
-install = "10m"
-boot = "3m"
-revive = "1m"
-
-[shares.src]
-guest = "/mnt/src"
-host = "src"
-
-[shares.xchg]
-guest = "/mnt/xchg"
-mode = "rw"
-
-[cluster]
-scheduler = "tcp://127.0.0.1:9"     # the test sets REVIVE_SCHEDULER
-store = "file://{store}"
-"""
-
-BUILD = """
-[builds.{name}]
-command = "sleep {sleep}; echo {name} > /mnt/xchg/out.txt; cat /mnt/src/data.txt >> /mnt/xchg/out.txt; {tail}"
-outputs = ["out.txt"]
-timeout = "2m"
-"""
+def config(store: Path) -> dict:
+    def build(name: str, sleep: int, tail: str = "true") -> dict:
+        return configs.build(f"sleep {sleep}; echo {name} > /mnt/xchg/out.txt; "
+                             f"cat /mnt/src/data.txt >> /mnt/xchg/out.txt; {tail}",
+                             outputs=["out.txt"])
+    return configs.tiny(
+        "revive-cluster", vm={"accel": "tcg"},
+        cluster={"scheduler": "tcp://127.0.0.1:9",      # the test sets REVIVE_SCHEDULER
+                 "store": f"file://{store}"},
+        builds={**{f"b{i}": build(f"b{i}", 4) for i in range(1, 5)},
+                "fail": build("fail", 0, "echo broken >&2; exit 3"),
+                "slow1": build("slow1", 25), "slow2": build("slow2", 25),
+                "cancelme": build("cancelme", 100)})
 
 
 class Cluster:
@@ -155,12 +135,7 @@ def cluster(tmp_path_factory):
     project = root / "project"
     (project / "src").mkdir(parents=True)
     (project / "src" / "data.txt").write_text("input from the submitting host\n")
-    builds = "".join(BUILD.format(name=f"b{i}", sleep=4, tail="true") for i in range(1, 5))
-    builds += BUILD.format(name="fail", sleep=0, tail="echo broken >&2; exit 3")
-    builds += BUILD.format(name="slow1", sleep=25, tail="true")
-    builds += BUILD.format(name="slow2", sleep=25, tail="true")
-    builds += BUILD.format(name="cancelme", sleep=100, tail="true")
-    (project / "config.toml").write_text(CONFIG.format(store=root / "store") + builds)
+    configs.write(project, config(root / "store"))
     c = Cluster(root)
     try:
         # The snapshot is made on this host, as usual; only builds go out.

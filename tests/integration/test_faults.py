@@ -20,60 +20,31 @@ from pathlib import Path
 
 import pytest
 
+from tests import configs
+
 from .conftest import Project, qemu_processes
 
 pytestmark = pytest.mark.integration
 
-CONFIG = """
-[guest]
-kind = "tiny"
-
-[answers]
-hostname = "revive-faults"
-
-[vm]
-memory = "256M"
-
-[timeouts]
-install = "10m"
-boot = "3m"
-revive = "1m"
-
-[shares.src]
-guest = "/mnt/src"
-host = "src"
-
-[shares.xchg]
-guest = "/mnt/xchg"
-mode = "rw"
-
-[builds.hostile]
-command = '''cd /mnt/xchg && cp /bin/busybox suid && chmod 4755 suid &&
-cp /bin/busybox sgid && chmod 2755 sgid && ln -s /etc/shadow shadow && mkfifo fifo &&
-mknod null c 1 3 && ln -s /etc etc && mkdir -p tree/sub && echo ok > tree/sub/ok.txt &&
-chmod 1777 tree && ln -s /etc/shadow tree/shadow && mkfifo tree/fifo && ls -la . tree'''
-outputs = ["suid", "sgid", "shadow", "fifo", "null", "etc/passwd", "tree"]
-timeout = "2m"
-
-[builds.fill]
-command = "dd if=/dev/zero of=/root/fill bs=1M count=200 && sync && rm /root/fill && echo filled"
-timeout = "10m"
-
-[builds.bigout]
-command = "head -c 12000000 /dev/zero > /mnt/xchg/big && echo written"
-outputs = ["big"]
-timeout = "2m"
-
-[builds.dies]
-command = "echo started; sleep 15; echo done"
-timeout = "10m"
-"""
-
-COPY = """
-[builds.copy{n}]
-command = '''head -c 16 /dev/urandom | od -An -tx1; ls /sys/bus/acpi/drivers/vmgenid | grep QEMUVGID; adjtimex | grep tv_; : > /mnt/xchg/stamp; stat -c 'host %y' /mnt/xchg/stamp'''
-timeout = "2m"
-"""
+CONFIG = configs.tiny("revive-faults", builds={
+    "hostile": configs.build(
+        "cd /mnt/xchg && cp /bin/busybox suid && chmod 4755 suid &&\n"
+        "cp /bin/busybox sgid && chmod 2755 sgid && ln -s /etc/shadow shadow && mkfifo fifo &&\n"
+        "mknod null c 1 3 && ln -s /etc etc && mkdir -p tree/sub && echo ok > tree/sub/ok.txt &&\n"
+        "chmod 1777 tree && ln -s /etc/shadow tree/shadow && mkfifo tree/fifo && ls -la . tree",
+        outputs=["suid", "sgid", "shadow", "fifo", "null", "etc/passwd", "tree"]),
+    "fill": configs.build("dd if=/dev/zero of=/root/fill bs=1M count=200 && sync && "
+                          "rm /root/fill && echo filled", timeout="10m"),
+    "bigout": configs.build("head -c 12000000 /dev/zero > /mnt/xchg/big && echo written",
+                            outputs=["big"]),
+    "dies": configs.build("echo started; sleep 15; echo done", timeout="10m"),
+    # What every revived copy must get afresh: randomness, the VM
+    # generation ID, the host's time.
+    **{f"copy{n}": configs.build(
+        "head -c 16 /dev/urandom | od -An -tx1; ls /sys/bus/acpi/drivers/vmgenid | grep "
+        "QEMUVGID; adjtimex | grep tv_; : > /mnt/xchg/stamp; stat -c 'host %y' "
+        "/mnt/xchg/stamp") for n in (1, 2, 3)},
+})
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +52,7 @@ def project(tmp_path_factory) -> Project:
     root = tmp_path_factory.mktemp("faults")
     (root / "src").mkdir()
     (root / "src" / "input.txt").write_text("input\n")
-    (root / "config.toml").write_text(CONFIG + "".join(COPY.format(n=n) for n in (1, 2, 3)))
+    configs.write(root, CONFIG)
     p = Project(root)
     p.doit("snapshot")
     yield p
@@ -151,8 +122,7 @@ def test_a_hostile_build_brings_back_no_privilege_link_or_special_file(project):
     assert (outputs / "tree" / "sub" / "ok.txt").read_text() == "ok\n"
     assert sorted(p.name for p in outputs.rglob("*")) == ["ok.txt", "sgid", "sub", "suid", "tree"]
 
-    project.edit_config('outputs = ["suid", "sgid", "shadow", "fifo", "null", "etc/passwd", "tree"]',
-                        'outputs = ["suid", "tree/sub"]')
+    configs.edit(project.config, {"builds": {"hostile": {"outputs": ["suid", "tree/sub"]}}})
     rerun = project.doit("build:hostile")
     assert "build:hostile" in rerun.executed
     assert project.result("hostile")["outputs"] == ["suid", "tree/sub"]

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -120,6 +121,14 @@ def test_changing_shares_reruns_snapshot_and_builds_only(built):
     proc = built.doit("build")
     assert proc.executed == {"snapshot", "build:hello", "build:other"}
     assert built.result("hello")["exit_code"] == 0
+    # The run's JUnit report: both builds passed, with their times and logs.
+    cases = junit_cases(built)
+    assert set(cases) == {"hello", "other"}
+    for name, case in cases.items():
+        assert case.find("failure") is None
+        assert float(case.get("time")) == pytest.approx(
+            built.result(name)["timings"]["total"], abs=0.001)
+    assert "building hello on Linux" in cases["hello"].findtext("system-out")
 
 
 def test_a_failing_build_collects_everything_then_fails_in_one_line(built):
@@ -143,6 +152,16 @@ timeout = "1m"
     assert "to stderr" in log.read_text()
     assert (built.artifacts / "builds" / "fails" / "outputs" / "partial.txt").read_text() == "partial\n"
     assert not list((built.artifacts / "work").glob("build-fails-*"))
+    case = junit_cases(built)["fails"]
+    assert case.find("failure").get("message") == \
+        f"revive: build fails: the command exited with code 3; log: {log}"
+    assert "to stderr" in case.findtext("system-out")
+
+
+def junit_cases(project) -> dict:
+    """The last run's artifacts/junit.xml, parsed: its test cases by name."""
+    root = ET.parse(project.artifacts / "junit.xml").getroot()
+    return {case.get("name"): case for case in root.iter("testcase")}
 
 
 def test_a_build_past_its_deadline_is_stopped(built):

@@ -3,10 +3,13 @@ a command typed in the guest answers, the window size follows the
 terminal, Ctrl-C reaches the guest, `exit` ends the copy and no QEMU is
 left. A failing build with keep_failed keeps its copy, and the shell on
 that state sees what the command left in /tmp, its process still running.
+The revive command opens the same shell as the clone's doit.
 """
 
+import sys
 import time
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +60,20 @@ def test_a_shell_in_a_copy_answers_follows_the_window_and_ends_with_exit(built):
     assert b"shell ended; the copy is gone" in term.seen
     assert qemu_processes(str(built.root)) == []
     assert not list((built.artifacts / "work").glob("shell-*"))
+
+
+def test_the_revive_command_opens_the_same_shell(built):
+    revive = Path(sys.executable).with_name("revive")      # setup.sh installs it
+    term = Terminal(built, "shell:hello", command=[str(revive), "-c", str(built.config)])
+    try:
+        term.expect("leave with exit", timeout=120)
+        term.expect(PROMPT, timeout=60)
+        assert "hello.in" in term.run("ls /mnt/src")
+        term.type("exit\r")
+        assert term.wait() == 0
+    finally:
+        term.kill()
+    assert qemu_processes(str(built.root)) == []
 
 
 def test_a_failed_build_keeps_its_state_and_the_shell_resumes_it(built):

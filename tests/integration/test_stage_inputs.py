@@ -7,41 +7,22 @@ of date (doit's own status), and the stages after them follow through their
 file_deps; changing a key that no record holds makes nothing out of date.
 """
 
+import copy
 import tomllib
 
 import pytest
 
 from revive import config as config_mod
 from revive import inputs
+from revive.config import settings
 from revive.guests import KINDS
+from tests import configs
 
 from .conftest import stale
 
 pytestmark = pytest.mark.integration
-
-
-def dump(table: dict, where: str = "") -> str:
-    """TOML for the shapes config.toml has (tables, scalars, lists, inline
-    tables), enough to write a changed config back."""
-    def value(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-    lines, tables = [], []
-    for key, v in table.items():
-        sub = f"{where}.{key}" if where else key
-        if isinstance(v, dict) and (not where or where in ("shares", "builds")):
-            tables.append((sub, v))
-        else:
-            lines.append(f"{key} = {value(v)}")
-    text = (f"[{where}]\n" if where and lines else "") + "".join(l + "\n" for l in lines)
-    return text + "".join("\n" + dump(v, sub) for sub, v in tables)
+# The sections whose keys hold one value each (Config.value), from the table.
+VALUED = ("answers", "vm", "timeouts")
 
 
 def records(cfg) -> "dict[str, dict]":
@@ -54,7 +35,7 @@ def records(cfg) -> "dict[str, dict]":
 
 def changed(raw: dict, key: str, cfg) -> dict:
     """``raw`` (the TOML as data) with ``key`` set to another valid value."""
-    raw = tomllib.loads(dump(raw))          # a deep copy
+    raw = copy.deepcopy(raw)
     if key == "guest.kind":
         raw.setdefault("guest", {})["kind"] = next(k for k in KINDS if k not in
                                                    (cfg.guest_kind, "windows"))
@@ -71,10 +52,11 @@ def changed(raw: dict, key: str, cfg) -> dict:
         return raw
     section, name = key.split(".", 1)
     table = raw.setdefault(section, {})
-    current = cfg.value(key) if key in config_mod._VALUES else table.get(name)
-    attr = config_mod._VALUES.get(key, ("", ""))[1]
-    choices = {"vm.accel": config_mod.ACCELS, "vm.save": config_mod.SAVE_METHODS,
-               "vm.channel": config_mod.CHANNELS}
+    row = settings.by_key().get(key)
+    current = cfg.value(key) if section in VALUED else table.get(name)
+    attr = row.attr if row else ""
+    choices = {"vm.accel": settings.ACCELS, "vm.save": settings.SAVE_METHODS,
+               "vm.channel": settings.CHANNELS}
     if key in choices:
         table[name] = next(c for c in choices[key] if c != current and c != "kvm")
     elif attr.endswith("_mb"):
@@ -100,7 +82,7 @@ def test_each_key_a_stage_hashes_makes_exactly_that_stage_stale(built):
     assert {"answers.disk_size", "vm.memory", "shares", "guest.kind"} <= keys
     try:
         for key in sorted(keys):
-            built.config.write_text(dump(changed(raw, key, cfg)))
+            built.config.write_text(configs.text(changed(raw, key, cfg)))
             holders = {task for task, record in by_stage.items()
                        if any(k == key or k.startswith(key + ".") for k in record)}
             assert stale(built) - before == holders - before, key
@@ -114,13 +96,13 @@ def test_keys_no_stage_hashes_make_nothing_stale(built):
     raw = tomllib.loads(original)
     cfg = config_mod.load(built.config)
     hashed = {k for record in records(cfg).values() for k in record}
-    unread = [k for k in config_mod._VALUES if k not in hashed]
+    unread = [r.key for r in settings.CORE if r.section in VALUED and r.key not in hashed]
     unread += [f"shares.{n}.host" for n, s in cfg.shares.items() if s.host is not None]
     assert "timeouts.revive" in unread
     before = stale(built)
     try:
         for key in unread:
-            built.config.write_text(dump(changed(raw, key, cfg)))
+            built.config.write_text(configs.text(changed(raw, key, cfg)))
             assert stale(built) == before, key
     finally:
         built.config.write_text(original)
@@ -136,7 +118,7 @@ def test_a_bigger_disk_reinstalls_and_the_guest_sees_it(built):
     raw["builds"]["size"] = {"command": f"cat /sys/block/vda/size > {exchange}/sectors",
                              "outputs": ["sectors"], "timeout": "2m"}
     try:
-        built.config.write_text(dump(raw))
+        built.config.write_text(configs.text(raw))
         info = built.doit("info", "install", check=False).stdout
         assert "answers.disk_size: 2048 -> 3072" in info
         proc = built.doit("build:size")

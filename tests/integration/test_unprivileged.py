@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import configs
+
 from .conftest import CONFIG, REPO, executed, qemu_processes
 
 pytestmark = [pytest.mark.integration,
@@ -43,7 +45,7 @@ def user_project(plain_user):
     shutil.copytree(REPO / "examples" / "hello", root / "hello")
     (root / "other").mkdir()
     (root / "other" / "data.txt").write_text("other build's input\n")
-    (root / "config.toml").write_text(CONFIG)
+    configs.write(root, CONFIG)
     # The pinned packages are the same for everyone: start from root's copy
     # so the test does not download them again.
     debs = REPO / "artifacts" / "cache" / "debs"

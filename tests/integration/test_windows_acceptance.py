@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import configs
+
 from .conftest import REPO, executed
 
 pytestmark = [pytest.mark.windows, pytest.mark.timeout(0)]
@@ -41,27 +43,16 @@ int main(int argc, char **argv) {
 """
 INPUT = "revive input 42\n"
 
-BUILDS = """
-[builds.cc]
-command = "gcc -O2 -o /tmp/hello.exe /mnt/src/hello.c && /tmp/hello.exe /mnt/src/input.txt > /mnt/xchg/output.txt && cp /tmp/hello.exe /mnt/xchg/"
-shares = { src = "src" }
-outputs = ["hello.exe", "output.txt"]
-timeout = "15m"
-
-[builds.fails]
-command = "echo failing on purpose; exit 7"
-shares = { src = "src" }
-timeout = "5m"
-
-[builds.times_out]
-command = "echo sleeping past the deadline; sleep 600"
-shares = { src = "src" }
-timeout = "45s"
-"""
-
-
-def _toml_string(value: str) -> str:
-    return json.dumps(value)
+BUILDS = {
+    "cc": configs.build("gcc -O2 -o /tmp/hello.exe /mnt/src/hello.c && /tmp/hello.exe "
+                        "/mnt/src/input.txt > /mnt/xchg/output.txt && cp /tmp/hello.exe "
+                        "/mnt/xchg/", outputs=["hello.exe", "output.txt"], timeout="15m",
+                        shares={"src": "src"}),
+    "fails": configs.build("echo failing on purpose; exit 7", timeout="5m",
+                           shares={"src": "src"}),
+    "times_out": configs.build("echo sleeping past the deadline; sleep 600", timeout="45s",
+                               shares={"src": "src"}),
+}
 
 
 class Run:
@@ -154,14 +145,12 @@ def project(request):
         guest["product_key"] = option("--windows-product-key")
     if guest["windows_version"] in ("xp", "2003"):
         guest.pop("image")
-    lines = ["[guest]"] + [f"{k} = {json.dumps(v)}" for k, v in guest.items()]
-    lines += ["", "[answers]", 'disk_size = "64G"', "",
-              "[vm]", 'memory = "4G"', "cpus = 2", f"accel = {_toml_string(option('--windows-accel'))}",
-              "", "[timeouts]", f"install = {_toml_string(option('--windows-install-timeout'))}",
-              'boot = "20m"', 'revive = "5m"', "",
-              "[shares.src]", 'guest = "/mnt/src"', 'host = "src"', "",
-              "[shares.xchg]", 'guest = "/mnt/xchg"', 'mode = "rw"']
-    (root / "config.toml").write_text("\n".join(lines) + "\n" + BUILDS)
+    configs.write(root, {
+        "guest": guest, "answers": {"disk_size": "64G"},
+        "vm": {"memory": "4G", "cpus": 2, "accel": option("--windows-accel")},
+        "timeouts": {"install": option("--windows-install-timeout"), "boot": "20m",
+                     "revive": "5m"},
+        "shares": configs.shares(), "builds": BUILDS})
     run = Run(root)
     yield run
     print(run.report())

@@ -15,10 +15,13 @@ import shutil
 import struct
 import subprocess
 import sys
+import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from tests import configs
 
 from .conftest import REPO, executed, qemu_processes
 
@@ -80,14 +83,11 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("windows")
     standin = windows_like_standin(root)
     shutil.copytree(REPO / "examples" / "hello", root / "examples" / "hello")
-    text = (REPO / "examples" / "windows.toml").read_text()
-    text = (text.replace("/srv/iso/Win11_24H2_English_x64.iso", str(standin))
-                .replace("/srv/cygwin-mirror", str(REPO / "tests" / "data" / "cygwin"))
-                .replace('packages = ["make", "gcc-core", "git"]', 'packages = ["gcc-core"]')
-                .replace('accel = "auto"', 'accel = "tcg"')
-                .replace('install = "2h"', 'install = "40s"')
-                .replace('memory = "4G"', 'memory = "1G"'))
-    (root / "config.toml").write_text(text)
+    example = tomllib.loads((REPO / "examples" / "windows.toml").read_text())
+    configs.write(root, configs.merge(example, {
+        "guest": {"iso": str(standin), "cygwin_mirror": str(REPO / "tests" / "data" / "cygwin"),
+                  "packages": ["gcc-core"]},
+        "vm": {"accel": "tcg", "memory": "1G"}, "timeouts": {"install": "40s"}}))
     return root
 
 
@@ -101,10 +101,7 @@ def doit(root: Path, *args):
 
 
 def set_sha(root: Path, sha: str) -> None:
-    config = root / "config.toml"
-    lines = [f'iso_sha256 = "{sha}"' if l.startswith("iso_sha256") else l
-             for l in config.read_text().splitlines()]
-    config.write_text("\n".join(lines) + "\n")
+    configs.edit(root / "config.toml", {"guest": {"iso_sha256": sha}})
 
 
 def test_a_wrong_iso_is_refused_in_one_line_before_anything_boots(project):

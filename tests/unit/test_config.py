@@ -9,16 +9,10 @@ import pytest
 
 from revive.config import load, parse
 from revive.core.errors import UserError
+from tests import configs
 
 REPO = Path(__file__).resolve().parents[2]
-MINIMAL = """
-[shares.src]
-guest = "/mnt/src"
-host = "src"
-[shares.xchg]
-guest = "/mnt/xchg"
-mode = "rw"
-"""
+MINIMAL = configs.SHARES
 
 
 def doit_list(project: Path) -> subprocess.CompletedProcess:

@@ -3,6 +3,7 @@ it reuses, the mirror state it records, and the installer hooks' shell."""
 
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from revive.core.errors import UserError
 from revive import inputs
 from revive.guests import debian, kind_for
 from revive.guests.debian import apt, rootfs
+from tests import configs
 
 SIGNED = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
@@ -53,16 +55,9 @@ deb http://one.example/debian trixie-backports main   # not a companion suite
 
 
 def config(guest: str):
-    text = f"""
-[guest]
-{guest}
-
-[shares.xchg]
-guest = "/mnt/xchg"
-mode = "rw"
-"""
-    import tomllib
-    return parse(tomllib.loads(text), Path("/tmp/project/config.toml"))
+    """A config with these [guest] keys and the exchange folder."""
+    raw = {"guest": tomllib.loads(guest), "shares": {"xchg": configs.shares()["xchg"]}}
+    return parse(raw, Path("/tmp/project/config.toml"))
 
 
 def host_root(tmp_path: Path) -> Path:

@@ -17,7 +17,7 @@ import pytest
 
 from revive import inputs
 from tasks.common import Paths
-from revive.config import _VALUES, load
+from revive.config import load, settings
 from revive.guests import KINDS, base, kind_for
 from revive.machine import qemu
 from revive.machine import snapshot as snap
@@ -73,10 +73,12 @@ def test_the_kind_is_a_guest_kind_with_its_settings(project):
     kind = kind_for(cfg)
     assert isinstance(kind, base.GuestKind) and kind.name == cfg.guest_kind
     assert isinstance(cfg.guest_settings, kind.Settings)
-    for stage, keys in kind.reads.items():
-        assert stage in inputs.STAGES
-        for key in keys:
-            assert key in _VALUES or key == "shares", (kind.name, stage, key)
+    stages = set(inputs.STAGES) | {"build:NAME", "sources:NAME"}
+    for row in settings.table([type(kind)]):
+        assert set(row.stages_for(kind.name)) <= stages, row.key
+    # Every [guest] key is a row, kept in the Settings field of its name.
+    assert all(r.section == "guest" for r in kind.keys)
+    assert {r.attr for r in kind.keys} == {f.name for f in dataclasses.fields(kind.Settings)}
 
 
 @needs_qemu

@@ -17,20 +17,13 @@ import pytest
 from revive.config import parse
 from revive.core.errors import UserError
 from revive.fetch import lock, tarball
+from tests import configs
 
 REPO = Path(__file__).resolve().parents[2]
-SHARES = """
-[shares.src]
-guest = "/mnt/src"
-host = "src"
-[shares.xchg]
-guest = "/mnt/xchg"
-mode = "rw"
-"""
 
 
 def cfg(text: str):
-    return parse(tomllib.loads(SHARES + text), Path("/project/config.toml"))
+    return parse(tomllib.loads(configs.SHARES + text), Path("/project/config.toml"))
 
 
 def error(text: str) -> str:
@@ -175,7 +168,7 @@ def test_url_and_path_sources_become_tasks_that_builds_depend_on(tmp_path):
     digest = make_tar(archive, [({"name": "up/main.c"}, b"int main(){}\n")])
     (tmp_path / "local").mkdir()
     (tmp_path / "local" / "data.txt").write_text("one\n")
-    (tmp_path / "config.toml").write_text(SHARES + f"""
+    (tmp_path / "config.toml").write_text(configs.SHARES + f"""
 [sources.up]
 url = "{archive.as_uri()}"
 sha256 = "{digest}"
@@ -200,12 +193,20 @@ shares = {{ src = "sources:up" }}
     proc = doit(tmp_path, "sources")
     assert ".  sources:local" in proc.stdout and "-- sources:up" in proc.stdout
     assert (out / "local" / "data.txt").read_text() == "two\n"
+    # A changed key of its table: doit names it, and only that task reruns.
+    (tmp_path / "local").rename(tmp_path / "moved")
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace('path = "local"', 'path = "moved"'))
+    info = doit(tmp_path, "info", "sources:local").stdout
+    assert "config.toml (sources.local) changed: sources.local.path: " in info, info
+    proc = doit(tmp_path, "sources")
+    assert ".  sources:local" in proc.stdout and "-- sources:up" in proc.stdout
 
 
 def test_a_wrong_sha256_fails_the_task_in_one_line_and_leaves_no_target(tmp_path):
     archive = tmp_path / "up.tar.gz"
     make_tar(archive, [({"name": "a"}, b"a")])
-    (tmp_path / "config.toml").write_text(SHARES + f"""
+    (tmp_path / "config.toml").write_text(configs.SHARES + f"""
 [sources.up]
 url = "{archive.as_uri()}"
 sha256 = "{'0' * 64}"
@@ -217,3 +218,33 @@ sha256 = "{'0' * 64}"
         in proc.stdout
     assert not (tmp_path / "artifacts" / "sources" / "up.json").exists()
     assert not (tmp_path / "artifacts" / "sources" / "up").exists()
+
+
+def test_the_sources_record_hashes_the_apt_sources_a_debian_source_is_fetched_from(
+        monkeypatch):
+    from revive import inputs
+    from revive.guests.debian import apt
+
+    def record(guest: str = "", source: str = 'debian = "hello"'):
+        text = guest + "\n[sources.s]\n" + source + "\n"
+        return inputs.for_sources(cfg(text), "s").plain()
+
+    def host(uri: str):
+        monkeypatch.setattr(apt, "host_sources", lambda: [
+            apt.Source(uri=uri, suite="bookworm", components=("main",))])
+
+    # mirror = "host" (the default, also for a tiny guest): what is hashed
+    # is what the host's apt sources resolve to, not the word "host".
+    host("http://one.example/debian")
+    one = record()
+    assert (one["guest.suite"], one["guest.mirror"]) == ("bookworm", "host")
+    assert [s["uri"] for s in one["host.apt_sources"]] == ["http://one.example/debian"]
+    host("http://two.example/debian")
+    two = record()
+    assert two != one and two["sources.s"] == one["sources.s"]
+    # A Debian guest's own suite and mirror are the ones fetched from.
+    url = record('[guest]\nkind = "debian"\nmirror = "http://archive.example/debian"')
+    assert [s["uri"] for s in url["host.apt_sources"]] == ["http://archive.example/debian"]
+    # A tarball reads no apt sources, so none are hashed.
+    tarball = record("", f'url = "https://example.org/a.tar.gz"\nsha256 = "{"a" * 64}"')
+    assert not any(k.startswith(("host.", "guest.")) for k in tarball)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,3 +96,67 @@ def test_no_table_without_builds(tmp_path):
     (tmp_path / "dodo.py").write_text(DODO + "\ndef task_other():\n    return {'actions': None}\n")
     proc = run_doit(tmp_path, "other")
     assert proc.returncode == 0 and "\nbuilds" not in proc.stdout
+
+
+def junit_cases(root: Path) -> "dict[str, ET.Element]":
+    tree = ET.parse(root / "artifacts" / "junit.xml")      # well-formed, or this raises
+    suite = tree.getroot().find("testsuite")
+    return {case.get("name"): case for case in suite.iter("testcase")}
+
+
+def test_the_junit_report_has_one_case_per_build(tmp_path):
+    (tmp_path / "dodo.py").write_text(DODO)
+    proc = run_doit(tmp_path, "--continue", "build")
+    assert proc.returncode != 0
+    suite = ET.parse(tmp_path / "artifacts" / "junit.xml").getroot().find("testsuite")
+    assert (suite.get("tests"), suite.get("failures")) == ("3", "2")
+    cases = junit_cases(tmp_path)
+    assert set(cases) == {"hello", "fails", "broken"}
+    hello, fails, broken = cases["hello"], cases["fails"], cases["broken"]
+    assert hello.get("classname") == "revive.build"
+    assert float(hello.get("time")) == 2.25                # the build's own timing
+    assert hello.find("failure") is None
+    assert hello.findtext("system-out") == "building\n"    # its log
+    failure = fails.find("failure")
+    log = Path("artifacts/builds/fails/log")       # as the stand-in build names it
+    assert failure.get("message") == \
+        f"revive: build fails: the command exited with code 3; log: {log}"
+    assert fails.findtext("system-out") == "building\n"
+    assert broken.find("failure").get("message") == \
+        "revive: build:broken: SSH to the guest: no answer within 60 s"
+    assert broken.find("system-out") is None               # it wrote no log
+    assert 0 <= float(broken.get("time")) < 30
+    # Written whole: no temporary file beside it.
+    assert sorted(p.name for p in (tmp_path / "artifacts").iterdir()) == ["builds", "junit.xml"]
+
+
+def test_the_junit_report_carries_a_huge_or_binary_log_as_its_tail(tmp_path):
+    from revive.formats import junit
+    big = (junit.LOG_TAIL // 10 + 1000) * "0123456789" + "\x1b[31mred\x00\n" + "the end\n"
+    dodo = DODO.replace('(out / "log").write_text("building\\n")',
+                        f'(out / "log").write_text({big!r})')
+    assert dodo != DODO
+    (tmp_path / "dodo.py").write_text(dodo)
+    run_doit(tmp_path, "build:hello")
+    out = junit_cases(tmp_path)["hello"].findtext("system-out")
+    log = Path("artifacts/builds/hello/log")
+    assert out.startswith(f"revive: the first {len(big) - junit.LOG_TAIL} bytes of {log} "
+                          "are left out\n")
+    assert out.endswith("\\x1b[31mred\\x00\nthe end\n")
+    assert len(out) < junit.LOG_TAIL + 200
+
+
+def test_the_junit_report_names_a_failed_stage_and_keeps_up_to_date_builds(tmp_path):
+    dodo = DODO + textwrap.dedent('''
+        def task_snapshot():
+            return {"actions": [lambda: TaskFailed("revive: snapshot: no SSH within 3 m")]}
+    ''')
+    (tmp_path / "dodo.py").write_text(dodo)
+    run_doit(tmp_path, "build:hello")
+    proc = run_doit(tmp_path, "--continue", "build:hello", "snapshot")
+    assert proc.returncode != 0
+    cases = junit_cases(tmp_path)
+    assert cases["hello"].find("failure") is None          # up to date: its last result
+    assert cases["snapshot"].get("classname") == "revive.stage"
+    assert cases["snapshot"].find("failure").get("message") == \
+        "revive: snapshot: no SSH within 3 m"

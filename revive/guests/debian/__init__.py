@@ -30,6 +30,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from revive.config.settings import Invalid, Setting, read
 from revive.core.errors import UserError
 from revive.core.files import sha256_file
 from revive.formats.cpio import Archive
@@ -76,35 +77,49 @@ class DebianSettings:
         return from_table(table)
 
 
-def from_table(table: dict) -> DebianSettings:
-    """The ``[guest]`` table of a Debian guest, checked key by key."""
-    known = ("kind", "suite", "mirror", "packages")
-    for key in table:
-        if key not in known:
-            raise _error(key, "unknown key", f"a Debian guest takes {', '.join(known)}")
-    suite = table.get("suite", DEFAULT_SUITE)
-    if not isinstance(suite, str) or not _SUITE.match(suite):
-        raise _error("suite", f"{suite!r} is not a Debian suite name",
-                     "use a code name such as \"bookworm\"")
-    mirror = table.get("mirror", "host")
-    if not isinstance(mirror, str) or (mirror != "host" and not _URL.match(mirror)):
-        raise _error("mirror", f"{mirror!r} is neither \"host\" nor an archive URL",
-                     "use \"host\" (the host's apt sources) or an http(s):// or "
-                     "file:// URL of a Debian archive")
-    packages = table.get("packages", list(DEFAULT_PACKAGES))
-    if not isinstance(packages, list) or not all(isinstance(p, str) for p in packages):
-        raise _error("packages", f"{packages!r} is not a list of package names",
-                     "write e.g. packages = [\"build-essential\", \"git\"]")
-    for name in packages:
+def _suite(value, seen=None) -> str:
+    if not isinstance(value, str) or not _SUITE.match(value):
+        raise Invalid(f"{value!r} is not a Debian suite name; use a code name such as "
+                      "\"bookworm\"")
+    return value
+
+
+def _mirror(value, seen=None) -> str:
+    if not isinstance(value, str) or (value != "host" and not _URL.match(value)):
+        raise Invalid(f"{value!r} is neither \"host\" nor an archive URL; use \"host\" (the "
+                      "host's apt sources) or an http(s):// or file:// URL of a Debian archive")
+    return value.rstrip("/") if value != "host" else value
+
+
+def _packages(value, seen=None) -> "tuple[str, ...]":
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise Invalid(f"{value!r} is not a list of package names; write e.g. "
+                      "packages = [\"build-essential\", \"git\"]")
+    for name in value:
         if not _PACKAGE.match(name):
-            raise _error("packages", f"{name!r} is not a Debian package name",
-                         "use names as apt-get install takes them, without versions")
-    return DebianSettings(suite=suite, mirror=mirror.rstrip("/") if mirror != "host" else mirror,
-                          packages=tuple(packages))
+            raise Invalid(f"{name!r} is not a Debian package name; use names as "
+                          "apt-get install takes them, without versions")
+    return tuple(value)
 
 
-def _error(key: str, problem: str, todo: str) -> UserError:
-    return UserError(f"config.toml: [guest] {key}: {problem}; {todo}")
+# The suite and mirror are also what [sources.NAME] debian fetches from.
+KEYS = (
+    Setting("guest.suite", _suite, "the Debian suite (code name) the root is made from",
+            DEFAULT_SUITE, stages=("payload", "sources:NAME")),
+    Setting("guest.mirror", _mirror, "\"host\": the archive URIs, suites and keys of the "
+            "host's own apt sources (/etc/apt/sources.list, sources.list.d/*.list and "
+            "deb822 *.sources): the suite and its -updates and -security companions. Or an "
+            "archive URL (http://…/debian, file:///…), used for the suite alone", "host",
+            stages=("payload", "sources:NAME")),
+    Setting("guest.packages", _packages, "Debian packages installed on top of what revive "
+            "needs (systemd, udev, OpenSSH, qemu-guest-agent, kmod, iproute2)",
+            list(DEFAULT_PACKAGES), stages=("payload",)),
+)
+
+
+def from_table(table: dict) -> DebianSettings:
+    """The ``[guest]`` table of a Debian guest, read by its rows."""
+    return DebianSettings(**read(KEYS, table, "config.toml", "guest", allowed=("kind",)))
 
 
 # --- what the stages call -------------------------------------------------
@@ -126,7 +141,16 @@ class DebianKind(LinuxKind):
 
     name = "debian"
     Settings = DebianSettings
-    min_disk_mb = 1024
+    keys = KEYS
+
+    @classmethod
+    def defaults(cls, settings) -> dict:
+        # A root with build-essential needs more room than the tiny guest.
+        return {**super().defaults(settings), "answers.disk_size": "4G", "vm.memory": "1G"}
+
+    @classmethod
+    def minimums(cls, settings) -> dict:
+        return {**super().minimums(settings), "answers.disk_size": "1G"}
 
     def source_files(self) -> "list[Path]":
         return source_files()

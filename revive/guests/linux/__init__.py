@@ -79,11 +79,6 @@ class LinuxKind(GuestKind):
 
     iso_boot = installer.ISO_BOOT
 
-    def settings_for(self, stage: str):
-        # Only the payload depends on a Linux kind's settings (its packages);
-        # every later stage follows from the payload's files.
-        return self.settings if stage == "payload" else None
-
     # -- media -------------------------------------------------------------
     def floppy_files(self, inputs, public_key: str) -> "dict[str, bytes]":
         return answers.answer_files({

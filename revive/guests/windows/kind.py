@@ -12,7 +12,7 @@ from ...machine.devices import DeviceModel
 from ..base import GuestKind
 from ..linux import installer
 from . import answers, cdboot, profile, setup_script
-from .settings import WindowsSettings, check_iso
+from .settings import KEYS, WindowsSettings, check_iso
 
 PRESS_ANY_KEY_FOR = 40.0     # seconds of Enter presses for the UEFI CD prompt
 HERE = Path(__file__).resolve().parent
@@ -23,21 +23,21 @@ class WindowsKind(GuestKind):
     Settings = WindowsSettings
     iso_boot = None              # the payload CD is data; Windows boots its own ISO
     iso_volume = "REVIVE_PAYLOAD"
-    default_transport = "smb"    # Windows reaches shares over SMB only
-    transports = ("smb",)
+    transports = ("smb",)        # Windows reaches shares over SMB only
     drive_letters = True
     channels = ("ssh",)
     channel_note = ("QEMU's guest agent needs a virtio-serial driver, which Windows "
                     "installed offline lacks")
-    min_disk_mb = 20 * 1024
-    # The answer file comes from [guest] alone; the install's machine is the
-    # one the VM gets later, so its memory and CPUs shape the install too.
-    reads = {
-        "payload": (),
-        "floppy": (),
-        "install": ("answers.disk_size", "vm.memory", "vm.cpus"),
-        "snapshot": ("vm.memory", "vm.cpus", "vm.accel", "vm.save", "vm.channel", "shares"),
-    }
+    keys = KEYS
+
+    @classmethod
+    def defaults(cls, settings) -> dict:
+        return {**super().defaults(settings), "answers.disk_size": "64G", "vm.memory": "4G",
+                "vm.cpus": 2}
+
+    @classmethod
+    def minimums(cls, settings) -> dict:
+        return {**super().minimums(settings), "answers.disk_size": "20G"}
 
     def __init__(self, settings):
         super().__init__(settings)
@@ -48,15 +48,6 @@ class WindowsKind(GuestKind):
     @classmethod
     def check_shares(cls, settings, shares) -> None:
         setup_script.check_shares_supported(settings, shares)
-
-    def settings_for(self, stage: str):
-        # The user's ISO is the install stage's input alone: the media and
-        # the machine are the same whichever ISO file is used.
-        if stage == "install":
-            return self.settings
-        if stage == "iso":
-            return None
-        return self.hidden(self.settings, "iso", "iso_sha256")
 
     # -- media -------------------------------------------------------------
     def source_files(self) -> "list[Path]":

@@ -1,34 +1,8 @@
 """The ``[guest]`` table of a Windows guest, validated once into a frozen object.
 
-Keys (defaults in brackets)::
-
-    kind = "windows"
-    iso, iso_sha256        your install ISO and its sha256sum (required)
-    windows_version        xp 2003 vista 2008 7 2008r2 8 8.1 2012 2012r2
-                           10 2016 2019 2022 11 2025 (required)
-    image                  edition in install.wim: index or name (required
-                           except for XP/2003; wiminfo lists them)
-    product_key            [Microsoft's generic key of the named edition
-                           (product_keys.py), else none; required for XP/2003]
-    admin_user             ["revive"; "Administrator" on XP/2003]
-    admin_password         [DEFAULT_PASSWORD, see below]
-    computer_name          ["REVIVE-VM"] never the account's name
-    ui_language            ["en-US"] Setup's and Windows' display language:
-                           one the ISO has (the install refuses others)
-    locale                 ["en-US"] user and system locale, keyboard
-    timezone               ["UTC"] a Windows time zone name (tzutil /l)
-    firmware               ["bios"] or "uefi"
-    answer_format          ["autounattend"; "winnt" for XP/2003]
-    arch                   ["x86_64"; "x86" for XP/2003]
-    ssh                    ["cygwin"] or "openssh" (Win32-OpenSSH, 7 and later)
-    openssh_msi            the OpenSSH-Win64 MSI, with ssh = "openssh"
-    cygwin_mirror          folder of Cygwin packages (see cygwin.py)
-    packages               [["openssh", "cygrunsrv"]] more Cygwin packages;
-                           what sshd needs is always added with ssh = "cygwin"
-    rtc                    ["localtime"] or "utc": how Windows reads the RTC
-
-Every problem is one ``UserError`` line naming the key, what is wrong and
-what to do. Paths are resolved against the directory of config.toml; whether
+Its keys are the rows of ``KEYS`` (their reference: docs/windows.md). Every
+problem is one ``UserError`` line naming the key, what is wrong and what to
+do. Paths are resolved against the directory of config.toml; whether
 the files exist is checked by the stage that reads them (``check_iso`` here,
 the Cygwin mirror by ``cygwin.copy_payload``).
 
@@ -55,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+from revive.config.settings import Invalid, Setting, read, shown
 from revive.core.errors import UserError
 from revive.core.files import sha256_file, write_atomic
 
@@ -120,11 +95,6 @@ XP_LOCALES = {
     "zh-CN": ("0804", "00000804"),
 }
 
-_KEYS = ("kind", "iso", "iso_sha256", "image", "product_key", "admin_user",
-         "admin_password", "computer_name", "ui_language", "locale",
-         "timezone", "firmware",
-         "answer_format", "windows_version", "arch", "cygwin_mirror",
-         "packages", "ssh", "openssh_msi", "rtc")
 _SSH_PACKAGES = ("openssh", "cygrunsrv")
 
 
@@ -173,7 +143,7 @@ class WindowsSettings:
     def slice(self) -> dict:
         """Plain data for ``config_changed``: everything but the ISO path
         (its hash stands for it)."""
-        data = {k: getattr(self, k) for k in _KEYS if k not in ("kind", "iso")}
+        data = {r.name: getattr(self, r.name) for r in KEYS if r.name != "iso"}
         return json.loads(json.dumps(data, default=str))
 
 
@@ -181,134 +151,214 @@ def _fail(key: str, problem: str, todo: str) -> UserError:
     return UserError(f"config.toml: [guest] {key}: {problem}; {todo}")
 
 
-def _choice(table: dict, key: str, choices, default):
-    value = table.get(key, default)
-    if value not in choices:
-        raise _fail(key, f"{value!r} is not one of {', '.join(choices)}",
-                    f"set {key} to one of them")
+# Each key's parser takes the value as written and the values read before it
+# (the rows are in that order), and raises Invalid("problem; what to do").
+
+def _missing(todo: str):
+    """The default of a required key: refused, saying what to set."""
+    @shown("required")
+    def default(seen):
+        raise Invalid(f"missing; {todo}")
+    return default
+
+
+def _choice(key: str, *choices: str):
+    def parse(value, seen):
+        if value not in choices:
+            raise Invalid(f"{value!r} is not one of {', '.join(choices)}; "
+                          f"set {key} to one of them")
+        return value
+    return parse
+
+
+def _text(pattern: str, todo: str):
+    def parse(value, seen):
+        if not isinstance(value, str) or not re.fullmatch(pattern, value):
+            raise Invalid(f"{value!r} is not valid; {todo}")
+        return value
+    return parse
+
+
+def _path(key: str):
+    def parse(value, seen):
+        if not isinstance(value, str) or not value:
+            raise Invalid(f"{value!r} is not a path; set {key} to a file path")
+        return (Path(seen["root"]) / os.path.expanduser(value)).resolve()
+    return parse
+
+
+def _version(value, seen) -> str:
+    version = str(value).lower() if isinstance(value, (str, int)) else value
+    if version not in VERSIONS:
+        raise Invalid(f"{value!r} is missing or unknown; set it to one of "
+                      f"{', '.join(VERSIONS)}")
+    return version
+
+
+@shown("required")
+def _missing_version(seen):
+    return _version(None, seen)
+
+
+@shown("by version")
+def _expected_format(seen) -> str:
+    return "winnt" if VERSIONS[seen["windows_version"]] == "nt5" else "autounattend"
+
+
+def _answer_format(value, seen) -> str:
+    _choice("answer_format", "autounattend", "winnt")(value, seen)
+    if value != _expected_format(seen):
+        raise Invalid(f"Windows {seen['windows_version']} does not read {value}; "
+                      f"use {_expected_format(seen)!r} or leave it out")
     return value
 
 
-def _text(table: dict, key: str, default, pattern: str, todo: str):
-    value = table.get(key, default)
-    if value is None:
+def _sha256(value, seen) -> str:
+    return _text(r"[0-9A-Fa-f]{64}", "set it to the output of sha256sum on the ISO")(
+        value, seen).lower()
+
+
+@shown("required (not XP/2003)")
+def _image_default(seen):
+    if seen["answer_format"] != "winnt":
+        _missing("set it to the index or name of the edition in sources/install.wim "
+                 "(wiminfo lists them)")(seen)
+
+
+def _image(value, seen):
+    if seen["answer_format"] == "winnt":
         return None
-    if not isinstance(value, str) or not re.fullmatch(pattern, value):
-        raise _fail(key, f"{value!r} is not valid", todo)
-    return value
-
-
-def _path(table: dict, key: str, base_dir: Path) -> Optional[Path]:
-    value = table.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise _fail(key, f"{value!r} is not a path", f"set {key} to a file path")
-    return (Path(base_dir) / os.path.expanduser(value)).resolve()
-
-
-def _version(table: dict) -> str:
-    value = table.get("windows_version")
-    value = str(value).lower() if isinstance(value, (str, int)) else value
-    if value not in VERSIONS:
-        raise _fail("windows_version", f"{table.get('windows_version')!r} is "
-                    "missing or unknown",
-                    f"set it to one of {', '.join(VERSIONS)}")
-    return value
-
-
-def _image(table: dict, answer_format: str):
-    value = table.get("image")
-    if answer_format == "winnt":
-        return None
-    if isinstance(value, bool) or value is None:
-        raise _fail("image", "missing", "set it to the index or name of the "
-                    "edition in sources/install.wim (wiminfo lists them)")
-    if isinstance(value, int) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
     if isinstance(value, str) and value.strip() and "\n" not in value:
         return value
-    raise _fail("image", f"{value!r} is neither an index >= 1 nor a name",
-                "set it as wiminfo shows the edition")
+    raise Invalid(f"{value!r} is neither an index >= 1 nor a name; "
+                  "set it as wiminfo shows the edition")
 
 
-def _product_key(table: dict, answer_format: str, version: str,
-                 image) -> Optional[str]:
-    if table.get("product_key") == "" and answer_format != "winnt":
+@shown("by edition")
+def _product_key_default(seen):
+    if seen["answer_format"] == "winnt":
+        _missing("XP and Server 2003 setup stops at the key page without one; "
+                 "set your key")(seen)
+    return product_keys.default_key(seen["windows_version"], seen["image"])
+
+
+def _product_key(value, seen) -> Optional[str]:
+    if value == "" and seen["answer_format"] != "winnt":
         return None         # explicitly none: evaluation images want no key
-    key = _text(table, "product_key", None,
-                r"[A-Za-z0-9]{5}(-[A-Za-z0-9]{5}){4}",
-                "write it as XXXXX-XXXXX-XXXXX-XXXXX-XXXXX")
-    if key is None and answer_format == "winnt":
-        raise _fail("product_key", "missing", "XP and Server 2003 setup stops "
-                    "at the key page without one; set your key")
-    if key is None:
-        return product_keys.default_key(version, image)
-    return key.upper()
+    return _text(r"[A-Za-z0-9]{5}(-[A-Za-z0-9]{5}){4}",
+                 "write it as XXXXX-XXXXX-XXXXX-XXXXX-XXXXX")(value, seen).upper()
 
 
-def _admin_user(table: dict, answer_format: str) -> str:
-    default = "Administrator" if answer_format == "winnt" else "revive"
-    user = _text(table, "admin_user", default, r"[^\"/\\\[\]:;|=,+*?<>@\s]{1,20}",
-                 "use up to 20 letters, digits, '.', '-' or '_'")
-    if answer_format == "autounattend" and user.lower() == "administrator":
-        raise _fail("admin_user", "the built-in Administrator cannot be "
-                    "created as a new account", "choose another name")
+def _admin_user(value, seen) -> str:
+    user = _text(r"[^\"/\\\[\]:;|=,+*?<>@\s]{1,20}",
+                 "use up to 20 letters, digits, '.', '-' or '_'")(value, seen)
+    if seen["answer_format"] == "autounattend" and user.lower() == "administrator":
+        raise Invalid("the built-in Administrator cannot be created as a new account; "
+                      "choose another name")
     return user
 
 
-def _admin_password(table: dict, answer_format: str) -> str:
-    password = table.get("admin_password", DEFAULT_PASSWORD)
+def _admin_password(password, seen) -> str:
     if not isinstance(password, str) or not 1 <= len(password) <= 127 \
             or any(ord(c) < 32 or ord(c) == 127 for c in password):
-        raise _fail("admin_password", "must be 1 to 127 printable characters",
-                    "choose another password")
+        raise Invalid("must be 1 to 127 printable characters; choose another password")
     # winnt.sif has no escape for '"', and '%' starts an INF string token.
-    if answer_format == "winnt" and (not password.isascii() or '"' in password
-                                     or "%" in password):
-        raise _fail("admin_password", "winnt.sif cannot hold '\"', '%' or "
-                    "non-ASCII characters", "choose another password")
+    if seen["answer_format"] == "winnt" and (not password.isascii() or '"' in password
+                                             or "%" in password):
+        raise Invalid("winnt.sif cannot hold '\"', '%' or non-ASCII characters; "
+                      "choose another password")
     return password
 
 
-def _regional(table: dict, answer_format: str) -> "tuple[str, str, str]":
-    locale = _text(table, "locale", "en-US", r"[a-z]{2,3}(-[A-Za-z]{4})?-[A-Z]{2}",
-                   "write it like en-US")
-    ui_language = _text(table, "ui_language", "en-US",
-                        r"[a-z]{2,3}(-[A-Za-z]{4})?-[A-Z]{2}",
-                        "write it like en-US: the language of your ISO")
-    zone = _text(table, "timezone", "UTC", r"[A-Za-z0-9 .()+_-]{1,64}",
-                 "use a Windows time zone name such as UTC or "
-                 "W. Europe Standard Time (tzutil /l lists them)")
-    if answer_format == "winnt":
-        if locale not in XP_LOCALES:
-            raise _fail("locale", f"{locale!r} has no XP locale id here",
-                        f"use one of {', '.join(XP_LOCALES)}")
-        if zone not in XP_TIME_ZONES:
-            raise _fail("timezone", f"{zone!r} has no XP time zone index here",
-                        "use one of " + ", ".join(sorted(XP_TIME_ZONES)))
-    return ui_language, locale, zone
+_LANGUAGE = r"[a-z]{2,3}(-[A-Za-z]{4})?-[A-Z]{2}"
 
 
-def _packages(table: dict, ssh: str) -> tuple:
-    default = list(_SSH_PACKAGES) if ssh == "cygwin" else []
-    value = table.get("packages", default)
+def _locale(value, seen) -> str:
+    locale = _text(_LANGUAGE, "write it like en-US")(value, seen)
+    if seen["answer_format"] == "winnt" and locale not in XP_LOCALES:
+        raise Invalid(f"{locale!r} has no XP locale id here; use one of {', '.join(XP_LOCALES)}")
+    return locale
+
+
+def _timezone(value, seen) -> str:
+    zone = _text(r"[A-Za-z0-9 .()+_-]{1,64}", "use a Windows time zone name such as UTC or "
+                 "W. Europe Standard Time (tzutil /l lists them)")(value, seen)
+    if seen["answer_format"] == "winnt" and zone not in XP_TIME_ZONES:
+        raise Invalid(f"{zone!r} has no XP time zone index here; use one of "
+                      + ", ".join(sorted(XP_TIME_ZONES)))
+    return zone
+
+
+def _packages(value, seen) -> tuple:
     name = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
     if not isinstance(value, list) or not all(
             isinstance(p, str) and name.fullmatch(p) for p in value):
-        raise _fail("packages", f"{value!r} is not a list of Cygwin package "
-                    "names", 'write it like ["openssh", "make"]')
+        raise Invalid(f"{value!r} is not a list of Cygwin package names; "
+                      'write it like ["openssh", "make"]')
     return tuple(dict.fromkeys(value))
 
 
-def _answer_format(table: dict, version: str) -> str:
-    expected = "winnt" if VERSIONS[version] == "nt5" else "autounattend"
-    answer_format = _choice(table, "answer_format", ("autounattend", "winnt"),
-                            expected)
-    if answer_format != expected:
-        raise _fail("answer_format", f"Windows {version} does not read "
-                    f"{answer_format}", f"use {expected!r} or leave it out")
-    return answer_format
+# The user's ISO is the install stage's input alone: the media and the
+# machine are the same whichever ISO file is used. The rest shapes the
+# payload, the answer file, the install and the installed machine.
+_ISO = ("install",)
+_ALL = ("payload", "floppy", "install", "snapshot")
+
+KEYS = (
+    Setting("guest.windows_version", _version, "xp 2003 vista 2008 7 2008r2 8 8.1 2012 "
+            "2012r2 10 2016 2019 2022 11 2025", _missing_version,
+            stages=_ALL),
+    Setting("guest.answer_format", _answer_format, "autounattend (Vista and later) or "
+            "winnt (XP/2003), chosen by the version", _expected_format, stages=_ALL),
+    Setting("guest.iso", _path("iso"), "your Windows install ISO (relative to config.toml)",
+            _missing("point it at your Windows install ISO"), stages=_ISO),
+    Setting("guest.iso_sha256", _sha256, "the ISO's sha256sum",
+            _missing("set it to the output of sha256sum on the ISO"), stages=_ISO),
+    Setting("guest.ssh", _choice("ssh", "cygwin", "openssh"), "cygwin (sshd as a service) "
+            "or openssh (Win32-OpenSSH, 7 and later; needs openssh_msi)", "cygwin",
+            stages=_ALL),
+    Setting("guest.ui_language", _text(_LANGUAGE, "write it like en-US: the language of "
+                                       "your ISO"),
+            "Setup's and Windows' display language: one the ISO has", "en-US", stages=_ALL),
+    Setting("guest.locale", _locale, "user and system locale, keyboard", "en-US",
+            stages=_ALL),
+    Setting("guest.timezone", _timezone, "a Windows time zone name (tzutil /l)", "UTC",
+            stages=_ALL),
+    Setting("guest.image", _image, "the edition in install.wim: index or name (wiminfo "
+            "lists them; not for XP/2003)", _image_default, stages=_ALL),
+    Setting("guest.product_key", _product_key, "default: Microsoft's generic key of the "
+            "named edition, else none (\"\": none); required for XP/2003",
+            _product_key_default, stages=_ALL),
+    Setting("guest.admin_user", _admin_user, "the administrator builds run as "
+            "(\"Administrator\" on XP/2003)",
+            shown('`"revive"` (`"Administrator"`: XP/2003)')(
+                lambda seen: "Administrator" if seen["answer_format"] == "winnt" else "revive"),
+            stages=_ALL),
+    Setting("guest.admin_password", _admin_password, "a fixed, documented default (the "
+            "guest has no route out); it passes Server's complexity rule", DEFAULT_PASSWORD, stages=_ALL),
+    Setting("guest.computer_name", _text(r"(?![0-9]+$)[A-Za-z0-9-]{1,15}", "use 1-15 "
+                                         "letters, digits or '-', not only digits"),
+            "never the account's name", DEFAULT_COMPUTER_NAME, stages=_ALL),
+    Setting("guest.firmware", _choice("firmware", "bios", "uefi"), "bios or uefi (OVMF)",
+            "bios", stages=_ALL),
+    Setting("guest.arch", _choice("arch", "x86_64", "x86"), "x86_64 (x86 for XP/2003)",
+            shown('`"x86_64"` (`"x86"`: XP/2003)')(
+                lambda seen: "x86" if VERSIONS[seen["windows_version"]] == "nt5" else "x86_64"),
+            stages=_ALL),
+    Setting("guest.cygwin_mirror", _path("cygwin_mirror"), "folder of Cygwin packages "
+            "(revive/guests/windows/cygwin.py)", stages=_ALL),
+    Setting("guest.packages", _packages, "more Cygwin packages; what sshd needs is added "
+            "with ssh = \"cygwin\"",
+            shown('`["openssh", "cygrunsrv"]` (`[]`: openssh)')(
+                lambda seen: list(_SSH_PACKAGES) if seen["ssh"] == "cygwin" else []),
+            stages=_ALL),
+    Setting("guest.openssh_msi", _path("openssh_msi"), "the OpenSSH-Win64 MSI, with "
+            "ssh = \"openssh\"", stages=_ALL),
+    Setting("guest.rtc", _choice("rtc", "utc", "localtime"), "how Windows reads the RTC: "
+            "utc or localtime", "localtime", stages=_ALL),
+)
 
 
 def password_complexity_problem(password: str, user: str,
@@ -364,45 +414,13 @@ def _check_combination(s: WindowsSettings) -> None:
 
 
 def from_table(table: dict, base_dir: Path) -> WindowsSettings:
-    """Validate the ``[guest]`` table of a Windows guest."""
-    unknown = sorted(set(table) - set(_KEYS))
-    if unknown:
-        raise _fail(unknown[0], "unknown key", "known keys are " + ", ".join(_KEYS))
+    """Validate the ``[guest]`` table of a Windows guest, row by row."""
     if table.get("kind", "windows") != "windows":
         raise _fail("kind", f"{table['kind']!r} is not 'windows'",
                     "this table is read by the Windows guest")
-    version = _version(table)
-    answer_format = _answer_format(table, version)
-    iso = _path(table, "iso", base_dir)
-    if iso is None:
-        raise _fail("iso", "missing", "point it at your Windows install ISO")
-    sha = _text(table, "iso_sha256", None, r"[0-9A-Fa-f]{64}",
-                "set it to the output of sha256sum on the ISO")
-    if sha is None:
-        raise _fail("iso_sha256", "missing", "set it to the output of "
-                    "sha256sum on the ISO")
-    ssh = _choice(table, "ssh", ("cygwin", "openssh"), "cygwin")
-    ui_language, locale, zone = _regional(table, answer_format)
-    image = _image(table, answer_format)
-    settings = WindowsSettings(
-        iso=iso, iso_sha256=sha.lower(), windows_version=version,
-        image=image,
-        product_key=_product_key(table, answer_format, version, image),
-        admin_user=_admin_user(table, answer_format),
-        admin_password=_admin_password(table, answer_format),
-        computer_name=_text(table, "computer_name", DEFAULT_COMPUTER_NAME,
-                            r"(?![0-9]+$)[A-Za-z0-9-]{1,15}",
-                            "use 1-15 letters, digits or '-', not only digits"),
-        ui_language=ui_language, locale=locale, timezone=zone,
-        firmware=_choice(table, "firmware", ("bios", "uefi"), "bios"),
-        answer_format=answer_format,
-        arch=_choice(table, "arch", ("x86_64", "x86"),
-                     "x86" if VERSIONS[version] == "nt5" else "x86_64"),
-        cygwin_mirror=_path(table, "cygwin_mirror", base_dir),
-        packages=_packages(table, ssh), ssh=ssh,
-        openssh_msi=_path(table, "openssh_msi", base_dir),
-        rtc=_choice(table, "rtc", ("utc", "localtime"), "localtime"),
-    )
+    values = read(KEYS, table, "config.toml", "guest", allowed=("kind",),
+                  start={"root": base_dir})
+    settings = WindowsSettings(**values)
     _check_combination(settings)
     return settings
 
