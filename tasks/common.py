@@ -137,6 +137,9 @@ class config_slice:
     __repr__ = __str__
 
 
+DIGEST = "\0digest"        # the folder's digest in its record (no file has this name)
+
+
 class shared_folder:
     """doit uptodate check on a build's shared folder: the folder's digest
     (``revive.core.tree``) in doit's database, every file's stamp and sha256
@@ -152,26 +155,30 @@ class shared_folder:
         task.value_savers.append(self._save)
 
     def _save(self) -> dict:
-        tree.write_record(self.record, self.files)
-        return {f"_tree_{self.key}": tree.digest(self.files)}
+        digest = tree.digest(self.files)
+        tree.write_record(self.record, {**self.files, DIGEST: digest})
+        return {f"_tree_{self.key}": digest}
 
     def __call__(self, task, values) -> bool:
         before = tree.read_record(self.record)
+        known = before.pop(DIGEST, None)
         self.files = tree.scan(self.folder, before)
         recorded = values.get(f"_tree_{self.key}")
+        same = tree.unchanged(before, self.files)
+        now = known if same and known else tree.digest(self.files)
         if recorded is None:
             self.changes = ["no successful run recorded"]
-        elif recorded == tree.digest(self.files):
+        elif recorded == now:
             self.changes = []
-            if self.files != before:
+            if not same:
                 # Same content, new stamps (a touch, a checkout): remembered,
                 # so that the next no-op does not read these files again.
-                tree.write_record(self.record, self.files)
+                tree.write_record(self.record, {**self.files, DIGEST: now})
         else:
             # The record is what the last successful build read, unless a
             # failed build's check got there first; the digest decides.
-            self.changes = [f"{self.folder}/{change}"
-                            for change in tree.differences(before, self.files)] or [
+            named = tree.differences(before, self.files) if before else []
+            self.changes = [f"{self.folder}/{change}" for change in named] or [
                 "its content differs from the last successful build's"]
         return not self.changes
 

@@ -10,7 +10,7 @@ from the record are read.
 """
 
 import hashlib
-import json
+import marshal
 import os
 import stat
 from pathlib import Path
@@ -31,29 +31,41 @@ def scan(folder: Path, before: "dict[str, list]") -> "dict[str, list]":
     found: "dict[str, list]" = {}
     if not folder.is_dir():
         return found
-    pending = [(folder, "")]
+    pending = [(str(folder), "")]
+    get = before.get
     while pending:
         path, rel = pending.pop()
         with os.scandir(path) as entries:
             for entry in entries:
-                name = f"{rel}{entry.name}"
-                st = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    pending.append((Path(entry.path), name + "/"))
+                name = rel + entry.name
+                # d_type: no system call for a folder; one lstat for a file.
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, name + "/"))
                     continue
-                stamp = _stamp(st)
-                old = before.get(name)
-                if stat.S_ISLNK(st.st_mode):
+                st = entry.stat(follow_symlinks=False)
+                old = get(name)
+                mode = st.st_mode
+                if (old is not None and old[0] == "file" and old[3] == st.st_size
+                        and old[4] == st.st_mtime_ns and old[5] == st.st_ino
+                        and old[6] == st.st_ctime_ns and old[1] == stat.S_IMODE(mode)
+                        and stat.S_ISREG(mode)):
+                    found[name] = old      # the common case: nothing to do
+                    continue
+                if stat.S_ISLNK(mode):
                     kind = "link"
                     digest = hashlib.sha256(os.fsencode(os.readlink(entry.path))).hexdigest()
-                elif not stat.S_ISREG(st.st_mode):
+                elif not stat.S_ISREG(mode):
                     continue            # sockets, fifos: nothing a build reads
-                elif old and old[0] == "file" and old[3:] == stamp:
-                    kind, digest = "file", old[2]
                 else:
                     kind, digest = "file", sha256_file(Path(entry.path))
-                found[name] = [kind, stat.S_IMODE(st.st_mode), digest, *stamp]
+                found[name] = [kind, stat.S_IMODE(mode), digest, *_stamp(st)]
     return found
+
+
+def unchanged(before: "dict[str, list]", now: "dict[str, list]") -> bool:
+    """Whether ``scan`` found every file as recorded (it then reuses the
+    record's entries), so that the recorded digest still holds."""
+    return len(before) == len(now) and all(now.get(k) is v for k, v in before.items())
 
 
 def digest(files: "dict[str, list]") -> str:
@@ -80,13 +92,18 @@ def differences(before: "dict[str, list]", now: "dict[str, list]") -> "list[str]
 
 
 def read_record(record: Path) -> "dict[str, list]":
+    """The record written by ``write_record``; {} when it is missing or
+    unreadable (another Python's marshal format included): every file is
+    then hashed again, nothing worse."""
     try:
-        data = json.loads(Path(record).read_text())
-    except (OSError, ValueError):
+        data = marshal.loads(Path(record).read_bytes())
+    except (OSError, ValueError, EOFError, TypeError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
 def write_record(record: Path, files: "dict[str, list]") -> None:
+    # marshal, not JSON: 50,000 entries load in a quarter of the time, and
+    # unlike pickle it runs no code.
     Path(record).parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(Path(record), json.dumps(files, separators=(",", ":")))
+    write_atomic(Path(record), marshal.dumps(files))

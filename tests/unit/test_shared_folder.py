@@ -85,3 +85,18 @@ def test_links_are_hashed_by_target_not_followed(tmp_path):
     (folder / "link").symlink_to("/etc/hostname")
     check, fresh, _ = checked(folder, record, values)
     assert not fresh and check.changes == [f"{folder}/link changed"]
+
+
+def test_a_damaged_record_means_hashing_again_not_a_wrong_answer(tmp_path):
+    folder, record = tmp_path / "src", tmp_path / "r.json"
+    folder.mkdir()
+    (folder / "a").write_text("a")
+    check, _, task = checked(folder, record, {})
+    values = succeed(check, task)
+    record.write_bytes(b"\x00garbage")
+    check, fresh, _ = checked(folder, record, values)
+    assert fresh
+    (folder / "a").write_text("b")
+    record.write_bytes(b"")
+    check, fresh, _ = checked(folder, record, values)
+    assert not fresh and "content differs" in str(check)
