@@ -21,7 +21,8 @@ after), so the channel's work during the command is what differs.
 """
 
 import json
-import shlex
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -56,10 +57,9 @@ print(json.dumps(res))
 
 
 def guest_seconds(text: str, what: str = "") -> float:
-    for line in text.splitlines():
-        if line.startswith("GUEST "):
-            a, b = line.split()[1:3]
-            return float(b) - float(a)
+    found = re.search(r"GUEST ([0-9.]+) ([0-9.]+)", text)
+    if found:
+        return float(found.group(2)) - float(found.group(1))
     raise SystemExit(f"{what}: no GUEST line in the command's output: {text[-1000:]!r}")
 
 
@@ -93,12 +93,21 @@ def build_with(tree: Path, artifacts: Path, name: str, command: str, src: Path,
     return result
 
 
+def with_sources(work: Path) -> Path:
+    """A fresh ``work``: the bench's copies share it as every folder, so it
+    holds examples/hello's files."""
+    from revive_vs_boot import fresh
+    fresh(work)
+    for item in (REPO / "examples" / "hello").iterdir():
+        shutil.copy(item, work / item.name)
+    return work
+
+
 def over_ssh(paths, meta, cfg, work: Path, command: str) -> float:
     from revive import guests
     from revive.machine.revive import guest_shares
-    from revive_vs_boot import fresh, revive
-    fresh(work)
-    (work / "src").mkdir()
+    from revive_vs_boot import revive
+    with_sources(work)
     machine, session = revive(paths, meta, name="bench-ssh", work=work,
                               timeout=cfg.timeouts.revive, channel="ssh")
     try:
@@ -121,8 +130,8 @@ def unwatched(paths, meta, cfg, work: Path, command: str) -> float:
     from revive.core.dirwatch import DirWatch
     from revive.machine.revive import guest_shares
     from revive.remote import agent
-    from revive_vs_boot import fresh, revive
-    fresh(work)
+    from revive_vs_boot import revive
+    with_sources(work)
     machine, session = revive(paths, meta, name="bench-unwatched", work=work,
                               timeout=cfg.timeouts.revive, channel="agent")
     try:
