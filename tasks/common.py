@@ -148,32 +148,48 @@ class shared_folder:
 
     def __init__(self, key: str, folder: Path, record: Path):
         self.key, self.folder, self.record = key, Path(folder), Path(record)
-        self.files: "dict[str, list]" = {}
+        self.files: "dict[str, list] | None" = {}
+        self.listing: "str | None" = None
         self.changes: "list[str]" = []
 
     def configure_task(self, task) -> None:
         task.value_savers.append(self._save)
 
     def _save(self) -> dict:
+        if self.files is None:              # the fast path found it unchanged
+            self.files = tree.read_record(self.record)
+            self.files.pop(DIGEST, None)
         digest = tree.digest(self.files)
-        tree.write_record(self.record, {**self.files, DIGEST: digest})
+        self._remember(digest)
         return {f"_tree_{self.key}": digest}
 
+    def _remember(self, digest: str) -> None:
+        tree.write_record(self.record, {**self.files, DIGEST: digest})
+        tree.write_summary(self.record, {"digest": digest, "listing": self.listing})
+
     def __call__(self, task, values) -> bool:
+        recorded = values.get(f"_tree_{self.key}")
+        # Fast path: no stamp changed since the record (GNU find, one pass).
+        self.listing = tree.listing(self.folder)
+        summary = tree.read_summary(self.record)
+        if (recorded is not None and self.listing is not None
+                and summary.get("listing") == self.listing
+                and summary.get("digest") == recorded):
+            self.files, self.changes = None, []
+            return True
         before = tree.read_record(self.record)
         known = before.pop(DIGEST, None)
         self.files = tree.scan(self.folder, before)
-        recorded = values.get(f"_tree_{self.key}")
         same = tree.unchanged(before, self.files)
         now = known if same and known else tree.digest(self.files)
         if recorded is None:
             self.changes = ["no successful run recorded"]
         elif recorded == now:
             self.changes = []
-            if not same:
+            if not same or summary.get("listing") != self.listing:
                 # Same content, new stamps (a touch, a checkout): remembered,
                 # so that the next no-op does not read these files again.
-                tree.write_record(self.record, {**self.files, DIGEST: now})
+                self._remember(now)
         else:
             # The record is what the last successful build read, unless a
             # failed build's check got there first; the digest decides.

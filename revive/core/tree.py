@@ -13,6 +13,7 @@ import hashlib
 import marshal
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 from .files import sha256_file, write_atomic
@@ -62,6 +63,24 @@ def scan(folder: Path, before: "dict[str, list]") -> "dict[str, list]":
     return found
 
 
+def listing(folder: Path) -> "str | None":
+    """A sha256 of every entry's name, type, mode, size, mtime, inode, ctime
+    and link target, from GNU find (0.15 s of CPU for 50,000 files where
+    the same stamps through Python's scandir take 0.4 s); None without GNU
+    find. Equal listings mean no file's stamp changed, so the recorded
+    digest stands. Take it *before* ``scan``: a change between the two then
+    makes the next listing differ."""
+    try:
+        proc = subprocess.run(["find", str(folder), "-printf",
+                               "%P\\0%y%m %s %T@ %i %C@ %l\\0"],
+                              capture_output=True, timeout=600, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return hashlib.sha256(proc.stdout).hexdigest()
+
+
 def unchanged(before: "dict[str, list]", now: "dict[str, list]") -> bool:
     """Whether ``scan`` found every file as recorded (it then reuses the
     record's entries), so that the recorded digest still holds."""
@@ -89,6 +108,23 @@ def differences(before: "dict[str, list]", now: "dict[str, list]") -> "list[str]
         elif before[name][:3] != now[name][:3]:
             changes.append(f"{name} changed")
     return changes
+
+
+def read_summary(record: Path) -> dict:
+    """The small file beside a record: its digest and listing."""
+    try:
+        data = marshal.loads(summary_path(record).read_bytes())
+    except (OSError, ValueError, EOFError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_summary(record: Path, summary: dict) -> None:
+    write_atomic(summary_path(record), marshal.dumps(summary))
+
+
+def summary_path(record: Path) -> Path:
+    return Path(record).with_name(Path(record).name + ".sum")
 
 
 def read_record(record: Path) -> "dict[str, list]":

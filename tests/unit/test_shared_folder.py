@@ -100,3 +100,25 @@ def test_a_damaged_record_means_hashing_again_not_a_wrong_answer(tmp_path):
     record.write_bytes(b"")
     check, fresh, _ = checked(folder, record, values)
     assert not fresh and "content differs" in str(check)
+
+
+def test_a_no_op_takes_the_listing_and_reads_no_record(tmp_path, monkeypatch):
+    folder, record = tmp_path / "src", tmp_path / "r.json"
+    folder.mkdir()
+    (folder / "a.c").write_text("int a;\n")
+    check, _, task = checked(folder, record, {})
+    values = succeed(check, task)
+    assert tree.listing(folder) is not None
+
+    def no_scan(*args):
+        raise AssertionError("scanned although nothing changed")
+    monkeypatch.setattr(tree, "scan", no_scan)
+    check, fresh, _ = checked(folder, record, values)
+    assert fresh
+    monkeypatch.undo()
+    # Rewritten with its size and mtime put back: the ctime still tells.
+    st = os.stat(folder / "a.c")
+    (folder / "a.c").write_text("int b;\n")
+    os.utime(folder / "a.c", ns=(st.st_atime_ns, st.st_mtime_ns))
+    check, fresh, _ = checked(folder, record, values)
+    assert not fresh and check.changes == [f"{folder}/a.c changed"]
