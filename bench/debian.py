@@ -27,7 +27,7 @@ from revive_vs_boot import cold_boot, doit, revived  # noqa: E402
 from tasks.common import Paths  # noqa: E402
 from revive.config import load  # noqa: E402
 from revive.guests.debian import from_table, rootfs  # noqa: E402
-from revive.machine import snapshot as snap  # noqa: E402
+from revive.qemu import saved  # noqa: E402
 
 STAGES = ["sources:hello", "keys", "payload", "iso", "floppy", "install", "snapshot"]
 
@@ -61,7 +61,7 @@ def main() -> None:
         paths = Paths(cfg)
         manifest = json.loads(paths.payload_manifest.read_text())
         mmdebstrap = json.loads((root / rootfs.INFO).read_text())["seconds"]
-        meta = snap.read_meta(paths.snapshot)
+        meta = saved.read_meta(paths.snapshot)
         base = json.loads(paths.base_meta.read_text())
         work = paths.work / "bench"
         cold = [cold_boot(paths, meta, cfg, work) for _ in range(args.runs)]

@@ -45,7 +45,10 @@ import json, sys
 tree, artifacts, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 sys.path.insert(0, tree)
 from pathlib import Path
-from revive.machine.revive import BuildRequest, run_build
+try:
+    from revive.machine.job import BuildRequest, run_build
+except ImportError:                      # before the machine object (c8f6203)
+    from revive.machine.revive import BuildRequest, run_build
 req = BuildRequest(name=spec["name"], command=spec["command"], env={}, outputs=(),
                    timeout=600, shares={k: Path(v) for k, v in spec["shares"].items()},
                    revive_timeout=60)
@@ -94,98 +97,74 @@ def build_with(tree: Path, artifacts: Path, name: str, command: str, src: Path,
 
 
 def with_sources(work: Path) -> Path:
-    """A fresh ``work``: the bench's copies share it as every folder, so it
-    holds examples/hello's files."""
+    """A fresh ``work``; the bench's copies share ``work/in/NAME`` for each
+    share, and src holds examples/hello's files."""
     from revive_vs_boot import fresh
     fresh(work)
+    src = work / "in" / "src"
+    src.mkdir(parents=True)
     for item in (REPO / "examples" / "hello").iterdir():
-        shutil.copy(item, work / item.name)
+        shutil.copy(item, src / item.name)
     return work
 
 
 def over_ssh(paths, meta, cfg, work: Path, command: str) -> float:
-    from revive import guests
-    from revive.machine.revive import guest_shares
     from revive_vs_boot import revive
     with_sources(work)
-    machine, session = revive(paths, meta, name="bench-ssh", work=work,
-                              timeout=cfg.timeouts.revive, channel="ssh")
-    try:
-        kind = guests.kind_from_meta(meta)
-        session.check(kind.after_revive(guest_shares(meta), time.time()), timeout=60)
+    with revive(paths, meta, name="bench-ssh", work=work, timeout=cfg.timeouts.revive,
+                channel="ssh") as machine:
+        machine.after_revive()
         out = []
-        result = session.run(command, timeout=600, sink=out.append)
+        result = machine.run(command, timeout=600, sink=out.append)
         assert result.exit_code == 0, result
         return guest_seconds(b"".join(out).decode(errors="replace") + result.output,
                              f"ssh {command!r}")
-    finally:
-        session.close()
-        machine.kill()
 
 
 def unwatched(paths, meta, cfg, work: Path, command: str) -> float:
     """The command in a revived copy that nothing asks while it runs: one
     guest-exec, then the host waits on its own side of the stream share."""
-    from revive import guests
     from revive.core.dirwatch import DirWatch
-    from revive.machine.revive import guest_shares
-    from revive.remote import agent
+    from revive.channel import agent
     from revive_vs_boot import revive
     with_sources(work)
-    machine, session = revive(paths, meta, name="bench-unwatched", work=work,
-                              timeout=cfg.timeouts.revive, channel="agent")
-    try:
-        kind = guests.kind_from_meta(meta)
-        session.check(kind.after_revive(guest_shares(meta), time.time()), timeout=60)
+    with revive(paths, meta, name="bench-unwatched", work=work, timeout=cfg.timeouts.revive,
+                channel="agent") as machine:
+        machine.after_revive()
         stream = work / "agent-stream"
         done = stream / "done"
         script = (f"{agent.mount_stream_command()} || exit 125; ( {command} ) "
                   f">{agent.STREAM_GUEST}/log 2>&1; mv {agent.STREAM_GUEST}/log "
                   f"{agent.STREAM_GUEST}/done")
         with DirWatch(stream) as watch:
-            session.agent.call("guest-exec", path="/bin/sh", arg=["-c", script])
+            machine.channel.agent.call("guest-exec", path="/bin/sh", arg=["-c", script])
             deadline = time.monotonic() + 600
             while not done.exists():
                 if machine.dead() or time.monotonic() > deadline:
                     raise SystemExit(f"unwatched command did not finish: {machine.dead()}")
                 watch.wait(0.5)
         return guest_seconds(done.read_text(errors="replace"), f"unwatched {command!r}")
-    finally:
-        session.close()
-        machine.kill()
 
 
 def floor(paths, meta, cfg, work: Path) -> "dict[str, float]":
     """QEMU start + state load, the agent's first answer, one first process."""
-    from revive_vs_boot import fresh, revive
-    from revive.machine.revive import Stopwatch, _agent_session
-    from revive.machine.qemu import launch_with_port
-    from revive.machine import snapshot as snap
-    from revive.core.proc import run
-    from revive.remote import agent
+    from revive_vs_boot import fresh
+    from revive.machine import Machine, Stopwatch
     fresh(work)
-    run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-         "-b", paths.snapshot / snap.DISK, work / "disk.qcow2"])
-    values = {"artifacts": paths.artifacts, "disk": work / "disk.qcow2",
-              "ram": paths.snapshot / snap.RAM, "ram-share": "off", "smb": work,
-              **{f"share.{n}": work for n in meta["shares"]}, **agent.argv_values(work)}
+    shares = {}
+    for share in meta["shares"]:
+        shares[share] = work / "in" / share
+        shares[share].mkdir(parents=True, exist_ok=True)
     watch = Stopwatch()
-    start = time.monotonic()
-    with watch.phase("revive"):
-        machine, _ = launch_with_port(
-            lambda p: snap.fill(meta["argv"] + ["-incoming", "defer", "-S"],
-                                {**values, "port": p}), name="bench-floor", logdir=paths.logs)
-    try:
-        session = _agent_session(machine, paths.snapshot, meta, work, cfg.timeouts.revive,
-                                 watch)
-        try:
-            first = time.monotonic()
-            session.check("true")
-            end = time.monotonic()
-        finally:
-            session.close()
-    finally:
-        machine.kill()
+    with Machine.revive(paths.snapshot, artifacts=paths.artifacts, name="bench-floor",
+                        shares=shares, key=paths.key, work=work, logs=paths.logs,
+                        timeout=cfg.timeouts.revive, watch=watch) as machine:
+        start = time.monotonic()
+        machine.launch()
+        machine.connect()
+        first = time.monotonic()
+        machine.check("true")
+        end = time.monotonic()
     return {"qemu start + state load": watch.phases["revive"],
             "agent answers": watch.phases["connect"], "first process": end - first,
             "floor": end - start}

@@ -33,38 +33,31 @@ from revive.config import load  # noqa: E402
 from revive.core.files import remove  # noqa: E402
 from revive.core.proc import run  # noqa: E402
 from revive.core.wait import wait_for  # noqa: E402
-from revive.machine import snapshot as snap  # noqa: E402
-from revive.machine import revive as revive_lib  # noqa: E402
-from revive.machine.qemu import launch_with_port  # noqa: E402
-from revive.machine.revive import Stopwatch  # noqa: E402
-from revive.remote import agent, ssh  # noqa: E402
+from revive.channel import agent, ssh  # noqa: E402
+from revive.machine import Machine  # noqa: E402
+from revive.qemu import launch_with_port, saved  # noqa: E402
 
 agent_values = agent.argv_values
 
 
-def revive(paths, meta, *, name: str, work: Path, timeout: float, channel: "str | None" = None):
+def revive(paths, meta, *, name: str, work: Path, timeout: float,
+           channel: "str | None" = None) -> Machine:
     """A copy of the snapshot up to its first answer over ``channel`` (the
-    snapshot's own by default), without mounting shares: (machine, session)."""
-    channel = channel or meta["channel"]["kind"]
-    run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-         "-b", paths.snapshot / snap.DISK, work / "disk.qcow2"])
-    values = {"artifacts": paths.artifacts, "disk": work / "disk.qcow2",
-              "ram": paths.snapshot / snap.RAM, "ram-share": "off", "smb": work,
-              **{f"share.{n}": work for n in meta["shares"]}, **agent_values(work)}
-    template = meta["argv"] + ["-incoming", "defer", "-S"]
-    machine, port = launch_with_port(lambda p: snap.fill(template, {**values, "port": p}),
-                                     name=name, logdir=paths.logs)
+    snapshot's own by default), without mounting shares; the caller closes it."""
+    shares = {}
+    for share in meta["shares"]:
+        shares[share] = work / "in" / share
+        shares[share].mkdir(parents=True, exist_ok=True)
+    machine = Machine.revive(paths.snapshot, artifacts=paths.artifacts, name=name,
+                             shares=shares, key=paths.key, work=work, logs=paths.logs,
+                             timeout=timeout, channel=channel)
     try:
-        if channel == "agent":
-            return machine, revive_lib._agent_session(machine, paths.snapshot, meta, work,
-                                                      timeout, Stopwatch())
-        snap.incoming(machine, paths.snapshot, meta["save_method"], timeout)
-        return machine, ssh.connect(port, user="root", key_file=paths.key,
-                                    host_key=meta["host_key"], timeout=timeout,
-                                    alive=machine.dead)
+        machine.launch()
+        machine.connect()
     except BaseException:
-        machine.kill()
+        machine.close()
         raise
+    return machine
 
 STAGES = ["keys", "payload", "iso", "floppy", "install", "snapshot", "build"]
 BUILDS = 8
@@ -110,7 +103,7 @@ def launch(paths, meta, work: Path, name: str, extra_args=(), disk=None, **value
             "ram": work / "ram", "ram-share": "on", "smb": work,
             **{f"share.{n}": work for n in meta["shares"]}, **agent_values(work), **values}
     template = meta["argv"] + list(extra_args)
-    return launch_with_port(lambda p: snap.fill(template, {**base, "port": p}),
+    return launch_with_port(lambda p: saved.fill(template, {**base, "port": p}),
                             name=name, logdir=paths.logs)
 
 
@@ -130,26 +123,19 @@ def revived(paths, meta, cfg, work, channel: str) -> float:
     """Revive → first command answered over ``channel`` (as a build does)."""
     fresh(work)
     start = time.monotonic()
-    machine, session = revive(paths, meta, name="bench-revive", work=work,
-                              timeout=cfg.timeouts.revive, channel=channel)
-    try:
-        session.check("true")
+    with revive(paths, meta, name="bench-revive", work=work,
+                timeout=cfg.timeouts.revive, channel=channel) as machine:
+        machine.check("true")
         return time.monotonic() - start
-    finally:
-        session.close()
-        machine.kill()
 
 
 @contextlib.contextmanager
 def a_running_copy(paths, meta, cfg, work):
     """A revived copy whose overlay stays in ``work`` for other tools to save."""
-    machine, session = revive(paths, meta, name="bench-source", work=work,
-                              timeout=cfg.timeouts.revive)
-    try:
-        session.close()
-        yield machine
-    finally:
-        machine.kill()
+    with revive(paths, meta, name="bench-source", work=work,
+                timeout=cfg.timeouts.revive) as machine:
+        machine.disconnect()
+        yield machine.qemu
 
 
 def prepare_loadvm(paths, meta, cfg, work: Path) -> Path:
@@ -213,33 +199,28 @@ def concurrent_pss(paths, meta, cfg, root: Path, copies: int) -> float:
     try:
         for i in range(copies):
             work = fresh(root / f"pss-{i}")
-            machine, session = revive(paths, meta, name=f"bench-pss-{i}", work=work,
-                                      timeout=cfg.timeouts.revive)
-            running.append((machine, session))
-            session.check("true")
+            machine = revive(paths, meta, name=f"bench-pss-{i}", work=work,
+                             timeout=cfg.timeouts.revive)
+            running.append(machine)
+            machine.check("true")
         time.sleep(1)
-        return sum(pss_kb(m.proc.pid) for m, _ in running) / 1024
+        return sum(pss_kb(m.qemu.proc.pid) for m in running) / 1024
     finally:
-        for machine, session in running:
-            session.close()
-            machine.kill()
+        for machine in running:
+            machine.close()
 
 
 def calibrate(paths, meta, cfg, work) -> int:
     """Loop iterations of the busybox shell that take about 5 s in the guest."""
     fresh(work)
-    machine, session = revive(paths, meta, name="bench-calibrate", work=work,
-                              timeout=cfg.timeouts.revive)
-    try:
+    with revive(paths, meta, name="bench-calibrate", work=work,
+                timeout=cfg.timeouts.revive) as machine:
         n = 20000
         # With a sink: the builds' own way (output streamed, the guest not
         # asked while the command runs), so the calibration runs as fast.
-        result = session.run(f"i=0; while [ $i -lt {n} ]; do i=$((i+1)); done", timeout=120,
+        result = machine.run(f"i=0; while [ $i -lt {n} ]; do i=$((i+1)); done", timeout=120,
                              sink=lambda chunk: None)
         return max(1000, int(n * 5 / result.seconds))
-    finally:
-        session.close()
-        machine.kill()
 
 
 def med(values) -> float:
@@ -291,7 +272,7 @@ def main() -> None:
         def ctx(project):
             cfg = load(project / "config.toml")
             paths = Paths(cfg)
-            return cfg, paths, snap.read_meta(paths.snapshot)
+            return cfg, paths, saved.read_meta(paths.snapshot)
         fcfg, fpaths, fmeta = ctx(file_project)
         zcfg, zpaths, zmeta = ctx(zstd_project)
         fwork, zwork = fpaths.work / "bench" / "w", zpaths.work / "bench" / "w"

@@ -49,7 +49,7 @@ def _timed(text: str) -> "tuple[float, int, int]":
 
 def in_guest(paths, meta, cfg, work: Path, tree: Path) -> "dict[str, float]":
     """Listing + reading the tree three ways in one revived copy."""
-    from revive.machine.revive import Stopwatch, revived
+    from revive.machine import revived
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     tarball = tree.parent / f"{tree.name}.tar"
@@ -60,11 +60,11 @@ def in_guest(paths, meta, cfg, work: Path, tree: Path) -> "dict[str, float]":
     share = next(n for n, s in meta["shares"].items() if s["mode"] == "ro")
     guest = meta["shares"][share]["guest"]
     found = {}
-    with revived(paths.artifacts, name="bench-trees", shares={share: share_dir},
-                 key=paths.key, work=work, logs=paths.logs,
-                 revive_timeout=cfg.timeouts.revive, watch=Stopwatch()) as copy:
+    with revived(paths.snapshot, artifacts=paths.artifacts, name="bench-trees",
+                 shares={share: share_dir}, key=paths.key, work=work, logs=paths.logs,
+                 timeout=cfg.timeouts.revive) as copy:
         def run(label, command):
-            result = copy.session.run(command, timeout=3600)
+            result = copy.run(command, timeout=3600)
             assert result.exit_code == 0, (label, result.output[-2000:])
             found[label] = _timed(result.output)
         run("9p as today", LIST_READ.format(dir=f"{guest}/{tree.name}"))

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import guests
+from . import qemu
 from .config import settings
 from .fetch import lock
-from .machine import qemu
 
 # Stages in pipeline order; each reads what the kind declares for it.
 STAGES = ("payload", "iso", "floppy", "install", "snapshot")

@@ -9,17 +9,10 @@ doc, its default. The tiny kind also gets the demo's sources (hello/), so
 import shutil
 from pathlib import Path
 
+from .config import reference
+from .config.reference import examples
 from .core.errors import UserError
 from .guests import KINDS
-
-
-
-def examples() -> Path:
-    """revive's examples: installed inside the package (pyproject maps them
-    to revive/examples); in a clone, examples/ beside revive/."""
-    here = Path(__file__).resolve().parent
-    installed = here / "examples"
-    return installed if installed.is_dir() else here.parent / "examples"
 
 
 def write(folder: Path, kind: str) -> "list[Path]":
@@ -28,7 +21,6 @@ def write(folder: Path, kind: str) -> "list[Path]":
     config = folder / "config.toml"
     if config.exists():
         raise UserError(f"revive init: {config} exists already; move it away to start anew")
-    from .config import reference
     text = reference.starter(kind, *reference.example(kind, demo="hello"))
     written = []
     if kind == "tiny":

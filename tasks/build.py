@@ -1,5 +1,5 @@
 """Stage 4, build: per [builds.NAME], revive a throwaway copy of the
-snapshot (``machine.revive``), run the command under its deadline, and
+snapshot (``revive.machine.job``), run the command under its deadline, and
 collect outputs, the combined log and the exit code into
 artifacts/builds/NAME/."""
 
@@ -12,12 +12,12 @@ from .common import (Paths, action, base_damage, say, settings, shared_folder, s
 from revive.core import interrupts
 from revive.core.errors import UserError
 from revive.core.files import atomic_path, remove
-from revive.machine import revive
+from revive.machine.job import BuildRequest, run_build, write_result
 
 
-def request_for(inputs) -> revive.BuildRequest:
+def request_for(inputs) -> BuildRequest:
     (key, build), = inputs.values.items()
-    return revive.BuildRequest(
+    return BuildRequest(
         name=build.name, command=build.command, env=dict(build.env),
         outputs=tuple(build.outputs), timeout=build.timeout, shares=dict(build.shares),
         revive_timeout=inputs.limits["timeouts.revive"],
@@ -30,7 +30,7 @@ def keep_wanted_by_env() -> bool:
 
 
 @action
-def run_build(inputs, paths: Paths) -> None:
+def make_build(inputs, paths: Paths) -> None:
     request = request_for(inputs)
     # With [cluster] the build runs on a Dask worker (revive/cluster/).
     if inputs.limits.get("cluster") is not None:
@@ -48,12 +48,12 @@ def run_build(inputs, paths: Paths) -> None:
         with atomic_path(target) as out:
             out.mkdir()
             try:
-                result = revive.run_build(paths.artifacts, request, key=paths.key, out=out,
-                                          work=work, logs=paths.logs)
+                result = run_build(paths.artifacts, request, key=paths.key, out=out,
+                                   work=work, logs=paths.logs)
             except BaseException as err:
                 _keep_partial_log(out / "log", paths.logs / f"build-{request.name}.log", err)
                 raise
-            revive.write_result(out, result)
+            write_result(out, result)
     finally:
         remove(work)
     remove(paths.logs / f"build-{request.name}.log")
@@ -139,7 +139,7 @@ def task_build():
     for build in cfg.builds.values():
         inputs = stage_inputs(cfg, f"builds.{build.name}")
         yield {"name": build.name,
-               "actions": [(run_build, [inputs, paths])],
+               "actions": [(make_build, [inputs, paths])],
                "file_dep": [paths.snapshot_meta, *input_files(paths, build)],
                "targets": [paths.builds / build.name / "result.json"],
                "uptodate": [uptodate(inputs), *folder_checks(paths, build)],

@@ -24,14 +24,33 @@ def _load(path: str, mtime_ns: int) -> config_mod.Config:
 
 
 def settings() -> config_mod.Config:
-    """The project's config; a mistake in it ends doit with one line."""
-    path = Path(os.environ.get("REVIVE_CONFIG", "config.toml")).resolve()
+    """The project's config, read once; a mistake in it ends doit with one
+    line. Reading it does nothing else: ``start`` takes the project."""
+    path = config_path()
     try:
-        cfg = _load(str(path), path.stat().st_mtime_ns if path.exists() else 0)
-        _lock_project(cfg.artifacts)
-        return cfg
+        return _load(str(path), path.stat().st_mtime_ns if path.exists() else 0)
     except UserError as err:
         _stop_loading(err)
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("REVIVE_CONFIG", "config.toml")).resolve()
+
+
+def start() -> None:
+    """Once per doit, where it starts (the clone's dodo.py, the ``revive``
+    command), before any task is loaded: take the project's lock for this
+    process's life (one doit per project: two would both write doit's state
+    file and the same targets), remove the debris killed runs left (holding
+    the lock, no other doit of this project runs), and from here on let
+    Ctrl-C and SIGTERM end a stage in one line (revive/core/interrupts.py)."""
+    artifacts = settings().artifacts
+    try:
+        _lock_project(artifacts)
+    except UserError as err:
+        _stop_loading(err)
+    sweep_stale(artifacts)
+    interrupts.install()
 
 
 def _stop_loading(err: UserError):
@@ -44,8 +63,7 @@ _locks: dict = {}
 
 
 def _lock_project(artifacts: Path) -> None:
-    """One doit per project at a time: two would both write doit's state
-    file and the same targets. Held until this process ends."""
+    """Held until this process ends."""
     if str(artifacts) in _locks:
         return
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -57,11 +75,6 @@ def _lock_project(artifacts: Path) -> None:
         raise UserError(f"another doit is running in this project ({artifacts}); "
                         "wait for it to finish") from None
     _locks[str(artifacts)] = fh
-    # Holding the lock, no other doit of this project runs: temporary names
-    # left by a killed one are debris. Ctrl-C and SIGTERM from here on end a
-    # stage in one line (revive/core/interrupts.py).
-    sweep_stale(artifacts)
-    interrupts.install()
 
 
 def stage_inputs(cfg: config_mod.Config, stage: str):

@@ -1,11 +1,14 @@
 """revive's doit tasks: what the clone's dodo.py and the ``revive`` command
-both run.
+both run. Importing this module and loading the tasks has no side effects;
+both entry points call ``start()`` once first (the project lock, the sweep
+of a killed run's debris, the signal handlers).
 
 Stages (docs/concepts.md): sources, keys, payload, iso, floppy → install →
 snapshot → build.
 """
 
 from .build import task_build  # noqa: F401
+from .common import start  # noqa: F401
 from .install import task_install  # noqa: F401
 from .media import task_floppy, task_iso, task_keys, task_payload  # noqa: F401
 from .shell import task_shell  # noqa: F401

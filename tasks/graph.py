@@ -1,6 +1,6 @@
-"""A picture of the task graph, made from the real one: loads dodo.py's
-tasks through doit's loader (as `doit list` does) and writes Graphviz DOT,
-then SVG with `dot`.
+"""A picture of the task graph, made from the real one: loads revive's
+tasks (tasks/dodo.py) through doit's loader (as `doit list` does) and
+writes Graphviz DOT, then SVG with `dot`.
 
     .venv/bin/python -m tasks.graph                # docs/graph.dot and docs/graph.svg
     .venv/bin/python -m tasks.graph --config examples/debian.toml --svg /tmp/g.svg
@@ -23,12 +23,13 @@ DOCS = REPO / "docs"
 
 
 def load_tasks(config: Path) -> list:
-    """dodo.py's tasks for ``config``, through doit's own loader."""
-    from doit.cmd_base import DodoTaskLoader
+    """revive's tasks for ``config``, through doit's own loader; loading
+    takes nothing (no lock: a doit may be running in the project)."""
+    from doit.cmd_base import ModuleTaskLoader
+    from . import dodo
     os.environ["REVIVE_CONFIG"] = str(Path(config).resolve())
-    loader = DodoTaskLoader()
-    loader.setup({"dodoFile": str(REPO / "dodo.py"), "cwdPath": None,
-                  "seek_file": False})
+    loader = ModuleTaskLoader(dodo)
+    loader.setup({})
     loader.load_doit_config()
     # As `doit list` loads them: no delayed task creation, nothing executed.
     return loader.load_tasks(cmd=SimpleNamespace(execute_tasks=False), pos_args=[])

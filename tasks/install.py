@@ -16,8 +16,9 @@ from revive.core.files import atomic_path, remember_sha256, sha256_file, write_a
 from revive.core.progress import StatusLine
 from revive.core.proc import run
 from revive.core.wait import wait_for
-from revive.machine import accel, qemu
-from revive.machine.qemu import Machine, tail
+from revive import qemu
+from revive.qemu import Qemu, accel, tail
+from revive.machine import expiry_text
 
 PROGRESS_EVERY = 15.0
 
@@ -37,7 +38,7 @@ def install(inputs, paths: Paths) -> None:
             log=log, what="qemu-img create")
         devices = kind.install_devices(inputs, paths, disk).with_(
             accel=accel_name, cpu=kind.cpu_model(accel_name))
-        with Machine(devices.render(), name="install", logdir=paths.logs) as vm:
+        with Qemu(devices.render(), name="install", logdir=paths.logs) as vm:
             vm.launch()
             report = _wait_installed(vm, kind, inputs.limits["timeouts.install"])
             # The guest powers itself off once it printed its report.
@@ -52,14 +53,18 @@ def install(inputs, paths: Paths) -> None:
         disk.chmod(0o444)
         meta = {"host_key": report["host_key"], "sha256": sha256_file(disk),
                 "qemu": qemu.version(), "accelerator": accel_name,
-                "seconds": round(time.monotonic() - start, 1)}
+                "seconds": round(time.monotonic() - start, 1),
+                **report.get("facts", {})}
         write_atomic(paths.base_meta, json.dumps(meta, indent=2) + "\n")
     # The rename changed the image's ctime: remember its stamp as it is now.
     remember_sha256(paths.base, meta["sha256"], base_record(paths))
     say(f"installed {paths.base} in {meta['seconds']} s")
+    if meta.get("expires"):
+        say(f"this is an evaluation: it expires on {expiry_text(meta['expires'])}; "
+            "builds on it are refused after that (reinstall then)")
 
 
-def _wait_installed(vm: Machine, kind, timeout: float) -> dict:
+def _wait_installed(vm: Qemu, kind, timeout: float) -> dict:
     """Wait for the guest's report on the serial console: done, or failed.
     Shows progress every PROGRESS_EVERY seconds rather than silence."""
     start = time.monotonic()

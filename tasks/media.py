@@ -10,7 +10,7 @@ from revive.core.files import atomic_path, remove, sha256_file
 from revive.core.space import writing
 from revive.formats.fat12 import write_floppy
 from revive.formats.iso import write_iso
-from revive.remote.ssh import generate_keypair
+from revive.channel.ssh import generate_keypair
 
 
 @action

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from .build import input_files
 from .common import Paths, action, say, settings
+from revive.channel import terminal
 from revive.core.files import remove
-from revive.machine import keep, revive
-from revive.machine import snapshot as snap
-from revive.remote import terminal
+from revive.machine import keep, revived
+from revive.qemu import saved
 
 KEPT_PARAM = {"name": "kept", "long": "kept", "type": str, "default": "",
               "help": "a kept state of a failed build to resume (a folder name "
@@ -39,8 +39,8 @@ def open_shell(request: dict, paths: Paths, kept: str = "") -> None:
     state = None
     name, shares, env = request["build"], dict(request["shares"]), request["env"]
     if kept:
-        state = keep.resolve(paths.artifacts, kept, snap.read_meta(paths.snapshot))
-        owner = snap.read_meta(state)["kept"]["build"]
+        state = keep.resolve(paths.artifacts, kept, saved.read_meta(paths.snapshot))
+        owner = saved.read_meta(state)["kept"]["build"]
         if name is None and owner in request["builds"]:
             name = owner
             shares, env = dict(request["builds"][owner]["shares"]), request["builds"][owner]["env"]
@@ -52,21 +52,20 @@ def open_shell(request: dict, paths: Paths, kept: str = "") -> None:
             # A share with no folder for this shell shows an empty one.
             shares.setdefault(share, work / "empty" / share)
             Path(shares[share]).mkdir(parents=True, exist_ok=True)
-        with revive.revived(paths.artifacts, name="shell", shares=shares, key=paths.key,
-                            work=work, logs=paths.logs,
-                            revive_timeout=request["revive_timeout"],
-                            watch=revive.Stopwatch(), state=state) as copy:
+        with revived(state or paths.snapshot, artifacts=paths.artifacts, name="shell",
+                     shares=shares, key=paths.key, work=work, logs=paths.logs,
+                     timeout=request["revive_timeout"]) as copy:
             user = copy.meta.get("user", "root")
             what = f"kept state {state.name}" if state else "a copy of the snapshot"
             say(f"shell as {user} in {what}"
                 + (f" with build {name}'s shares" if name else "")
                 + "; leave with exit: the copy is then thrown away")
             command = copy.kind.command_line(terminal.login_command(), env, user, copy.shares)
-            session = copy.ssh(request["revive_timeout"])
+            session = copy.ssh()
             try:
                 terminal.interactive(session.client.get_transport(), command)
             finally:
-                if session is not copy.session:
+                if session is not copy.channel:
                     session.close()
     finally:
         remove(work)

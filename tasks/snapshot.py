@@ -5,16 +5,15 @@ machine and save its memory and device state → artifacts/snapshot/."""
 import json
 
 from .common import Paths, action, base_damage, say, settings, stage_inputs, uptodate
+from revive import qemu
+from revive.channel import agent
 from revive.core.errors import UserError
 from revive.core.files import atomic_path, remove
 from revive.core.progress import StatusLine
 from revive.core.proc import run
 from revive.inputs import plain
-from revive.machine import accel, qemu
-from revive.machine import snapshot as snap
-from revive.machine.qemu import launch_with_port
-from revive.machine.revive import Stopwatch
-from revive.remote import agent, ssh
+from revive.machine import Login, Machine
+from revive.qemu import accel, saved
 
 
 def empty_share_dirs(shares, work) -> "dict[str, str]":
@@ -38,14 +37,12 @@ def take_snapshot(inputs, paths: Paths) -> None:
     accel_name, why = accel.choose(inputs["vm.accel"], lambda: kind.probe_kernel(paths),
                                    paths.accel_cache)
     say(f"accelerator: {accel_name} ({why})")
-    timeout = inputs.limits["timeouts.boot"]
-    watch = Stopwatch()
     work = paths.work / "snapshot"
     remove(work)
     work.mkdir(parents=True)
     features = qemu.features(paths.logs)
     machine_name = features[kind.machine_alias()]
-    method = snap.choose_method(inputs["vm.save"], features["capabilities"])
+    method = saved.choose_method(inputs["vm.save"], features["capabilities"])
     cpu = kind.cpu_model(accel_name)
     # The template keeps @tokens@ for what each revive fills in.
     devices = kind.installed_devices(inputs).with_(
@@ -53,39 +50,35 @@ def take_snapshot(inputs, paths: Paths) -> None:
         ram_file="@ram@" if method == "file" else None, ram_share="@ram-share@")
     template = devices.render()
     shares = list(inputs["shares"].values())
+    channel = inputs["vm.channel"]
     with atomic_path(paths.snapshot) as folder:
         folder.mkdir()
         run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-             "-b", "../base.qcow2", folder / snap.DISK],
+             "-b", "../base.qcow2", folder / saved.DISK],
             log=work / "qemu-img.log", what="qemu-img create")
-        values = {"artifacts": str(paths.artifacts), "disk": str(folder / snap.DISK),
-                  "ram": str(folder / snap.RAM), "ram-share": "on",
-                  **empty_share_dirs(shares, work), **kind.vm_values(paths.artifacts, work),
-                  **(agent.argv_values(work) if inputs["vm.channel"] == "agent" else {})}
-        machine, port = launch_with_port(
-            lambda port: snap.fill(template, {**values, "port": port}),
-            name="snapshot", logdir=paths.logs)
-        with machine, StatusLine("snapshot", console=machine.serial_log):
-            with watch.phase("boot_to_ssh"):
-                try:
-                    session = ssh.connect(port, user=kind.ssh_user(), key_file=paths.key,
-                                          host_key=base["host_key"], timeout=timeout,
-                                          alive=machine.dead, log=str(machine.qemu_log))
-                except UserError as err:
-                    raise machine.error_with_screen(err) from None
-            with session, watch.phase("prepare_shares"):
-                session.check(kind.prepare_shares(shares),
-                              timeout=120, what="preparing the shares in the guest")
-            # [vm] channel = "agent": the agent must answer before the save,
-            # and stays connected through it, so a revived guest never sees
-            # its host side close (qemu-ga then sleeps 0.5 s between reads).
-            guest_agent = _agent_ready(inputs, machine, work, watch, timeout)
-            try:
-                with watch.phase("save"):
-                    snap.save(machine, folder, method, timeout=timeout)
-            finally:
-                if guest_agent is not None:
-                    guest_agent.close()
+        values = {"artifacts": str(paths.artifacts), "disk": str(folder / saved.DISK),
+                  "ram": str(folder / saved.RAM), "ram-share": "on",
+                  **empty_share_dirs(shares, work), **kind.vm_values(paths.artifacts, work, shares),
+                  **(agent.argv_values(work) if channel == "agent" else {})}
+        machine = Machine.boot(kind, template, values, name="snapshot", logs=paths.logs,
+                               work=work, timeout=inputs.limits["timeouts.boot"],
+                               login=Login(kind.ssh_user(), paths.key, base["host_key"]),
+                               shares=shares)
+        with machine:
+            machine.launch()
+            with StatusLine("snapshot", console=machine.qemu.serial_log):
+                machine.connect(phase="boot_to_ssh")
+                with machine.watch.phase("prepare_shares"):
+                    machine.check(kind.prepare_shares(shares), timeout=120,
+                                  what="preparing the shares in the guest")
+                machine.disconnect()
+                if channel == "agent":
+                    # The agent must answer before the save, and stays
+                    # connected through it, so a revived guest never sees its
+                    # host side close (qemu-ga then sleeps 0.5 s between reads).
+                    machine.connect("agent", phase="agent_sync")
+                machine.save(folder, method)
+        timings = machine.watch.phases
         meta = {"qemu": qemu.version(), "machine": machine_name, "cpu": cpu,
                 "accelerator": accel_name, "memory_mb": inputs["vm.memory"],
                 "cpus": inputs["vm.cpus"], "argv": template, "save_method": method,
@@ -94,12 +87,13 @@ def take_snapshot(inputs, paths: Paths) -> None:
                 "user": kind.build_user(inputs),
                 "shares": {s.name: {"guest": s.guest, "mode": s.mode, "transport": s.transport}
                            for s in shares},
-                "timings": watch.phases, "channel": agent.meta(inputs["vm.channel"])}
-        (folder / snap.DISK).chmod(0o444)
-        snap.write_meta(folder, meta)
+                "timings": timings, "channel": agent.meta(channel),
+                **({"expires": base["expires"]} if base.get("expires") else {})}
+        (folder / saved.DISK).chmod(0o444)
+        saved.write_meta(folder, meta)
     remove(work)
     say(f"snapshot saved in {paths.snapshot} ({method}; boot→SSH "
-        f"{watch.phases['boot_to_ssh']} s, save {watch.phases['save']} s)")
+        f"{timings['boot_to_ssh']} s, save {timings['save']} s)")
 
 
 class snapshot_intact:
@@ -113,29 +107,16 @@ class snapshot_intact:
 
     def __call__(self):
         try:
-            meta = snap.read_meta(self.paths.snapshot)
+            meta = saved.read_meta(self.paths.snapshot)
         except UserError:
             return None         # no snapshot: doit runs the stage anyway
-        self.problem = snap.damage(self.paths.snapshot, meta)
+        self.problem = saved.damage(self.paths.snapshot, meta)
         return self.problem is None
 
     def __str__(self) -> str:
         return self.problem or "the snapshot's files match meta.json"
 
     __repr__ = __str__
-
-
-def _agent_ready(inputs, machine, work, watch, timeout):
-    if inputs["vm.channel"] != "agent":
-        return None
-    with watch.phase("agent_sync"):
-        try:
-            return agent.connect(agent.socket_path(work / "agent"), timeout=timeout,
-                                 alive=machine.dead, log=str(machine.serial_log),
-                                 setting="[timeouts] boot")
-        except UserError as err:
-            machine.error(str(err))     # the serial tail into the QEMU log
-            raise
 
 
 def task_snapshot():

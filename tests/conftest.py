@@ -45,3 +45,41 @@ def pytest_collection_modifyitems(config, items):
             continue
         group = "debian" if parts[-1] in SLOW_ALONE else "tiny"
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+# --- reports a test leaves for the person running pytest ---------------------------
+# print() in a fixture's teardown never reaches the terminal under pytest-xdist
+# (pytest.ini's -n 2): the worker's output is swallowed. A test's
+# user_properties travel with its report to the controlling process, which
+# prints them here, at the end, under the default options and with -n 0 alike.
+REPORT = "revive-report"
+
+
+def leave_report(item, text: str) -> None:
+    """Have ``text`` printed in pytest's terminal summary."""
+    item.user_properties.append((REPORT, text))
+
+
+def pytest_terminal_summary(terminalreporter):
+    shown = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, text in getattr(report, "user_properties", ()):
+                if name == REPORT and text not in shown:
+                    shown.append(text)
+    for text in shown:
+        terminalreporter.write_sep("=", "revive report")
+        terminalreporter.write_line(text)
+
+
+# The edition each version's ISO is rendered with (the example names
+# Windows 11 Pro; an ISO of another version has other names).
+WINDOWS_EDITIONS = {
+    "vista": "Windows Vista BUSINESS", "2008": "Windows Server 2008 SERVERSTANDARD",
+    "7": "Windows 7 PROFESSIONAL", "2008r2": "Windows Server 2008 R2 SERVERSTANDARD",
+    "8": "Windows 8 Pro", "8.1": "Windows 8.1 Pro",
+    "2012": "Windows Server 2012 SERVERSTANDARD",
+    "2012r2": "Windows Server 2012 R2 SERVERSTANDARD", "10": "Windows 10 Pro",
+    "2016": "Windows Server 2016 SERVERSTANDARD", "2019": "Windows Server 2019 SERVERSTANDARD",
+    "2022": "Windows Server 2022 Standard (Desktop Experience)",
+    "2025": "Windows Server 2025 Standard (Desktop Experience)", "11": "Windows 11 Pro"}

@@ -2,11 +2,11 @@
 by hash into its cache, lay out an artifacts folder of hard links, run the
 build through the revive library call, and send back the result, the log
 and the outputs as one tarball. Runs in the worker process's task thread,
-so QEMU (started with PDEATHSIG) dies with the worker."""
+so QEMU (started with PDEATHSIG) dies with the worker. A cancelled task
+cancels its machine (``Machine.cancel``)."""
 
 import json
 import os
-import signal
 import socket
 import threading
 import time
@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.files import remove
-from ..machine.revive import BuildRequest, run_build
+from ..machine import KEY
+from ..machine.job import BuildRequest, run_build
 from . import store as st
 
 ENV_CACHE = "REVIVE_WORKER_CACHE"
@@ -54,8 +55,9 @@ def build_on_worker(job: dict) -> dict:
     out.mkdir(parents=True)
     logs.mkdir(parents=True)
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch_cancel, args=(worker, key, work, stop), daemon=True)
-    watcher.cancelled = False
+    cancel = _Cancel()
+    watcher = threading.Thread(target=_watch_cancel, args=(worker, key, cancel, stop),
+                               daemon=True)
     watcher.start()
     result, error, fetch = None, None, None
     try:
@@ -72,8 +74,8 @@ def build_on_worker(job: dict) -> dict:
             shares={n: work / "sources" / n for n in job["shares"]},
             revive_timeout=job["revive_timeout"])
         (work / "vm").mkdir()
-        result = run_build(artifacts, request, key=artifacts / st.KEY, out=out,
-                           work=work / "vm", logs=logs)
+        result = run_build(artifacts, request, key=artifacts / KEY, out=out,
+                           work=work / "vm", logs=logs, started=cancel.attach)
     except UserError as err:
         error = str(err)
     except Exception as err:    # a fault of this host (disk full, store gone…): one line back
@@ -82,8 +84,8 @@ def build_on_worker(job: dict) -> dict:
     finally:
         stop.set()
     try:
-        if watcher.cancelled:
-            error = "cancelled by the submitting host"
+        if cancel.why:
+            error = cancel.why
         return {"result": None if error else result, "error": error, "worker": here,
                 "fetch": fetch, "tarball": st.pack_folder(work / "result")}
     finally:
@@ -102,31 +104,34 @@ def _vouch_for_snapshot(artifacts: Path, files: "dict[str, dict]") -> None:
     (artifacts / "snapshot" / ".verified").write_text(json.dumps(verified))
 
 
-def _watch_cancel(worker, key, work: Path, stop: threading.Event) -> None:
+class _Cancel:
+    """The build's machine, to cancel from the watcher's thread; one made
+    after the cancellation never starts."""
+
+    def __init__(self):
+        self.why: "str | None" = None
+        self.machine = None
+        self._lock = threading.Lock()
+
+    def attach(self, machine) -> None:
+        with self._lock:
+            self.machine = machine
+            if self.why:
+                machine.cancel(self.why)
+
+    def __call__(self, why: str) -> None:
+        with self._lock:
+            self.why = why
+            if self.machine is not None:
+                self.machine.cancel(why)
+
+
+def _watch_cancel(worker, key, cancel: _Cancel, stop: threading.Event) -> None:
     """A running task is not interrupted when its client cancels it; this
-    thread notices the cancellation and kills the build's QEMU, which ends
-    the build at once."""
+    thread notices the cancellation and cancels the build's machine, which
+    ends the build at once."""
     while not stop.wait(0.5):
         state = getattr(worker.state.tasks.get(key), "state", None)
         if state in (None, "cancelled", "released", "forgotten"):
-            threading.current_thread().cancelled = True
-            kill_qemu_under(work)
+            cancel("cancelled by the submitting host")
             return
-
-
-def kill_qemu_under(work: Path) -> "list[int]":
-    """SIGKILL the QEMU processes whose command line names ``work``."""
-    killed = []
-    marker = str(work).encode()
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if args and b"qemu-system" in args[0] and any(marker in a for a in args):
-            try:
-                os.kill(int(cmdline.parent.name), signal.SIGKILL)
-                killed.append(int(cmdline.parent.name))
-            except ProcessLookupError:
-                pass
-    return killed

@@ -42,10 +42,6 @@ CHUNK = 1 << 20
 _ZERO = bytes(CHUNK)
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 MANIFEST_KIND = "revive-bundle/1"
-# Files of a revive, relative to artifacts/, besides snapshot/*: the Linux
-# kinds' boot kernel and initramfs, UEFI Windows' firmware variables.
-OPTIONAL_FILES = ("payload/boot/vmlinuz", "payload/boot/initrd.img", "base-ovmf-vars.fd")
-KEY = "keys/id_ed25519"
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -251,29 +247,17 @@ def _copy(src, dst, h, sparse: bool) -> int:
 
 # -- bundles -------------------------------------------------------------
 
-def bundle_files(artifacts: Path, meta: dict) -> "dict[str, dict]":
-    """What a revive of ``artifacts/snapshot`` needs, with the sha256 the
-    stages already recorded for the big files (meta.json, base.json): only
-    the small ones are hashed here."""
+def bundle_files(artifacts: Path, wanted: "dict[str, str | None]") -> "dict[str, dict]":
+    """The manifest entries of ``wanted`` (artifacts-relative path → the
+    sha256 a stage already recorded, or None: only those small files are
+    hashed here). What a revive needs is not this module's business:
+    ``revive.machine.revive_files`` says."""
     files = {}
-
-    def add(rel: str, sha: "str | None" = None) -> None:
+    for rel, sha in wanted.items():
         path = artifacts / rel
         st = path.stat()
         files[rel] = {"sha256": sha or _hash_small(path), "size": st.st_size,
                       "mode": st.st_mode & 0o777}
-
-    for name, want in meta["files"].items():
-        add(f"snapshot/{name}", want["sha256"])
-    add("snapshot/meta.json")
-    base = json.loads((artifacts / "base.json").read_text())
-    add("base.qcow2", base["sha256"])
-    referenced = {m.group(1) for arg in meta.get("argv", [])
-                  for m in re.finditer(r"@artifacts@/([^,\s]+)", arg)}
-    for rel in sorted(referenced | set(OPTIONAL_FILES)):
-        if (artifacts / rel).is_file():
-            add(rel)
-    add(KEY)
     return files
 
 
@@ -290,9 +274,11 @@ def manifest_bytes(files: "dict[str, dict]") -> bytes:
                       indent=1).encode() + b"\n"
 
 
-def publish_bundle(store: Store, artifacts: Path, meta: dict) -> "tuple[str, int]":
-    """Upload what the store lacks; return (manifest sha256, bytes uploaded)."""
-    files = bundle_files(artifacts, meta)
+def publish_bundle(store: Store, artifacts: Path,
+                   wanted: "dict[str, str | None]") -> "tuple[str, int]":
+    """Upload what the store lacks of ``wanted`` (as ``bundle_files``
+    takes it); return (manifest sha256, bytes uploaded)."""
+    files = bundle_files(artifacts, wanted)
     sent = 0
     for rel, f in files.items():
         if store.put_file(artifacts / rel, f["sha256"], f["size"]):

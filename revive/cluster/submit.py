@@ -16,6 +16,8 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.files import atomic_path, remove
+from ..machine import revive_files
+from ..qemu import saved
 from . import resources as res
 from . import store as st
 from . import thunk
@@ -93,7 +95,8 @@ def publish(cluster, paths, request, meta: dict) -> "tuple[st.Store, str, str, i
         # others wait and then find every object in the store.
         with open(lock, "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
-            bundle, sent = st.publish_bundle(store, paths.artifacts, meta)
+            bundle, sent = st.publish_bundle(store, paths.artifacts,
+                                             revive_files(paths.artifacts, meta))
         tarball = paths.work / "cluster" / f"sources-{request.name}-{os.getpid()}.tar.gz"
         try:
             sources = st.pack_sources(request.shares, tarball)
@@ -110,8 +113,7 @@ def publish(cluster, paths, request, meta: dict) -> "tuple[st.Store, str, str, i
 def run_remote_build(cluster, paths, request) -> "tuple[Path, dict]":
     """Run one build (a revive.BuildRequest) on the cluster; return
     (artifacts/builds/NAME, result)."""
-    from ..machine import snapshot as snap
-    meta = snap.read_meta(paths.snapshot)
+    meta = saved.read_meta(paths.snapshot)
     needs = res.for_snapshot(meta)
     client = client_for(cluster.scheduler)
     announce_dashboard(client, paths.work)

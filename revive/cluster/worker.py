@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.files import remove
-from ..machine import accel as accel_mod
-from ..machine import qemu
+from .. import qemu
+from ..qemu import accel as accel_mod
 from . import remote
 from .resources import offered
 from .store import parse_size

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .. import guests
 from ..core.collect import check_output_name
 from ..core.errors import UserError
 from . import settings
@@ -144,7 +145,6 @@ def parse(raw: dict, path: Path) -> Config:
     file = path.name
     top = _Section(raw, file, "")
     top.only(*dict.fromkeys(r.key.split(".")[0] for r in settings.CORE))
-    from .. import guests
     guest = top.table("guest")
     # [guest] kind here; the kind's own keys are its Settings' to read.
     kind = guests.kind_class(settings.read(settings.section(settings.CORE, "guest"), guest,

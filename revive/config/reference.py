@@ -227,10 +227,17 @@ def starter(kind_name: str, example: dict, header: str = "") -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
+def examples() -> Path:
+    """revive's examples: installed inside the package (pyproject maps them
+    to revive/examples); in a clone, examples/ beside revive/."""
+    here = Path(__file__).resolve().parents[1]
+    installed = here / "examples"
+    return installed if installed.is_dir() else here.parent / "examples"
+
+
 def example(kind_name: str, demo: "str | None" = None) -> "tuple[dict, str]":
     """An examples/KIND.toml as data and its leading comment; ``demo``
     replaces the demo's path examples/hello."""
-    from ..starter import examples
     text = (examples() / f"{kind_name}.toml").read_text()
     if demo is not None:
         text = text.replace('"examples/hello"', json.dumps(demo)).replace(

@@ -4,6 +4,8 @@ import errno
 import os
 from pathlib import Path
 
+from .errors import UserError
+
 
 def mount_point(path: Path) -> Path:
     path = Path(path).absolute()
@@ -52,7 +54,6 @@ class writing:
 
     def __exit__(self, kind, err, tb):
         if err is not None and is_nospace(err):
-            from .errors import UserError
             raise UserError(f"no space left on {describe_filesystem(self.target.parent)} "
                             f"while writing {self.target}; free space there and rerun") from None
         return False

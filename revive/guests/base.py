@@ -6,7 +6,7 @@ that suit a Linux guest reached over SSH. Nothing outside a kind branches on
 its name: stages, config validation and revive ask the kind.
 
 A kind's ``[guest]`` keys are rows of the table of settings
-(``revive.config.settings``) in ``keys``; ``Settings.from_table`` reads the
+(``revive.core.rows.Setting``) in ``keys``; ``Settings.from_table`` reads the
 ``[guest]`` table through them into a frozen dataclass. A kind is made from
 its settings alone; whatever else a hook reads comes in the stage's input
 record (``revive.inputs``), which holds what the table's rows say the stage
@@ -16,8 +16,9 @@ reads, so that what a stage reads is exactly what it hashes.
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..machine import accel as accel_mod
-from ..machine.devices import DeviceModel
+from ..core.rows import read
+from ..qemu import accel as accel_mod
+from ..qemu.devices import DeviceModel
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,7 @@ class NoSettings:
 
     @classmethod
     def from_table(cls, table: dict, root: Path) -> "NoSettings":
-        from ..config import settings
-        settings.read((), table, "config.toml", "guest", allowed=("kind",))
+        read((), table, "config.toml", "guest", allowed=("kind",))
         return cls()
 
 
@@ -110,7 +110,9 @@ class GuestKind:
         raise NotImplementedError
 
     def install_report(self, console: str) -> dict:
-        """{done, failed, host_key, step} read from the serial console."""
+        """{done, failed, host_key, step} read from the serial console, and
+        optionally ``facts``: more keys for base.json (e.g. ``expires``, when
+        an evaluation licence runs out; revive then refuses later copies)."""
         raise NotImplementedError
 
     def during_install(self, vm, elapsed: float) -> None:
@@ -132,9 +134,17 @@ class GuestKind:
         for what differs between the snapshot run and each revive."""
         raise NotImplementedError
 
-    def vm_values(self, artifacts: Path, work: Path) -> "dict[str, str]":
-        """Token values a kind adds for one VM (e.g. its firmware variables)."""
+    def vm_values(self, artifacts: Path, work: Path, shares=()) -> "dict[str, str]":
+        """Token values a kind adds for one VM (e.g. its firmware variables,
+        its own SMB server's configuration for ``shares``)."""
         return {}
+
+    def revive_files(self) -> "tuple[str, ...]":
+        """The files a revive reads besides the snapshot and base.qcow2,
+        relative to artifacts/ (those ``installed_devices`` names through
+        ``@artifacts@``, and those ``vm_values`` copies): a cluster worker
+        is sent exactly these."""
+        return ()
 
     def ssh_user(self) -> str:
         return "root"

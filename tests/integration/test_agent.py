@@ -134,8 +134,7 @@ def test_the_guest_is_not_asked_while_a_command_runs(project):
     """While a build's command runs the host watches its side of the stream
     share; qemu-ga is asked only when the command ended (and every few
     seconds as a safety net), not polled."""
-    from revive.machine.revive import Stopwatch, revived
-    from revive.remote import agent
+    from revive.machine import revived
 
     artifacts = project.artifacts
     work = artifacts / "work" / "quiet-agent"
@@ -143,25 +142,26 @@ def test_the_guest_is_not_asked_while_a_command_runs(project):
     work.mkdir(parents=True)
     asked = []
     try:
-        with revived(artifacts, name="quiet-agent", shares={"src": project.root / "hello"},
+        with revived(artifacts / "snapshot", artifacts=artifacts, name="quiet-agent",
+                     shares={"src": project.root / "hello"},
                      key=artifacts / "keys" / "id_ed25519", work=work,
-                     logs=artifacts / "logs", revive_timeout=20, watch=Stopwatch()) as copy:
-            call = copy.session.agent.call
+                     logs=artifacts / "logs", timeout=20) as copy:
+            call = copy.channel.agent.call
 
             def counting(command, *args, **kwargs):
                 asked.append((time.monotonic(), command))
                 return call(command, *args, **kwargs)
-            copy.session.agent.call = counting
+            copy.channel.agent.call = counting
             chunks = []
             start = time.monotonic()
-            result = copy.session.run("echo one; sleep 4; echo two; exit 7", timeout=60,
-                                      sink=chunks.append)
+            result = copy.run("echo one; sleep 4; echo two; exit 7", timeout=60,
+                              sink=chunks.append)
             end = time.monotonic()
             status = [t for t, c in asked if c == "guest-exec-status"]
             # As root: a command that unmounts the stream share (its .done
             # cannot arrive) still ends, when its output is closed.
-            hidden = copy.session.run("echo before; umount -l /run/revive-log; sleep 1; "
-                                      "exit 5 # a comment", timeout=60, sink=lambda b: None)
+            hidden = copy.run("echo before; umount -l /run/revive-log; sleep 1; "
+                              "exit 5 # a comment", timeout=60, sink=lambda b: None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     assert result.exit_code == 7
@@ -187,35 +187,72 @@ def test_a_command_past_its_deadline_is_stopped(project):
 def test_a_dead_agent_is_one_line_naming_the_console_and_no_qemu_is_left(project):
     """The agent killed inside a revived guest: the next command over it fails
     within its deadline with one line that names the serial log."""
+    from revive.channel import agent
     from revive.core.errors import UserError
-    from revive.machine.revive import Stopwatch, revived
-    from revive.remote import agent
+    from revive.machine import revived
 
     artifacts = project.artifacts
     work = artifacts / "work" / "dead-agent"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        with revived(artifacts, name="dead-agent", shares={"src": project.root / "hello"},
+        with revived(artifacts / "snapshot", artifacts=artifacts, name="dead-agent",
+                     shares={"src": project.root / "hello"},
                      key=artifacts / "keys" / "id_ed25519", work=work,
-                     logs=artifacts / "logs", revive_timeout=20, watch=Stopwatch()) as copy:
+                     logs=artifacts / "logs", timeout=20) as copy:
             # Not waited for: the agent dies while it answers.
-            copy.session.agent.call("guest-exec", path="/bin/sh",
+            copy.channel.agent.call("guest-exec", path="/bin/sh",
                                     arg=["-c", "sleep 0.5; kill -9 $(cat /run/qemu-ga.pid)"])
-            copy.session.close()
+            copy.disconnect()
             time.sleep(3)
             start = time.monotonic()
             with pytest.raises(UserError) as err:
                 agent.connect(agent.socket_path(work / "agent"), timeout=5,
-                              alive=copy.machine.dead, log=str(copy.machine.serial_log))
+                              alive=copy.dead, log=str(copy.qemu.serial_log))
             assert time.monotonic() - start < 15
-            serial_log = copy.machine.serial_log
+            serial_log = copy.qemu.serial_log
     finally:
         shutil.rmtree(work, ignore_errors=True)
     message = str(err.value)
     assert "\n" not in message
     assert "the guest agent did not answer within 5 s" in message
     assert str(serial_log) in message
+    assert qemu_processes(str(project.root)) == []
+
+
+@pytest.mark.parametrize("channel", ["agent", "ssh"])
+def test_a_vm_that_dies_under_a_check_is_said_to_have_died_on_both_channels(project, channel):
+    """QEMU killed while a command runs: ``check`` (one for both channels)
+    says the VM ended and how, not that the command timed out."""
+    import signal
+    import threading
+    from revive.core.errors import UserError
+    from revive.machine import Machine
+
+    artifacts = project.artifacts
+    work = artifacts / "work" / f"dies-{channel}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        with Machine.revive(artifacts / "snapshot", artifacts=artifacts, name=f"dies-{channel}",
+                            shares={"src": project.root / "hello"},
+                            key=artifacts / "keys" / "id_ed25519", work=work,
+                            logs=artifacts / "logs", timeout=20, channel=channel) as machine:
+            machine.launch()
+            machine.connect()
+            assert machine.check("echo alive", timeout=30).strip() == "alive"
+            killer = threading.Timer(1.0, lambda: machine.qemu.proc.send_signal(signal.SIGKILL))
+            killer.start()
+            start = time.monotonic()
+            with pytest.raises(UserError) as err:
+                machine.check("sleep 50", timeout=60, what="a long command")
+            killer.join()
+            assert time.monotonic() - start < 20
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    message = str(err.value)
+    assert message.startswith("a long command failed (QEMU exited (signal SIGKILL)")
+    assert "timed out" not in message
     assert qemu_processes(str(project.root)) == []
 
 

@@ -266,7 +266,7 @@ def test_a_snapshot_no_worker_can_revive_is_one_line(cluster):
     assert cluster.doit("forget", "build:b3").returncode == 0
     proc = cluster.doit("build:b3", timeout=120)
     assert proc.returncode != 0
-    from revive.machine import qemu
+    from revive import qemu
     assert (f"revive: no worker of {cluster.address} can revive this snapshot "
             f"(qemu-{qemu.version()}-tcg-x86_64); workers offer: no workers connected"
             in proc.stdout + proc.stderr)

@@ -14,7 +14,7 @@ import pytest
 
 import signal
 
-from revive.machine.qemu import version as qemu_version
+from revive.qemu import version as qemu_version
 
 from .conftest import REPO, interrupt, qemu_processes
 

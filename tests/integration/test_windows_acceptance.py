@@ -8,8 +8,9 @@ Skipped without --windows-iso. It installs, snapshots, then runs builds in
 revived copies that compile and run a C program with Cygwin's gcc, read an
 input from the read-only share, write outputs to the exchange share, exit
 non-zero on purpose and time out on purpose. At the end (also after a
-failure) it prints every stage's time and the paths of the logs and
-screenshots, and packs them (no disk images) into report.tar.gz to attach
+failure) it reports every stage's time and the paths of the logs and
+screenshots in pytest's summary (also under pytest.ini's -n 2; kept as
+report.txt), and packs them (no disk images) into report.tar.gz to attach
 to a bug report.
 """
 
@@ -28,6 +29,7 @@ import pytest
 
 from tests import configs
 
+from ..conftest import leave_report
 from .conftest import REPO, executed
 
 pytestmark = [pytest.mark.windows, pytest.mark.timeout(0)]
@@ -112,6 +114,16 @@ class Run:
         return "\n".join(lines)
 
 
+# The test running now: the module's teardown (after the last test) leaves
+# the report on it, so the report reaches pytest's summary through xdist.
+CURRENT = []
+
+
+@pytest.fixture(autouse=True)
+def _current_test(request):
+    CURRENT[:] = [request.node]
+
+
 @pytest.fixture(scope="module")
 def project(request):
     option = request.config.getoption
@@ -153,7 +165,9 @@ def project(request):
         "shares": configs.shares(), "builds": BUILDS})
     run = Run(root)
     yield run
-    print(run.report())
+    report = run.report()
+    (root / "report.txt").write_text(report + "\n")
+    leave_report(CURRENT[0], report)
 
 
 def _stage(run: Run, stage: str, *args: str, timeout: float, ok: bool = True,

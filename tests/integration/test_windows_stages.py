@@ -87,7 +87,7 @@ def project(tmp_path_factory):
     configs.write(root, configs.merge(example, {
         "guest": {"iso": str(standin), "cygwin_mirror": str(REPO / "tests" / "data" / "cygwin"),
                   "packages": ["gcc-core"]},
-        "vm": {"accel": "tcg", "memory": "1G"}, "timeouts": {"install": "40s"}}))
+        "vm": {"accel": "tcg"}, "timeouts": {"install": "40s"}}))
     return root
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from revive.config import parse
 from revive.core.errors import UserError
-from revive.remote import agent
+from revive.channel import agent
 
 
 class Peer(threading.Thread):
@@ -130,7 +130,7 @@ WINDOWS = {"kind": "windows", "iso": "w.iso", "iso_sha256": "a" * 64, "image": 6
 
 def _config(vm: str, kind: str = "tiny"):
     text = {"guest": WINDOWS if kind == "windows" else {"kind": kind}, "vm": vm,
-            "answers": {"disk_size": "20G"} if kind == "windows" else {},
+            "answers": {},
             "shares": {"xchg": {"guest": "/mnt/xchg" if kind != "windows" else "X:",
                                 "mode": "rw"}}}
     from pathlib import Path

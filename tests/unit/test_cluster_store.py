@@ -14,6 +14,7 @@ import pytest
 from revive.cluster import store as st
 from revive.config import parse
 from revive.core.errors import UserError
+from revive.machine import revive_files
 
 
 def sha(data: bytes) -> str:
@@ -170,9 +171,9 @@ def test_bundle_lists_what_a_revive_needs_with_recorded_hashes(tmp_path):
         (a / rel).write_bytes(data)
     (a / "base.json").write_text(json.dumps({"sha256": "b" * 64}))
     meta = {"files": {n: {"sha256": n[0] * 64, "size": 1} for n in ("disk.qcow2", "ram", "state")},
-            "argv": ["-kernel", "@artifacts@/payload/boot/vmlinuz"]}
+            "guest": "tiny"}
     (a / "snapshot/meta.json").write_text(json.dumps(meta))
-    files = st.bundle_files(a, meta)
+    files = st.bundle_files(a, revive_files(a, meta))
     assert set(files) == {"snapshot/disk.qcow2", "snapshot/ram", "snapshot/state",
                           "snapshot/meta.json", "base.qcow2", "payload/boot/vmlinuz",
                           "payload/boot/initrd.img", "keys/id_ed25519"}

@@ -1,5 +1,7 @@
 """config.toml → Config: defaults, and one-line errors naming the key."""
 
+import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -116,6 +118,48 @@ def test_a_second_doit_in_the_same_project_is_refused_in_one_line(tmp_path):
         "wait for it to finish"]
     free = doit_list(tmp_path)
     assert free.returncode == 0, free.stderr
+
+
+LOAD_THEN_START = """
+import fcntl, json, os, signal, sys
+from doit.cmd_base import ModuleTaskLoader
+from tasks import dodo
+from tasks.common import settings
+before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), sys.excepthook)
+cfg = settings()
+loader = ModuleTaskLoader(dodo)
+loader.setup({})
+loader.load_doit_config()
+tasks = loader.load_tasks(cmd=type("Cmd", (), {"execute_tasks": False}), pos_args=[])
+after = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), sys.excepthook)
+loaded = {"tasks": len(tasks), "handlers_kept": before == after,
+          "artifacts": os.path.exists(cfg.artifacts)}
+dodo.start()
+with open(cfg.artifacts / ".lock", "w") as other:
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held = False
+    except BlockingIOError:
+        held = True
+print(json.dumps({**loaded, "held": held,
+                  "handlers_set": signal.getsignal(signal.SIGINT) != before[0]}))
+"""
+
+
+def test_loading_the_config_and_the_tasks_takes_nothing_start_takes_the_project(tmp_path):
+    """Reading config.toml and making the tasks (what `tasks.graph` and
+    `doit list` do) neither creates artifacts/, nor takes the lock, nor
+    touches signal handlers; ``start`` (where doit starts) does all three."""
+    (tmp_path / "config.toml").write_text(MINIMAL)
+    (tmp_path / "src").mkdir()
+    proc = subprocess.run([sys.executable, "-c", LOAD_THEN_START], cwd=REPO,
+                          env=dict(os.environ, REVIVE_CONFIG=str(tmp_path / "config.toml")),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["tasks"] > 5
+    assert seen == {"tasks": seen["tasks"], "handlers_kept": True, "artifacts": False,
+                    "held": True, "handlers_set": True}
 
 
 def test_a_guest_kind_mistake_is_one_line_at_task_loading(tmp_path):

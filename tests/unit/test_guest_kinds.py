@@ -19,14 +19,14 @@ from revive import inputs
 from tasks.common import Paths
 from revive.config import load, settings
 from revive.guests import KINDS, base, kind_for
-from revive.machine import qemu
-from revive.machine import snapshot as snap
-from revive.machine.qemu import Machine
+from revive import qemu
+from revive.qemu import Qemu
+from revive.qemu import saved
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = {"tiny": REPO / "config.toml", "debian": REPO / "examples" / "debian.toml",
             "windows": REPO / "examples" / "windows.toml"}
-# What a revive (machine.revive) and the snapshot stage fill in.
+# What a revive (revive.machine) and the snapshot stage fill in.
 TOKENS = {"artifacts", "disk", "ram", "ram-share", "smb", "port", "ovmf-vars",
           "agent-socket", "agent-stream"}
 
@@ -63,7 +63,7 @@ def installed_settings(record, tmp_path):
 
 def accepted(argv, logs: Path, name: str) -> str:
     """Start QEMU paused with ``argv``; return the run state it reports."""
-    with Machine(argv + ["-S"], name=name, logdir=logs) as vm:
+    with Qemu(argv + ["-S"], name=name, logdir=logs) as vm:
         vm.launch()
         return vm.status()
 
@@ -100,7 +100,7 @@ def test_snapshot_template_fills_and_revives(project, tmp_path):
     record = inputs.for_stage(cfg, "snapshot")
     kind = record.guest_kind()
     features = qemu.features(paths.logs)
-    method = snap.choose_method("auto", features["capabilities"])
+    method = saved.choose_method("auto", features["capabilities"])
     devices = kind.installed_devices(record).with_(
         machine=features[kind.machine_alias()], accel="tcg", cpu=kind.cpu_model("tcg"),
         ram_file="@ram@" if method == "file" else None, ram_share="@ram-share@")
@@ -115,17 +115,42 @@ def test_snapshot_template_fills_and_revives(project, tmp_path):
               "ram": str(work / "ram"), "ram-share": "on", "smb": str(work / "smb"),
               "port": "0", **{s: str(work) for s in shares}}
     if "agent-socket" in used:
-        from revive.remote import agent
+        from revive.channel import agent
         values.update(agent.argv_values(work))
     if "ovmf-vars" in used:
         values["ovmf-vars"] = str(shutil.copyfile(
             "/usr/share/OVMF/OVMF_VARS_4M.fd", work / "vars.fd"))
     # The payload's kernel is not made here; the rest of the machine is real.
-    argv = snap.fill(devices.with_(kernel=None).render(), values)
+    argv = saved.fill(devices.with_(kernel=None).render(), values)
     assert accepted(argv, paths.logs, "snapshot") == "prelaunch"
     values["ram-share"] = "off"
-    revive = snap.fill(devices.with_(kernel=None).render(), values) + ["-incoming", "defer"]
+    revive = saved.fill(devices.with_(kernel=None).render(), values) + ["-incoming", "defer"]
     assert accepted(revive, paths.logs, "revive") == "inmigrate"
+
+
+def test_the_kind_declares_every_file_a_revive_reads(project, tmp_path):
+    """A cluster worker gets exactly what ``revive_files`` names: every file
+    of artifacts/ the template names through @artifacts@ is declared, and
+    ``vm_values`` finds what it copies among the declared files alone."""
+    cfg, _ = project
+    record = inputs.for_stage(cfg, "snapshot")
+    kind = record.guest_kind()
+    template = " ".join(kind.installed_devices(record).render())
+    named = set(re.findall(r"@artifacts@/([^,\s]+)", template))
+    declared = set(kind.revive_files())
+    assert named <= declared
+    artifacts, work = tmp_path / "only-declared", tmp_path / "vm"
+    work.mkdir()
+    for rel in declared:
+        (artifacts / rel).parent.mkdir(parents=True, exist_ok=True)
+        (artifacts / rel).write_bytes(b"x")
+    kind.vm_values(artifacts, work, record["shares"].values())
+    # A declared file the template does not name is one vm_values reads.
+    for rel in declared - named:
+        (artifacts / rel).unlink()
+        with pytest.raises(OSError):
+            kind.vm_values(artifacts, work, record["shares"].values())
+        (artifacts / rel).write_bytes(b"x")
 
 
 def test_build_commands_parse_in_the_guest_shell(project):

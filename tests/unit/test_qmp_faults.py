@@ -12,8 +12,8 @@ import pytest
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from revive.core.errors import UserError
-from revive.machine import snapshot as snap
-from revive.machine.qemu import Machine
+from revive.qemu import saved
+from revive.qemu import Qemu
 
 
 class FakeQMP(threading.Thread):
@@ -61,7 +61,7 @@ def fake_machine(tmp_path, replies, process):
     ours, theirs = socket.socketpair()
     server = FakeQMP(theirs, replies)
     server.start()
-    machine = Machine([], name="fake", logdir=tmp_path)
+    machine = Qemu([], name="fake", logdir=tmp_path)
     machine.qemu_log.write_text("+ qemu (fake)\n")
     machine.proc = process
     machine._sock = ours
@@ -77,7 +77,7 @@ def test_a_failed_migration_is_one_line_naming_the_log(tmp_path):
         "query-migrate": {"status": "failed", "error-desc": "disk full"}}, proc)
     try:
         with pytest.raises(UserError) as err:
-            snap.save(machine, tmp_path, "zstd", timeout=10)
+            saved.save(machine, tmp_path, "zstd", timeout=10)
         assert "disk full" in str(err.value)
         assert str(machine.qemu_log) in str(err.value)
         assert "\n" not in str(err.value)
@@ -97,7 +97,7 @@ def test_a_qemu_that_dies_during_revive_ends_the_wait_at_once(tmp_path):
     start = time.monotonic()
     try:
         with pytest.raises(UserError, match="QEMU exited"):
-            snap.incoming(machine, tmp_path, "zstd", timeout=60)
+            saved.incoming(machine, tmp_path, "zstd", timeout=60)
     finally:
         machine.kill()
     assert time.monotonic() - start < 5
@@ -110,13 +110,13 @@ def test_a_revive_that_never_pauses_times_out_with_what_it_saw(tmp_path):
         "query-migrate": {"status": "active"}}, proc)
     try:
         with pytest.raises(UserError, match="no answer within 1 s"):
-            snap.incoming(machine, tmp_path, "zstd", timeout=1)
+            saved.incoming(machine, tmp_path, "zstd", timeout=1)
     finally:
         machine.kill()
 
 
 def test_a_deadline_error_names_its_log_once(tmp_path):
-    machine = Machine(["-S"], name="m", logdir=tmp_path)
+    machine = Qemu(["-S"], name="m", logdir=tmp_path)
     err = machine.error_with_screen(UserError("SSH to the guest: no answer", log=str(machine.qemu_log)))
     assert str(err).count("(details: ") == 1
     assert str(err) == f"m: SSH to the guest: no answer (details: {machine.qemu_log})"

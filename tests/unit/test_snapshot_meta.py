@@ -4,61 +4,61 @@
 import pytest
 
 from revive.core.errors import UserError
-from revive.machine import qemu
-from revive.machine import snapshot as snap
+from revive import qemu
+from revive.qemu import saved
 
 
 def test_fill_replaces_tokens_once():
-    out = snap.fill(["file=@disk@,if=none", "-m", "512M", "path=@share.src@"],
+    out = saved.fill(["file=@disk@,if=none", "-m", "512M", "path=@share.src@"],
                     {"disk": "/a/@port@/d.qcow2", "share.src": "/s", "port": 1})
     assert out == ["file=/a/@port@/d.qcow2,if=none", "-m", "512M", "path=/s"]
 
 
 def test_fill_refuses_a_missing_value():
     with pytest.raises(UserError, match="@ram@"):
-        snap.fill(["mem-path=@ram@"], {})
+        saved.fill(["mem-path=@ram@"], {})
 
 
 def test_method_follows_the_capabilities():
-    assert snap.choose_method("auto", {"x-ignore-shared", "xbzrle"}) == "file"
-    assert snap.choose_method("auto", {"xbzrle"}) == "zstd"
-    assert snap.choose_method("zstd", {"x-ignore-shared"}) == "zstd"
+    assert saved.choose_method("auto", {"x-ignore-shared", "xbzrle"}) == "file"
+    assert saved.choose_method("auto", {"xbzrle"}) == "zstd"
+    assert saved.choose_method("zstd", {"x-ignore-shared"}) == "zstd"
 
 
 def make_snapshot(folder, method="zstd"):
-    for name in snap.state_files(method):
+    for name in saved.state_files(method):
         (folder / name).write_bytes(name.encode() * 100)
-    snap.write_meta(folder, {"qemu": qemu.version(), "save_method": method})
-    return snap.read_meta(folder)
+    saved.write_meta(folder, {"qemu": qemu.version(), "save_method": method})
+    return saved.read_meta(folder)
 
 
 def test_an_intact_snapshot_passes_and_is_not_rehashed(tmp_path, monkeypatch):
     meta = make_snapshot(tmp_path)
-    snap.check(tmp_path, meta)
+    saved.check(tmp_path, meta)
     calls = []
-    monkeypatch.setattr(snap, "sha256_file", lambda p: calls.append(p))
-    snap.check(tmp_path, meta)
+    monkeypatch.setattr(saved, "sha256_file", lambda p: calls.append(p))
+    saved.check(tmp_path, meta)
     assert calls == []
 
 
 def test_a_changed_file_is_refused(tmp_path):
     meta = make_snapshot(tmp_path)
-    snap.check(tmp_path, meta)
-    (tmp_path / snap.DISK).write_bytes(b"tampered" * 100)
+    saved.check(tmp_path, meta)
+    (tmp_path / saved.DISK).write_bytes(b"tampered" * 100)
     with pytest.raises(UserError, match="does not match its sha256"):
-        snap.check(tmp_path, meta)
+        saved.check(tmp_path, meta)
 
 
 def test_another_qemu_version_is_refused(tmp_path):
     meta = make_snapshot(tmp_path)
     meta["qemu"] = "1.0.0"
     with pytest.raises(UserError, match="made with QEMU 1.0.0"):
-        snap.check(tmp_path, meta)
+        saved.check(tmp_path, meta)
 
 
 def test_missing_meta_says_what_to_run(tmp_path):
     with pytest.raises(UserError, match="doit snapshot"):
-        snap.read_meta(tmp_path)
+        saved.read_meta(tmp_path)
 
 
 def test_missing_qemu_says_what_to_install(monkeypatch):

@@ -304,10 +304,13 @@ def test_winnt_refuses_a_percent_in_the_password():
 def test_config_cmd_values():
     lines = config_cmd(settings(packages=["make"])).decode().split("\r\n")
     values = dict(line[4:].split("=", 1) for line in lines if line.startswith("set "))
-    assert values == {"SSH": "cygwin", "NT5": "0", "INSTALL_CYGWIN": "1",
+    assert values == {"SSH": "cygwin", "ADMIN_USER": "revive", "NT5": "0", "INSTALL_CYGWIN": "1",
                       "CYGSETUP": "setup-x86_64.exe", "CYGROOT": r"C:\cygwin64",
                       "PACKAGES": "make,openssh,cygrunsrv"}
     xp_values = config_cmd(xp()).decode()
+    assert "set ADMIN_USER=Administrator\r\n" in xp_values
+    odd = config_cmd(settings(admin_user="a&b")).decode()
+    assert "set ADMIN_USER=\r\n" in odd and "a&b" not in odd
     assert "set NT5=1\r\n" in xp_values and r"set CYGROOT=C:\cygwin" + "\r\n" in xp_values
 
 
@@ -409,7 +412,8 @@ def test_unmappable_shares_are_refused(name, guest, ssh):
 # --- issue 12: Joliet names, the clock after revive, XP's shares -------------------
 
 def test_a_name_joliet_would_shorten_is_refused_naming_the_file(tmp_path):
-    from revive.guests.windows.setup_script import JOLIET_MAX, check_joliet_names
+    from revive.formats.iso import JOLIET_NAME_MAX as JOLIET_MAX
+    from revive.guests.windows.setup_script import check_joliet_names
     release = tmp_path / "cygwin" / "noarch" / "release" / "pkg"
     release.mkdir(parents=True)
     fits = "p" * (JOLIET_MAX - len(".tar.xz")) + ".tar.xz"
@@ -424,7 +428,35 @@ def test_a_name_joliet_would_shorten_is_refused_naming_the_file(tmp_path):
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(f"payload: cygwin/noarch/release/pkg/{long_name} has a "
-                              f"{len(long_name)}-character name")
+                              f"{len(long_name)}-byte name (UTF-8)")
+
+
+def joliet_names(iso: Path) -> "list[str]":
+    """The Joliet names as genisoimage's isoinfo reads them (what Windows sees)."""
+    listing = subprocess.run(["isoinfo", "-J", "-j", "iso8859-1", "-f", "-i", str(iso)],
+                             capture_output=True, check=True)
+    return [line.lstrip("/") for line in listing.stdout.decode("latin-1").split()]
+
+
+@pytest.mark.skipif(not shutil.which("isoinfo"), reason="needs isoinfo")
+def test_non_ascii_names_are_counted_as_the_iso_writer_counts_them(tmp_path):
+    """40 'é' are 40 UTF-16 units but 80 UTF-8 bytes: the ISO writer cuts
+    that name (isoinfo -J reads it back shortened), so the check refuses it;
+    32 'é' (64 bytes) come back whole and pass."""
+    from revive.formats.iso import write_iso
+    from revive.guests.windows.setup_script import check_joliet_names
+    fits, cut = "é" * 32, "é" * 40
+    iso = tmp_path / "names.iso"
+    write_iso(iso, {fits: b"a", cut: b"b"}, "NAMES")
+    read_back = joliet_names(iso)
+    assert fits in read_back and cut not in read_back
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / fits).write_bytes(b"a")
+    check_joliet_names(tree)
+    (tree / cut).write_bytes(b"b")
+    with pytest.raises(UserError, match=f"payload: {cut} has a 80-byte name"):
+        check_joliet_names(tree)
 
 
 def test_the_payload_cd_refuses_long_names_when_it_is_built(tmp_path):
@@ -467,12 +499,83 @@ def test_the_clock_command_on_a_host_shell_reports_what_it_could_not_do(tmp_path
     assert proc.stderr.strip() == "revive: could not set the guest clock"
 
 
-def test_xp_shares_are_refused_in_one_line():
+def test_xp_shares_map_the_share_of_their_own_smbd():
+    from revive.guests.windows.kind import WindowsKind
     from types import SimpleNamespace
+    shares = [SimpleNamespace(name="src", guest="/mnt/src", mode="ro"),
+              SimpleNamespace(name="xchg", guest="X:", mode="rw")]
+    xp_cmd = WindowsKind(xp()).prepare_shares(shares)
+    assert "net use X: '\\\\10.0.2.4\\xchg' '' /user:guest" in xp_cmd
+    assert "\\qemu\\" not in xp_cmd
+    modern = WindowsKind(settings()).prepare_shares(shares)
+    assert "net use X: '\\\\10.0.2.4\\qemu\\xchg' '' /user:guest" in modern
 
-    from revive.guests.windows.setup_script import check_shares_supported
-    shares = [SimpleNamespace(name="xchg"), SimpleNamespace(name="src")]
+
+# --- issue 18: the second field round ------------------------------------------------
+
+def test_ui_language_fallback_in_windows_pe_and_oobe():
+    root = xml(ui_language="en-US", locale="de-DE")
+    for pass_name, name in (("windowsPE", "Microsoft-Windows-International-Core-WinPE"),
+                            ("oobeSystem", "Microsoft-Windows-International-Core")):
+        comp = component(root, pass_name, name)
+        tags = [child.tag.split("}")[1] for child in comp]
+        tags = [t for t in tags if t != "SetupUILanguage"]
+        assert tags == ["InputLocale", "SystemLocale", "UILanguage", "UILanguageFallback",
+                        "UserLocale"]
+        assert comp.find("u:UILanguageFallback", NS).text == "en-US"
+
+
+def test_setup_cmd_sets_the_password_never_to_expire():
+    from revive.guests.windows.setup_script import SCRIPTS
+    text = (SCRIPTS / "setup.cmd").read_text()
+    assert "net accounts /maxpwage:unlimited" in text
+    assert "set PasswordExpires=false" in text
+    # before sshd is installed: a failure here fails the install, not a build
+    assert text.index("/maxpwage:unlimited") < text.index("call :cygwin")
+
+
+EVAL = "Windows(R) Operating System, TIMEBASED_EVAL channel"
+
+
+def test_the_licence_line_is_read_and_checked():
+    serial = ("REVIVE-STEP license\r\n"
+              f"REVIVE-LICENSE 259200 1 {EVAL}\r\n"
+              "REVIVE-LICENSE 5 1 a second line is ignored\r\nREVIVE-DONE\r\n")
+    report = read_report(serial)
+    assert (report.grace_minutes, report.license, report.evaluation) == (259200, EVAL, True)
+    retail = read_report("REVIVE-LICENSE 43200 5 Windows(R) Operating System, RETAIL channel\n")
+    assert retail.grace_minutes == 43200 and not retail.evaluation
+    # the guest's words are data: a malformed line is no licence
+    assert read_report("REVIVE-LICENSE soon 1 " + EVAL + "\n").license is None
+
+
+def test_an_evaluation_install_reports_when_it_expires(monkeypatch):
+    import time
+    from revive.guests.windows.kind import WindowsKind
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)
+    kind = WindowsKind(settings())
+    done = f"REVIVE-HOSTKEY ssh-ed25519 AAAA x\nREVIVE-LICENSE 259200 1 {EVAL}\nREVIVE-DONE\n"
+    assert kind.install_report(done)["facts"] == {"expires": 1_800_000_000 + 259200 * 60}
+    licensed = "REVIVE-LICENSE 0 1 Windows(R) Operating System, VOLUME_KMSCLIENT channel\n"
+    assert kind.install_report(licensed + "REVIVE-DONE\n")["facts"] == {}
+
+
+def test_a_copy_of_an_expired_evaluation_is_refused_in_one_line():
+    from revive.machine import check_expiry
+    check_expiry({}, 2e9, "build hello")                       # no expiry: licensed
+    check_expiry({"expires": 2_000_000_000}, 1_999_999_999, "build hello")
     with pytest.raises(UserError) as err:
-        check_shares_supported(xp(), shares)
-    assert str(err.value).startswith("config.toml: [shares.src]: Windows xp speaks only SMB1")
-    check_shares_supported(settings(), shares)
+        check_expiry({"expires": 2_000_000_000}, 2_000_000_000, "build hello")
+    assert str(err.value) == (
+        "build hello: the snapshot's Windows is an evaluation that expired on "
+        "2033-05-18 03:33 UTC and would shut down mid-build; install a fresh or "
+        "licensed one (doit install)")
+
+
+def test_the_licence_script_is_on_the_payload_and_run_by_setup_cmd():
+    from revive.guests.windows.setup_script import SCRIPTS
+    files = payload_files(settings(), PUBKEY)
+    script = files["revive/license.ps1"]
+    assert b"\r\n" in script and b"TIMEBASED_EVAL" in script and b"REVIVE-LICENSE" in script
+    cmd = (SCRIPTS / "setup.cmd").read_text()
+    assert r'-File "%PAYLOAD%\revive\license.ps1" >COM1' in cmd

@@ -167,10 +167,12 @@ SERVER_EVAL = [(1, "Windows Server 2022 SERVERSTANDARDCORE", "ServerStandardEval
 SERVER_VL = [(1, "Windows Server 2022 SERVERSTANDARD", "ServerStandard")]
 
 
-def wim_iso(tmp_path, images, name="install.wim") -> Path:
+def wim_iso(tmp_path, images, name="install.wim", ei_cfg=None) -> Path:
     iso = windows_like_iso(tmp_path)
     tree = tmp_path / "tree"
     (tree / "sources" / name).write_bytes(fake_wim(images))
+    if ei_cfg is not None:
+        (tree / "sources" / "ei.cfg").write_text(ei_cfg)
     iso.unlink()
     subprocess.run(["genisoimage", "-quiet", "-o", str(iso), "-J", "-udf", str(tree)],
                    check=True, capture_output=True)
@@ -209,8 +211,22 @@ def test_a_volume_licence_server_image_needs_a_key(tmp_path):
     from revive.guests.windows.wim import check_edition
     iso = wim_iso(tmp_path, SERVER_VL)
     check_edition(server(iso))                                  # the generic key
-    with pytest.raises(UserError, match="is a Server image that stops Setup without a key"):
+    with pytest.raises(UserError, match="which stops Setup without a key and has none here"):
         check_edition(server(iso, product_key=""))
+
+
+def test_an_index_without_a_key_is_refused_naming_the_edition(tmp_path):
+    from revive.guests.windows.wim import check_edition
+    iso = wim_iso(tmp_path, SERVER_VL)
+    s = server(iso, image=1)
+    assert s.product_key is None
+    with pytest.raises(UserError) as err:
+        check_edition(s)
+    assert str(err.value) == (
+        "config.toml: [guest] product_key: image 1 is 'Windows Server 2022 SERVERSTANDARD' "
+        "(ServerStandard), which stops Setup without a key and has none here; set image = "
+        "\"Windows Server 2022 SERVERSTANDARD\" so its generic key is chosen, or set "
+        "product_key to your key (docs/windows.md lists the generic ones)")
 
 
 def test_an_image_the_iso_lacks_is_refused_listing_what_it_has(tmp_path):
@@ -226,3 +242,37 @@ def test_an_image_the_iso_lacks_is_refused_listing_what_it_has(tmp_path):
     assert err.value.log == str(log)
     assert "1 'Windows Server 2022 SERVERSTANDARD' (ServerStandard)" in log.read_text()
     assert "config.toml: [guest] image: 3 is not in win.iso; use one of" in log.read_text()
+
+
+CLIENT = [(1, "Windows 11 Pro", "Professional")]
+
+
+def client(iso, **over):
+    table = {"iso": str(iso), "iso_sha256": "0" * 64, "windows_version": "11",
+             "image": "Windows 11 Pro", "cygwin_mirror": "m"}
+    return from_table(dict(table, **over), iso.parent)
+
+
+@pytest.mark.parametrize("ei_cfg, license, refused", [
+    (None, "retail", None),                                   # consumer media: no ei.cfg
+    ("[EditionID]\r\n\r\n[Channel]\r\nRetail\r\n", "retail", None),
+    ("[EditionID]\r\n\r\n[Channel]\r\nVolume\r\n", "retail",
+     'win.iso is Volume media (sources/ei.cfg) but the default key is for retail media; '
+     'set license = "volume"'),
+    ("[Channel]\r\nVolume\r\n", "volume", None),
+    ("[Channel]\r\nOEM\r\n", "volume",
+     'win.iso is OEM media (sources/ei.cfg) but the default key is for volume media; '
+     'set license = "retail"'),
+])
+def test_the_default_key_fits_the_media_ei_cfg_names(tmp_path, ei_cfg, license, refused):
+    from revive.guests.windows.wim import check_edition
+    iso = wim_iso(tmp_path, CLIENT, ei_cfg=ei_cfg)
+    s = client(iso, license=license)
+    if refused is None:
+        check_edition(s, tmp_path / "install.log")
+        return
+    with pytest.raises(UserError) as err:
+        check_edition(s)
+    assert str(err.value) == "config.toml: [guest] license: " + refused
+    # a key of the user's is theirs to choose
+    check_edition(client(iso, license=license, product_key="ABCDE-ABCDE-ABCDE-ABCDE-ABCDE"))

@@ -211,3 +211,38 @@ def test_install_cd_may_be_a_qcow2_overlay():
     # once the disk holds Windows.
     [hd] = devices(argv, "ide-hd")
     assert hd["bootindex"] == "1"
+
+
+# --- XP/2003: their own SMB1 smbd through a guest forward (issue 18) ---------------
+
+def test_xp_snapshot_machine_forwards_smb_to_its_own_smbd_and_nothing_else():
+    from revive.guests.windows.kind import WindowsKind
+    from revive.qemu import smb1
+    s = settings(windows_version="xp", answer_format="winnt", firmware="bios",
+                 product_key="AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", image=None)
+    argv = WindowsKind(s).installed_devices({"vm.memory": 512, "vm.cpus": 1}).render()
+    netdev = argv[argv.index("-netdev") + 1]
+    assert netdev.startswith("user,id=net0,restrict=on,")
+    assert "smb=" not in netdev
+    command = smb1.command("@smbd@", "@smb1@")
+    assert f"guestfwd=tcp:10.0.2.4:139-cmd:{command}," in netdev
+    assert f"guestfwd=tcp:10.0.2.4:445-cmd:{command}," in netdev
+
+
+def test_smb1_configuration_and_its_refusals(tmp_path):
+    from revive.core.errors import UserError
+    from revive.qemu import smb1
+    conf = smb1.config(tmp_path, {"src": (tmp_path / "a,b", True), "xchg": (tmp_path / "x", False)},
+                       user="builder")
+    sections = conf.split("\n\n")
+    assert "server min protocol = NT1" in sections[0]
+    assert f"[src]\npath = {tmp_path / 'a,b'}\nread only = yes\nguest ok = yes\n" \
+           "force user = builder" == sections[1]
+    assert "read only = no" in sections[2]
+    with pytest.raises(UserError, match=r"\[shares.global\]: Samba reserves"):
+        smb1.config(tmp_path, {"global": (tmp_path, False)})
+    with pytest.raises(UserError, match="holds a space or quote"):
+        smb1.command("/usr/sbin/smbd", "/my work/smb1")
+    with pytest.raises(UserError, match="shorter path"):
+        smb1.command("/usr/sbin/smbd", "/" + "d" * 500)
+    assert smb1.command("/usr/sbin/smbd", "/w/smb1") == "/usr/sbin/smbd -l /w/smb1 -s /w/smb1/smb.conf"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from revive.core.errors import UserError
+from tests.conftest import WINDOWS_EDITIONS as EDITION
 from revive.guests.windows import product_keys
 from revive.guests.windows.answers import floppy_files
 from revive.guests.windows.settings import (SERVERS, VERSIONS, from_table,
@@ -30,7 +31,7 @@ def example_table() -> dict:
 def for_version(version: str):
     """The example's [guest] with only what this version cannot take
     changed: XP/2003 boot from BIOS, have no install.wim and need a key."""
-    table = dict(example_table(), windows_version=version)
+    table = dict(example_table(), windows_version=version, image=EDITION.get(version))
     if VERSIONS[version] == "nt5":
         table.update(firmware="bios", product_key=XP_KEY)
         del table["image"]
@@ -73,43 +74,56 @@ def test_every_version_renders_from_the_example_defaults(version):
     assert pe.findtext("u:SetupUILanguage/u:UILanguage", namespaces=NS) == s.ui_language
     assert pe.findtext("u:UILanguage", namespaces=NS) == s.ui_language
     assert pe.findtext("u:UserLocale", namespaces=NS) == s.locale
-    # 8. a key node always; the generic key when the edition is known
+    # 8. a key node always, and for every version's edition a key
     key = root.find(".//u:UserData/u:ProductKey", NS)
-    assert key is not None
+    assert key is not None and s.product_key
     assert key.findtext("u:Key", namespaces=NS) == s.product_key
-    if s.product_key is None:
-        assert key.findtext("u:WillShowUI", namespaces=NS) == "Never"
+    # 9. UILanguageFallback in the WindowsPE pass (issue 18)
+    assert pe.findtext("u:UILanguageFallback", namespaces=NS) == s.ui_language
 
 
 def test_the_example_itself_gets_the_windows_11_pro_key():
     s = for_version("11")
-    # Microsoft's GVLK of Windows 11 Pro (kms-client-activation-keys).
-    assert s.product_key == "W269N-WFGWX-YVC9B-4J6C9-T83GX"
+    # The generic installation key of Pro, as dockur/windows writes it for
+    # consumer media (assets/win11x64.xml), not the KMS client key.
+    assert s.license == "retail"
+    assert s.product_key == "VK7JG-NPHTM-C97JM-9MPGT-3V66T"
     assert (s.admin_user, s.computer_name) == ("revive", "REVIVE-VM")
 
 
-@pytest.mark.parametrize("version, image, key", [
-    ("2022", "Windows Server 2022 Standard (Desktop Experience)",
+@pytest.mark.parametrize("version, image, license, key", [
+    ("2022", "Windows Server 2022 Standard (Desktop Experience)", None,
      "VDYBN-27WPP-V4HQT-9VMD4-VMK7H"),
-    ("2022", "Windows Server 2022 SERVERDATACENTERCORE", "WX4NM-KYWYW-QJJR4-XV3QB-6VM33"),
-    ("2025", "Windows Server 2025 Datacenter: Azure Edition", "XGN3F-F394H-FD2MY-PP6FD-8MCRC"),
-    ("2019", "Windows Server 2019 SERVERSTANDARD", "N69G4-B89J2-4G8F4-WWYCC-J464C"),
-    ("2012r2", "Windows Server 2012 R2 SERVERSTANDARD", "D2N9P-3P6X9-2R39C-7RTCD-MDVJX"),
-    ("10", "Windows 10 Enterprise LTSC 2021", "M7XTQ-FN8P6-TTKYV-9D4CC-J462D"),
-    ("10", "Windows 10 Pro N", "MH37W-N47XK-V7XM9-C7227-GCQG9"),
-    ("7", "Windows 7 PROFESSIONAL", "FJ82H-XT6CR-J8D7P-XQJJ2-GPDD4"),
-    # No default: evaluation media refuse other keys; Home has no GVLK;
-    # an index says nothing about the edition.
-    ("2022", "Windows Server 2022 Standard Evaluation (Desktop Experience)", None),
-    ("2019", "Windows Server 2019 SERVERDATACENTEREVALCORE", None),
-    ("11", "Windows 11 Home", None),
-    ("11", 6, None),
+    ("2022", "Windows Server 2022 SERVERDATACENTERCORE", None, "WX4NM-KYWYW-QJJR4-XV3QB-6VM33"),
+    ("2025", "Windows Server 2025 Datacenter: Azure Edition", None,
+     "XGN3F-F394H-FD2MY-PP6FD-8MCRC"),
+    ("2019", "Windows Server 2019 SERVERSTANDARD", None, "N69G4-B89J2-4G8F4-WWYCC-J464C"),
+    ("2012r2", "Windows Server 2012 R2 SERVERSTANDARD", None, "D2N9P-3P6X9-2R39C-7RTCD-MDVJX"),
+    # consumer media (the default for clients): generic installation keys
+    ("10", "Windows 10 Pro N", None, "2B87N-8KFHP-DKV6R-Y2C8J-PKCKT"),
+    ("11", "Windows 11 Home", None, "YTMG3-N6DKC-DKB77-7M9GH-8HVX7"),
+    ("11", "Windows 11 Education", None, "YNMGQ-8RYV3-4PGQ3-C8XTP-7CFBY"),
+    ("7", "Windows 7 PROFESSIONAL", None, "HYF8J-CVRMY-CM74G-RPHKF-PW487"),
+    # no generic key: the KMS client key, as dockur's files use
+    ("10", "Windows 10 Enterprise LTSC 2021", None, "M7XTQ-FN8P6-TTKYV-9D4CC-J462D"),
+    # volume-licence media: KMS client keys
+    ("10", "Windows 10 Pro N", "volume", "MH37W-N47XK-V7XM9-C7227-GCQG9"),
+    ("7", "Windows 7 PROFESSIONAL", "volume", "FJ82H-XT6CR-J8D7P-XQJJ2-GPDD4"),
+    ("11", "Windows 11 Home", "volume", None),
+    # No default: evaluation media refuse other keys; an index says nothing
+    # about the edition (the install stage refuses both without a key but
+    # the evaluation).
+    ("2022", "Windows Server 2022 Standard Evaluation (Desktop Experience)", None, None),
+    ("2019", "Windows Server 2019 SERVERDATACENTEREVALCORE", None, None),
+    ("11", 6, None, None),
 ])
-def test_default_product_key_by_edition(version, image, key):
-    assert product_keys.default_key(version, image) == key
-    s = from_table(dict(example_table(), windows_version=version, image=image),
-                   EXAMPLE.parent)
+def test_default_product_key_by_edition(version, image, license, key):
+    table = dict(example_table(), windows_version=version, image=image)
+    if license:
+        table["license"] = license
+    s = from_table(table, EXAMPLE.parent)
     assert s.product_key == key
+    assert product_keys.default_key(version, image, s.license) == key
 
 
 def test_a_configured_key_wins_over_the_default():

@@ -30,7 +30,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from revive.config.settings import Invalid, Setting, read
+from revive.core.rows import Invalid, Setting, read
 from revive.core.errors import UserError
 from revive.core.files import sha256_file
 from revive.formats.cpio import Archive

@@ -12,13 +12,18 @@ import os
 import shlex
 from pathlib import Path
 
-from ...machine.devices import Channel, DeviceModel, Disk, Kernel, Nic, NinePShare
+from ...channel import agent
+from ...qemu.devices import DeviceModel, Disk, Kernel, Nic, NinePShare, SerialPort
 from ..base import GuestKind
 from . import answers, installer
 
 INSTALL_OK = "REVIVE-INSTALL-OK"
 INSTALL_FAILED = "REVIVE-INSTALL-FAILED"
 HOSTKEY = "REVIVE-HOSTKEY "
+# The installed system's kernel and initramfs, relative to artifacts/: every
+# boot and revive reads them.
+BOOT_KERNEL = "payload/boot/vmlinuz"
+BOOT_INITRD = "payload/boot/initrd.img"
 # The installer runs from RAM; the memory the guest gets later is [vm] memory.
 INSTALL_MEMORY_MB = 1024
 
@@ -108,26 +113,27 @@ class LinuxKind(GuestKind):
         smb = "@smb@" if any(s.transport == "smb" for s in shares) else None
         return DeviceModel(
             machine="pc", memory_mb=inputs["vm.memory"], cpus=inputs["vm.cpus"],
-            kernel=Kernel("@artifacts@/payload/boot/vmlinuz",
-                          "@artifacts@/payload/boot/initrd.img", installer.BOOT_CMDLINE),
+            kernel=Kernel(f"@artifacts@/{BOOT_KERNEL}", f"@artifacts@/{BOOT_INITRD}",
+                          installer.BOOT_CMDLINE),
             disks=(Disk("@disk@"),), vmgenid=True,
             nic=Nic("virtio-net-pci", forward_ssh="@port@", smb=smb, mac="52:54:00:12:34:56"),
             shares=tuple(NinePShare(s.name, f"@share.{s.name}@", readonly=s.mode == "ro")
                          for s in shares if s.transport == "9p") + self._agent_share(inputs),
-            channels=self._agent_channel(inputs))
+            serial_ports=self._agent_port(inputs))
+
+    def revive_files(self) -> "tuple[str, ...]":
+        return (BOOT_KERNEL, BOOT_INITRD)
 
     # [vm] channel = "agent" (issue 9): qemu-ga's virtio-serial port, and the
     # hidden read-write share a command's output streams through.
-    def _agent_channel(self, inputs) -> "tuple[Channel, ...]":
+    def _agent_port(self, inputs) -> "tuple[SerialPort, ...]":
         if inputs["vm.channel"] != "agent":
             return ()
-        from ...remote import agent
-        return (Channel(agent.PORT_NAME, "@agent-socket@"),)
+        return (SerialPort(agent.PORT_NAME, "@agent-socket@"),)
 
     def _agent_share(self, inputs) -> "tuple[NinePShare, ...]":
         if inputs["vm.channel"] != "agent":
             return ()
-        from ...remote import agent
         return (NinePShare(agent.STREAM_TAG, "@agent-stream@", readonly=False),)
 
     def prepare_shares(self, shares) -> str:

@@ -26,12 +26,8 @@ def _sections(data: bytes) -> "dict[str, tuple[int, int, int, int]]":
     return sections
 
 
-def modinfo(path: Path) -> "dict[str, list[str]]":
-    """The ``key=value`` strings of a kernel module's .modinfo section."""
-    return modinfo_of(Path(path).read_bytes())
-
-
 def modinfo_of(data: bytes) -> "dict[str, list[str]]":
+    """The ``key=value`` strings of a kernel module's .modinfo section."""
     sections = _sections(data)
     if ".modinfo" not in sections:
         return {}

@@ -92,9 +92,13 @@ def _new_component(pass_el, name: str, s: WindowsSettings) -> ET.Element:
 def _international(comp, s: WindowsSettings) -> None:
     # UILanguage must be a language the ISO has, or Setup stops at its
     # language page; the locales may be any (en-GB formats on an en-US ISO).
+    # UILanguageFallback as dockur, rgl and StefanScherer write it: without
+    # it 24H2's Setup stops at its language page when the user locale
+    # differs from the UI language (cschneegans/unattend-generator#64).
     _el(comp, "InputLocale", s.locale)
     _el(comp, "SystemLocale", s.locale)
     _el(comp, "UILanguage", s.ui_language)
+    _el(comp, "UILanguageFallback", s.ui_language)
     _el(comp, "UserLocale", s.locale)
 
 
@@ -156,12 +160,10 @@ def _user_data(comp, s: WindowsSettings) -> None:
     if s.product_key:
         _el(key, "Key", s.product_key)
         _el(key, "WillShowUI", "OnError")
-    else:
-        # No key (an evaluation image, or one without a published generic
-        # key): never stop at the key page; fail instead of waiting for a
-        # person who is not there. The empty node stays, as in dockur's
-        # evaluation answer files: some Setup versions want it present.
-        _el(key, "WillShowUI", "Never")
+    # No key: only an evaluation image gets here (the install stage refuses
+    # any other image without one). The empty node stays, as in dockur's
+    # evaluation answer files: some Setup versions want it present; never
+    # with WillShowUI Never ("Windows cannot read the <ProductKey> setting").
 
 
 def _run_synchronous(comp, commands: "list[str]") -> None:

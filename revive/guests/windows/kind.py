@@ -5,17 +5,21 @@ file on the floppy and at the payload CD's root, Cygwin's sshd, SMB shares."""
 import json
 import shlex
 import shutil
+import time
 from pathlib import Path
 
 from ...core.files import sha256_file
-from ...machine.devices import DeviceModel
+from ...qemu import smb1
+from ...qemu.devices import DeviceModel
 from ..base import GuestKind
 from ..linux import installer
 from . import answers, cdboot, profile, setup_script
-from .settings import KEYS, WindowsSettings, check_iso
+from .settings import KEYS, MACHINE, WindowsSettings, check_iso
 
 PRESS_ANY_KEY_FOR = 40.0     # seconds of Enter presses for the UEFI CD prompt
 HERE = Path(__file__).resolve().parent
+# UEFI variables Setup wrote, beside the base image (relative to artifacts/).
+OVMF_VARS = "base-ovmf-vars.fd"
 
 
 class WindowsKind(GuestKind):
@@ -30,24 +34,24 @@ class WindowsKind(GuestKind):
                     "installed offline lacks")
     keys = KEYS
 
+    # Sizes per version (settings.MACHINE). Without settings (the docs'
+    # reference) the example's version, 11, for defaults, and the least any
+    # version takes (XP's) for minimums.
     @classmethod
     def defaults(cls, settings) -> dict:
-        return {**super().defaults(settings), "answers.disk_size": "64G", "vm.memory": "4G",
-                "vm.cpus": 2}
+        version = settings.windows_version if settings is not None else "11"
+        return {**super().defaults(settings), **MACHINE[version]["default"]}
 
     @classmethod
     def minimums(cls, settings) -> dict:
-        return {**super().minimums(settings), "answers.disk_size": "20G"}
+        version = settings.windows_version if settings is not None else "xp"
+        return {**super().minimums(settings), **MACHINE[version]["least"]}
 
     def __init__(self, settings):
         super().__init__(settings)
         self.s = settings
         self._last_key = -1.0
         self._press_keys = settings is not None and settings.firmware == "uefi"
-
-    @classmethod
-    def check_shares(cls, settings, shares) -> None:
-        setup_script.check_shares_supported(settings, shares)
 
     # -- media -------------------------------------------------------------
     def source_files(self) -> "list[Path]":
@@ -81,7 +85,7 @@ class WindowsKind(GuestKind):
 
     def ovmf_vars(self, artifacts: Path) -> Path:
         """UEFI variables written by Setup, kept beside the base image."""
-        return artifacts / "base-ovmf-vars.fd"
+        return artifacts / OVMF_VARS
 
     def install_devices(self, inputs, paths, disk: Path) -> DeviceModel:
         vars_ = None
@@ -104,8 +108,13 @@ class WindowsKind(GuestKind):
     def install_report(self, console: str) -> dict:
         report = setup_script.read_report(console)
         key = " ".join(report.host_key.split()[:2]) if report.host_key else None
+        facts = {}
+        if report.evaluation and report.done:
+            # When Windows starts shutting itself down: the install's clock
+            # plus the grace it reported (the guest is revived at host time).
+            facts["expires"] = int(time.time()) + 60 * report.grace_minutes
         return {"done": report.done, "failed": report.failed, "host_key": key,
-                "step": report.last_step}
+                "step": report.last_step, "facts": facts}
 
     def during_install(self, vm, elapsed: float) -> None:
         # Only when cdboot could not give the CD a boot image without the
@@ -132,24 +141,46 @@ class WindowsKind(GuestKind):
         return self.s.admin_user
 
     def installed_devices(self, inputs) -> DeviceModel:
+        # XP/2003 speak only SMB1: their own smbd (vm_values writes its
+        # configuration per VM) instead of QEMU's smb=.
+        legacy = self.s.legacy
         return profile.device_model(
-            self.s, disk=Path("@disk@"), smb_dir=Path("@smb@"), ssh_port="@port@",
+            self.s, disk=Path("@disk@"), smb_dir=None if legacy else Path("@smb@"),
+            smb1=smb1.command("@smbd@", "@smb1@") if legacy else None, ssh_port="@port@",
             ovmf_vars=Path("@ovmf-vars@") if self.s.firmware == "uefi" else None,
             memory_mb=inputs["vm.memory"], cpus=inputs["vm.cpus"])
 
-    def vm_values(self, artifacts: Path, work: Path) -> "dict[str, str]":
-        if self.s.firmware != "uefi":
-            return {}
-        # The firmware's variables travel with the machine state; each VM
-        # still needs a writable file of the same size behind its pflash.
-        return {"ovmf-vars": str(shutil.copyfile(self.ovmf_vars(artifacts),
-                                                 work / "ovmf-vars.fd"))}
+    def vm_values(self, artifacts: Path, work: Path, shares=()) -> "dict[str, str]":
+        values = {}
+        if self.s.legacy:
+            # This VM's smbd: each share is the folder Machine.revive made
+            # under work/smb, read-only where the share is ro.
+            state = smb1.write_config(work / "smb1", {
+                s.name: (work / "smb" / s.name, s.mode == "ro") for s in shares})
+            values.update(smbd=smb1.smbd_binary(), smb1=str(state))
+            smb1.command(values["smbd"], values["smb1"])       # paths it can pass
+        if self.s.firmware == "uefi":
+            # The firmware's variables travel with the machine state; each VM
+            # still needs a writable file of the same size behind its pflash.
+            values["ovmf-vars"] = str(shutil.copyfile(self.ovmf_vars(artifacts),
+                                                      work / "ovmf-vars.fd"))
+        return values
+
+    def revive_files(self) -> "tuple[str, ...]":
+        return (OVMF_VARS,) if self.s.firmware == "uefi" else ()
 
     def _share_table(self, shares) -> dict:
         return {s.name: {"guest": s.guest, "mode": s.mode} for s in shares}
 
+    def _share_commands(self, shares) -> "list[str]":
+        # QEMU's smb= serves one share, "qemu", holding a folder per share;
+        # XP/2003's own smbd serves each share by its name.
+        root = rf"\\{smb1.SERVER}" if self.s.legacy else setup_script.SMB_ROOT
+        return setup_script.share_commands(self._share_table(shares), self.s.ssh,
+                                           smb_root=root)
+
     def prepare_shares(self, shares) -> str:
-        return " && ".join(setup_script.share_commands(self._share_table(shares), self.s.ssh)) or "true"
+        return " && ".join(self._share_commands(shares)) or "true"
 
     def after_revive(self, shares, now: float) -> str:
         return setup_script.set_clock_command(now, self.s.ssh)
@@ -157,7 +188,7 @@ class WindowsKind(GuestKind):
     def command_line(self, command: str, env: "dict[str, str]", user: str, shares=()) -> str:
         # Drive mappings belong to one logon session and every SSH connection
         # is a new one: map in the session that runs the build.
-        mapping = setup_script.share_commands(self._share_table(shares), self.s.ssh)
+        mapping = self._share_commands(shares)
         exports = " ".join(f"export {k}={shlex.quote(v)};" for k, v in env.items())
         return " && ".join([*mapping, f"{{ {exports} {command} ; }}"]) if mapping \
             else f"{exports} {command}"

@@ -14,10 +14,15 @@ they do not activate without a KMS host, which a build VM never needs.
 The same keys are in dockur/windows' answer files (assets/win2022.xml:
 VDYBN-…, win2025.xml: TVRH6-…, win11x64-enterprise.xml: NPPR9-…).
 
+Which table: ``[guest] license``, "retail" (consumer media, the default
+for client versions: ``GENERIC``) or "volume" (volume-licence media, the
+default for Server: ``GVLK``); the install stage reads the ISO's
+sources/ei.cfg and refuses a default key of the other kind.
+
 No key is offered for an evaluation image (Microsoft's evaluation media
 refuse any key but their own built-in one, so dockur strips keys for them
-too), for Home editions (Microsoft publishes no GVLK for them), or when
-``image`` is an index (the edition is unknown until the ISO is read).
+too), or when ``image`` is an index (the edition is unknown until the ISO
+is read): the config is then refused unless it sets product_key.
 """
 
 import re
@@ -87,6 +92,40 @@ GVLK = {
 # page); its LTSC 2019/2021 keys are the LTSC 2024 ones.
 GVLK["10"] = GVLK["11"]
 
+# Generic installation keys: what consumer (retail) media take. Setup on a
+# consumer multi-edition ISO may reject a KMS client key and then waits on
+# its key page; dockur/windows writes these (assets/win11x64.xml and
+# win10x64.xml: VK7JG-… for Pro; win7x64*.xml, win81x64-enterprise.xml,
+# winvista*.xml for the older ones). The Windows 10/11 list is the "generic
+# key preset" of the Media Creation Tool's install.esd (its
+# sources/product.ini), as AveYo's MediaCreationTool.bat lists it. They
+# install; they never activate. Editions without one (Enterprise LTSC, 8.1
+# Pro) fall back to the KMS client key, as dockur's files do.
+GENERIC = {
+    "11": {"HOME": "YTMG3-N6DKC-DKB77-7M9GH-8HVX7",
+           "HOME N": "4CPRK-NM3K3-X6XXQ-RXX86-WXCHW",
+           "HOME SINGLE LANGUAGE": "BT79Q-G7N6G-PGBYW-4YWX6-6F4BT",
+           "PRO": "VK7JG-NPHTM-C97JM-9MPGT-3V66T",
+           "PRO N": "2B87N-8KFHP-DKV6R-Y2C8J-PKCKT",
+           "PRO FOR WORKSTATIONS": "DXG7C-N36C4-C4HTG-X4T3X-2YV77",
+           "PRO N FOR WORKSTATIONS": "WYPNQ-8C467-V2W6J-TX4WX-WT2RQ",
+           "PRO FOR WORKSTATIONS N": "WYPNQ-8C467-V2W6J-TX4WX-WT2RQ",
+           "PRO EDUCATION": "8PTT6-RNW4C-6V7J2-C2D3X-MHBPB",
+           "PRO EDUCATION N": "GJTYN-HDMQY-FRR76-HVGC7-QPF8P",
+           "EDUCATION": "YNMGQ-8RYV3-4PGQ3-C8XTP-7CFBY",
+           "EDUCATION N": "84NGF-MHBT6-FXBX8-QWJK7-DRR8H",
+           "ENTERPRISE": "XGVPP-NMH47-7TTHJ-W3FW7-8HV2C",
+           "IOT ENTERPRISE": "CGK42-GYN6Y-VD22B-BX98W-J8JXD"},
+    "8.1": {"ENTERPRISE": "FHQNR-XYXYC-8PMHT-TV4PH-DRQ3H"},
+    "7": {"PROFESSIONAL": "HYF8J-CVRMY-CM74G-RPHKF-PW487",
+          "ULTIMATE": "D4F6K-QK3RD-TMVMJ-BBMRX-3MBMV",
+          "ENTERPRISE": "H7X92-3VPBB-Q799D-Y6JJ3-86WC6"},
+    "vista": {"BUSINESS": "4D2XH-PRBMM-8Q22B-K8BM3-MRW4W",
+              "ULTIMATE": "VMCB9-FDRV6-6CDQM-RV23K-RP8F7"},
+}
+GENERIC["10"] = GENERIC["11"]
+LICENSES = ("retail", "volume")
+
 # install.wim names editions two ways: "Windows Server 2022 Standard (Desktop
 # Experience)" (display names) and "Windows Server 2019 SERVERSTANDARDCORE"
 # (image names); both map to "STANDARD".
@@ -113,9 +152,24 @@ def normalize_edition(image: str, version: str) -> str:
     return " ".join(out)
 
 
-def default_key(version: str, image: Union[int, str, None]) -> Optional[str]:
-    """The published generic key of this edition, or None when there is none
-    to offer (index, evaluation, Home, unknown edition)."""
+def default_key(version: str, image: Union[int, str, None],
+                license: str = "volume") -> Optional[str]:
+    """The key Setup takes for this edition on this kind of media: the
+    generic installation key on retail (consumer) media, else the KMS
+    client key; None when there is none to offer (index, evaluation,
+    unknown edition)."""
     if not isinstance(image, str) or is_evaluation(image):
         return None
-    return GVLK.get(version, {}).get(normalize_edition(image, version))
+    edition = normalize_edition(image, version)
+    if license == "retail" and edition in GENERIC.get(version, {}):
+        return GENERIC[version][edition]
+    return GVLK.get(version, {}).get(edition)
+
+
+def license_of(key: str) -> Optional[str]:
+    """Which media a default key belongs to, or None for a key of the user's."""
+    if any(key in table.values() for table in GENERIC.values()):
+        return "retail"
+    if any(key in table.values() for table in GVLK.values()):
+        return "volume"
+    return None

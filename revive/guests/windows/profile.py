@@ -14,7 +14,8 @@ through to the install CD, and once Setup has written it Windows boots from
 it without the CD's "press any key" prompt. UEFI uses Debian's ``ovmf``
 (CODE read-only, a per-VM copy of VARS); the floppy exists only under BIOS
 (OVMF has no floppy driver). User networking with ``restrict=on``; ``smb=``
-makes QEMU serve one folder at \\\\10.0.2.4\\qemu. Checked with QEMU 7.2.
+makes QEMU serve one folder at \\\\10.0.2.4\\qemu; XP and 2003 get their own
+SMB1 smbd through a guest forward instead (``smb1``, machine/smb1.py). Checked with QEMU 7.2.
 Serial port, display and QMP are the machine module's; the accelerator,
 CPU and RAM backing are set by the stages on the returned ``DeviceModel``.
 """
@@ -23,7 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from ...machine.devices import DeviceModel, Disk, Firmware, Nic
+from ...qemu.devices import DeviceModel, Disk, Firmware, Nic
 from .settings import WindowsSettings
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -61,6 +62,7 @@ def device_model(s: WindowsSettings, *, disk: Path, disk_format: str = "qcow2",
                  floppy: Optional[Path] = None,
                  ovmf_vars: Optional[Path] = None,
                  smb_dir: Optional[Path] = None,
+                 smb1: Optional[str] = None,
                  ssh_port: "int | str | None" = None,
                  memory_mb: int = 4096, cpus: int = 2,
                  ovmf_code: Path = OVMF_CODE) -> DeviceModel:
@@ -83,7 +85,7 @@ def device_model(s: WindowsSettings, *, disk: Path, disk_format: str = "qcow2",
         floppy=str(floppy) if floppy is not None else None,
         floppy_controller=not s.legacy,
         nic=Nic("rtl8139" if s.legacy else "e1000e",
-                smb=str(smb_dir) if smb_dir is not None else None,
+                smb=str(smb_dir) if smb_dir is not None else None, smb1=smb1,
                 forward_ssh=str(ssh_port) if ssh_port is not None else None),
         usb_tablet="uhci" if s.legacy else "xhci",
         # Windows 8 / Server 2012 and later read the VM generation ID and

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from revive.config.settings import Invalid, Setting, read, shown
+from revive.core.rows import Invalid, Setting, read, shown
 from revive.core.errors import UserError
 from revive.core.files import sha256_file, write_atomic
 
@@ -57,6 +57,37 @@ VERSIONS = {
 _64BIT_ONLY = {"2008r2", "2012", "2012r2", "2016", "2019", "2022", "11", "2025"}
 # Win32-OpenSSH supports Windows 7 / Server 2008 R2 and later.
 _NO_OPENSSH = {"xp", "2003", "vista", "2008"}
+
+# Machine sizes per version: (memory, CPUs, disk) given to a config that
+# leaves them out, and the least accepted (WindowsKind.defaults/minimums).
+# Minimums are Microsoft's system requirements, raised where Setup is known
+# to fail above them: Server 2016 and later below 2 GB (0xE0000100;
+# dockur/windows), Windows 11's 4 GB, 2 CPUs and 64 GB. Vista and later keep
+# at least 20 GB: the install and Cygwin with a build's tools. Disks are
+# qcow2: only what is written takes space.
+def _sizes(default, least):
+    return {"default": dict(zip(("vm.memory", "vm.cpus", "answers.disk_size"), default)),
+            "least": dict(zip(("vm.memory", "vm.cpus", "answers.disk_size"), least))}
+
+
+MACHINE = {
+    "xp": _sizes(("512M", 1, "16G"), ("128M", 1, "4G")),
+    "2003": _sizes(("512M", 1, "16G"), ("128M", 1, "4G")),
+    "vista": _sizes(("1G", 2, "40G"), ("512M", 1, "20G")),
+    "2008": _sizes(("1G", 2, "40G"), ("512M", 1, "20G")),
+    "7": _sizes(("2G", 2, "40G"), ("1G", 1, "20G")),
+    "2008r2": _sizes(("2G", 2, "40G"), ("512M", 1, "32G")),
+    "8": _sizes(("2G", 2, "40G"), ("1G", 1, "20G")),
+    "8.1": _sizes(("2G", 2, "40G"), ("1G", 1, "20G")),
+    "2012": _sizes(("2G", 2, "40G"), ("512M", 1, "32G")),
+    "2012r2": _sizes(("2G", 2, "40G"), ("512M", 1, "32G")),
+    "10": _sizes(("2G", 2, "40G"), ("1G", 1, "32G")),
+    "2016": _sizes(("2G", 2, "40G"), ("2G", 1, "32G")),
+    "2019": _sizes(("2G", 2, "40G"), ("2G", 1, "32G")),
+    "2022": _sizes(("2G", 2, "40G"), ("2G", 1, "32G")),
+    "2025": _sizes(("2G", 2, "40G"), ("2G", 1, "32G")),
+    "11": _sizes(("4G", 2, "64G"), ("4G", 2, "64G")),
+}
 
 # XP/2003 want the time zone as an index ("Microsoft Time Zone Index Values",
 # learn.microsoft.com ms912391). Keys are the names Vista and later use, so
@@ -119,6 +150,7 @@ class WindowsSettings:
     ssh: str = "cygwin"
     openssh_msi: Optional[Path] = None
     rtc: str = "localtime"
+    license: str = "retail"
 
     @property
     def family(self) -> str:
@@ -241,7 +273,16 @@ def _product_key_default(seen):
     if seen["answer_format"] == "winnt":
         _missing("XP and Server 2003 setup stops at the key page without one; "
                  "set your key")(seen)
-    return product_keys.default_key(seen["windows_version"], seen["image"])
+    # None for an index, an evaluation image or an edition without a
+    # published key: the install stage reads install.wim and refuses a
+    # non-evaluation image without a key before anything boots.
+    return product_keys.default_key(seen["windows_version"], seen["image"],
+                                    seen["license"])
+
+
+@shown('`"retail"` (`"volume"`: Server)')
+def _license_default(seen):
+    return "volume" if seen["windows_version"] in SERVERS else "retail"
 
 
 def _product_key(value, seen) -> Optional[str]:
@@ -328,9 +369,12 @@ KEYS = (
             stages=_ALL),
     Setting("guest.image", _image, "the edition in install.wim: index or name (wiminfo "
             "lists them; not for XP/2003)", _image_default, stages=_ALL),
-    Setting("guest.product_key", _product_key, "default: Microsoft's generic key of the "
-            "named edition, else none (\"\": none); required for XP/2003",
-            _product_key_default, stages=_ALL),
+    Setting("guest.license", _choice("license", *product_keys.LICENSES), "the media: "
+            "retail (consumer) or volume (volume licence); decides the default key",
+            _license_default, stages=_ALL),
+    Setting("guest.product_key", _product_key, "default: the named edition's generic "
+            "installation key (retail media) or KMS client key (volume media); \"\": none "
+            "(evaluation images); required for XP/2003", _product_key_default, stages=_ALL),
     Setting("guest.admin_user", _admin_user, "the administrator builds run as "
             "(\"Administrator\" on XP/2003)",
             shown('`"revive"` (`"Administrator"`: XP/2003)')(

@@ -24,6 +24,7 @@ from typing import Optional, Union
 from revive.core.errors import UserError
 
 from . import cygwin
+from ...formats.iso import JOLIET_NAME_MAX
 from .answers import MARKER
 from .settings import WindowsSettings
 
@@ -45,6 +46,9 @@ def config_cmd(s: WindowsSettings) -> bytes:
     never free text, so plain ``set`` lines are safe."""
     values = {
         "SSH": s.ssh,
+        # Only a plain name goes into cmd's "set" (and wmic's quoted
+        # where clause); "net accounts" covers any other name.
+        "ADMIN_USER": s.admin_user if re.fullmatch(r"[A-Za-z0-9._-]+", s.admin_user) else "",
         "NT5": "1" if s.legacy else "0",
         "INSTALL_CYGWIN": "1" if s.cygwin_packages else "0",
         "CYGSETUP": cygwin.setup_program(s.arch),
@@ -68,6 +72,7 @@ def payload_files(s: WindowsSettings, public_key: str) -> "dict[str, Union[bytes
         MARKER: b"revive payload CD\r\n",
         "revive/setup.cmd": _crlf((SCRIPTS / "setup.cmd").read_text()),
         "revive/setup.sh": (SCRIPTS / "setup.sh").read_bytes(),
+        "revive/license.ps1": _crlf((SCRIPTS / "license.ps1").read_text()),
         "revive/config.cmd": config_cmd(s),
         "revive/admin-user": s.admin_user.encode(),
         "revive/admin-password": s.admin_password.encode(),
@@ -82,32 +87,19 @@ def payload_files(s: WindowsSettings, public_key: str) -> "dict[str, Union[bytes
     return files
 
 
-JOLIET_MAX = 64      # characters in one Joliet name; longer ones are cut
-
-
 def check_joliet_names(tree: Path) -> None:
     """Refuse a payload file whose name Joliet would shorten: the guest sees
-    the shortened name, and Cygwin's setup then cannot find that archive."""
+    the shortened name, and Cygwin's setup then cannot find that archive.
+    The length is counted as the ISO writer counts it (formats/iso.py: UTF-8
+    bytes), so a non-ASCII name is refused before the writer would cut it."""
     for path in sorted(tree.rglob("*")):
-        length = len(path.name.encode("utf-16-be")) // 2
-        if length > JOLIET_MAX:
-            raise UserError(f"payload: {path.relative_to(tree)} has a {length}-character "
-                            f"name; the payload CD's Joliet names hold {JOLIET_MAX}, "
-                            "so Windows would see it cut short; leave out the package "
-                            "it belongs to or use a mirror where its name is shorter")
-
-
-def check_shares_supported(s: WindowsSettings, shares) -> None:
-    """XP and Server 2003 speak only SMB1, which QEMU's smb= cannot offer:
-    it writes its own smb.conf, and Samba 4.11 and later refuse SMB1 by
-    default. Builds need the exchange share, so such a guest is refused
-    here, in one line, rather than at its first build."""
-    if s.legacy and shares:
-        name = sorted(share.name for share in shares)[0]
-        raise UserError(f"config.toml: [shares.{name}]: Windows {s.windows_version} "
-                        "speaks only SMB1, which QEMU's smb= share (Samba >= 4.11) "
-                        "refuses; revive cannot run builds on it yet: use Windows "
-                        "Vista / Server 2008 or later")
+        length = len(path.name.encode())
+        if length > JOLIET_NAME_MAX:
+            raise UserError(f"payload: {path.relative_to(tree)} has a {length}-byte "
+                            f"name (UTF-8); the payload CD's Joliet names hold "
+                            f"{JOLIET_NAME_MAX} bytes, so Windows would see it cut short; "
+                            "leave out the package it belongs to or use a mirror where "
+                            "its name is shorter")
 
 
 def set_clock_command(now: float, ssh: str = "cygwin") -> str:
@@ -152,6 +144,12 @@ class SetupReport:
     host_key: Optional[str] = None     # "ssh-ed25519 AAAA... comment"
     failed: Optional[str] = None       # the step that failed
     done: bool = False
+    grace_minutes: Optional[int] = None   # the licence's grace left at install
+    license: Optional[str] = None         # its description (TIMEBASED_EVAL: evaluation)
+
+    @property
+    def evaluation(self) -> bool:
+        return self.license is not None and "TIMEBASED_EVAL" in self.license.upper()
 
     @property
     def last_step(self) -> Optional[str]:
@@ -171,6 +169,12 @@ def read_report(serial: str) -> SetupReport:
             report.failed = rest
         elif words[0] == "REVIVE-DONE":
             report.done = True
+        elif words[0] == "REVIVE-LICENSE" and report.license is None:
+            minutes, _, rest_ = rest.partition(" ")
+            status, _, description = rest_.partition(" ")
+            if minutes.isdigit() and status.isdigit():    # the guest's words: checked
+                report.grace_minutes = int(minutes)
+                report.license = description.strip()[:200]
     return report
 
 
@@ -229,8 +233,10 @@ def share_commands(shares: dict, ssh: str = "cygwin",
                    smb_root: str = SMB_ROOT) -> "list[str]":
     """Shell commands (for the guest's SSH shell: Cygwin bash, or cmd with
     Windows OpenSSH) that map each share: ``{name: {"guest": ..., "mode":
-    ...}}`` as in config.toml. Share NAME is the folder NAME inside the one
-    folder QEMU serves (``smb=DIR`` -> ``\\\\10.0.2.4\\qemu``).
+    ...}}`` as in config.toml. Share NAME is ``smb_root\\NAME``: the folder
+    NAME inside the one folder QEMU serves (``smb=DIR`` ->
+    ``\\\\10.0.2.4\\qemu``), or on XP/2003 the share NAME of their own
+    smbd (``\\\\10.0.2.4``, machine/smb1.py).
 
     A drive letter maps the share there; a path becomes a link to a drive
     letter picked from Z: down. ``mode`` is not enforced here: SMB gives the

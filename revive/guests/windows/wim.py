@@ -22,6 +22,7 @@ from typing import Optional
 
 from revive.core.errors import UserError
 
+from . import product_keys
 from .cdboot import open_iso_file
 
 MAGIC = b"MSWIM\0\0\0"
@@ -113,8 +114,45 @@ def check_edition(s, log: Optional[Path] = None) -> None:
         raise _fail("product_key", f"{image.name!r} is an evaluation image "
                     f"({image.edition}), which refuses other keys",
                     'set product_key = "" (none)', log)
-    if s.server and not image.evaluation and not s.product_key:
-        raise _fail("product_key", f"{image.name!r} ({image.edition}) is a Server "
-                    "image that stops Setup without a key",
-                    "set product_key to your key or the edition's KMS client key "
-                    "(README: Windows guest)", log)
+    if not image.evaluation and not s.product_key:
+        # Setup would wait on its key page until the install's deadline.
+        how = (f'set image = "{image.name}" so its generic key is chosen, or '
+               if isinstance(s.image, int) else "")
+        raise _fail("product_key", f"image {s.image!r} is {image.name!r} ({image.edition}), "
+                    "which stops Setup without a key and has none here",
+                    how + "set product_key to your key (docs/windows.md lists the "
+                    "generic ones)", log)
+    check_license(s, log)
+
+
+def iso_channel(iso: Path) -> Optional[str]:
+    """The [Channel] of sources/ei.cfg ("Retail", "OEM", "Volume"), or None."""
+    try:
+        with open_iso_file(iso, ("sources", "ei.cfg")) as reader:
+            if reader is None:
+                return None
+            text = reader.read(4096).decode("utf-8", "replace")
+    except Exception:
+        return None
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    for before, after in zip(lines, lines[1:]):
+        if before.lower() == "[channel]":
+            return after
+    return None
+
+
+def check_license(s, log: Optional[Path] = None) -> None:
+    """Refuse a default key made for the other kind of media: a generic
+    retail key on volume-licence media (sources/ei.cfg says Volume), or a
+    KMS client key on retail/OEM media. A key of the user's is theirs."""
+    channel = iso_channel(s.iso)
+    if log:
+        with open(log, "a") as fh:
+            fh.write(f"{s.iso.name}: sources/ei.cfg channel {channel or 'none'}\n")
+    if channel is None or not s.product_key:
+        return
+    media = "volume" if channel.lower() == "volume" else "retail"
+    made_for = product_keys.license_of(s.product_key)
+    if made_for is not None and made_for != media:
+        raise _fail("license", f"{s.iso.name} is {channel} media (sources/ei.cfg) but the "
+                    f"default key is for {made_for} media", f'set license = "{media}"', log)

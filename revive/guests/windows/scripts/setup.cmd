@@ -27,6 +27,19 @@ reg add "HKLM\SYSTEM\CurrentControlSet\Services\LanmanWorkstation\Parameters" /v
 reg add "HKLM\SOFTWARE\Policies\Microsoft\Windows\LanmanWorkstation" /v AllowInsecureGuestAuth /t REG_DWORD /d 1 /f >>"%LOG%" 2>&1
 reg add "HKLM\SYSTEM\CurrentControlSet\Services\LanmanWorkstation\Parameters" /v RequireSecuritySignature /t REG_DWORD /d 0 /f >>"%LOG%" 2>&1
 
+call :step password-never-expires
+rem A revived copy runs months after the install: its password must not
+rem expire (dockur and packer-windows set the same). net accounts works from
+rem XP on; wmic marks the account itself where wmic exists.
+net accounts /maxpwage:unlimited >>"%LOG%" 2>&1
+if errorlevel 1 goto failed
+if defined ADMIN_USER wmic useraccount where "name='%ADMIN_USER%'" set PasswordExpires=false >>"%LOG%" 2>&1
+
+call :step license
+rem One COM1 line on the licence (an evaluation's expiry), where PowerShell exists.
+set PS=%SystemRoot%\System32\WindowsPowerShell\v1.0\powershell.exe
+if exist "%PS%" "%PS%" -NoProfile -NonInteractive -ExecutionPolicy Bypass -File "%PAYLOAD%\revive\license.ps1" >COM1 2>>"%LOG%"
+
 call :step firewall
 if "%NT5%"=="1" (
   netsh firewall add portopening protocol=TCP port=22 name=revive-ssh mode=ENABLE scope=CUSTOM addresses=10.0.2.0/255.255.255.0 >>"%LOG%" 2>&1

@@ -1,4 +1,5 @@
-"""Freeze a running machine into a snapshot folder, and revive copies of it.
+"""A saved machine state: freeze a running QEMU into a folder (a snapshot, or
+a kept failed copy) and load it into another.
 
 A snapshot is: ``disk.qcow2`` (an overlay on the base image), the memory and
 device state, and ``meta.json`` with the QEMU version, machine, CPU,
@@ -23,7 +24,7 @@ from pathlib import Path
 from ..core.errors import UserError
 from ..core.files import matches_sha256, remember_sha256, sha256_file
 from ..core.wait import wait_for
-from . import qemu
+from .process import BINARY, Qemu, version
 
 META = "meta.json"
 VERIFIED = ".verified"
@@ -42,7 +43,7 @@ def choose_method(requested: str, capabilities: "set[str]") -> str:
         if requested == "file" and "x-ignore-shared" not in capabilities:
             raise UserError("config.toml: [vm] save = \"file\" needs QEMU's "
                             "x-ignore-shared migration capability, which this QEMU "
-                            f"{qemu.version()} lacks; set save = \"zstd\"")
+                            f"{version()} lacks; set save = \"zstd\"")
         return requested
     return "file" if "x-ignore-shared" in capabilities else "zstd"
 
@@ -60,7 +61,7 @@ def fill(template: "list[str]", values: "dict[str, str]") -> "list[str]":
     return [_TOKEN.sub(one, arg) for arg in template]
 
 
-def _migration_done(machine: qemu.Machine, what: str, timeout: float):
+def _migration_done(machine: Qemu, what: str, timeout: float):
     def status():
         info = machine.cmd("query-migrate")
         state = info.get("status")
@@ -71,7 +72,7 @@ def _migration_done(machine: qemu.Machine, what: str, timeout: float):
                     interval=0.01, log=str(machine.qemu_log))
 
 
-def save(machine: qemu.Machine, folder: Path, method: str, timeout: float) -> float:
+def save(machine: Qemu, folder: Path, method: str, timeout: float) -> float:
     """Stop the machine and write its state into ``folder``; return seconds."""
     start = time.monotonic()
     if method == "file":
@@ -86,7 +87,7 @@ def save(machine: qemu.Machine, folder: Path, method: str, timeout: float) -> fl
     return time.monotonic() - start
 
 
-def incoming(machine: qemu.Machine, folder: Path, method: str, timeout: float) -> None:
+def incoming(machine: Qemu, folder: Path, method: str, timeout: float) -> None:
     """Load the state into a machine started with ``-incoming defer -S``, then run it."""
     if method == "file":
         machine.cmd("migrate-set-capabilities", capabilities=[
@@ -124,7 +125,7 @@ def incoming(machine: qemu.Machine, folder: Path, method: str, timeout: float) -
     machine.cmd("cont")
 
 
-def load_failure(machine: qemu.Machine, wait: float = 5) -> "str | None":
+def load_failure(machine: Qemu, wait: float = 5) -> "str | None":
     """QEMU's own words on why it could not load the state, once it exited."""
     try:
         machine.proc.wait(timeout=wait)
@@ -134,8 +135,8 @@ def load_failure(machine: qemu.Machine, wait: float = 5) -> "str | None":
     own = [l.strip() for l in text.split("\n---", 1)[0].splitlines()[1:] if l.strip()]
     for line in reversed(own):
         if "migration" in line or "load" in line:
-            return line.removeprefix(f"{qemu.BINARY}: ")
-    return own[-1].removeprefix(f"{qemu.BINARY}: ") if own else None
+            return line.removeprefix(f"{BINARY}: ")
+    return own[-1].removeprefix(f"{BINARY}: ") if own else None
 
 
 def write_meta(folder: Path, meta: dict) -> None:
@@ -159,9 +160,9 @@ def read_meta(folder: Path) -> dict:
 
 def check(folder: Path, meta: dict) -> None:
     """Refuse a snapshot this QEMU cannot revive, or whose files changed."""
-    if meta.get("qemu") != qemu.version():
+    if meta.get("qemu") != version():
         raise UserError(f"the snapshot was made with QEMU {meta.get('qemu')} and this "
-                        f"is {qemu.version()}; run `doit snapshot` to make a new one")
+                        f"is {version()}; run `doit snapshot` to make a new one")
     problem = damage(folder, meta)
     if problem:
         raise UserError(f"{problem}; run `doit snapshot` to make a new one")

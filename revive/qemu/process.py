@@ -22,6 +22,7 @@ from typing import Optional
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from ..core.errors import UserError
+from ..core.space import describe_filesystem
 
 BINARY = "qemu-system-x86_64"
 INSTALL_HINT = ("install QEMU: run ./setup.sh, or apt-get install "
@@ -64,7 +65,7 @@ def tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-class Machine:
+class Qemu:
     """A QEMU process. ``args`` is the device model; this class adds the
     QMP channel, the serial console and the process plumbing."""
 
@@ -83,7 +84,7 @@ class Machine:
         self._stopped: Optional[str] = None
 
     # -- lifecycle -------------------------------------------------------
-    def launch(self, connect_timeout: float = 30) -> "Machine":
+    def launch(self, connect_timeout: float = 30) -> "Qemu":
         self.serial_log.parent.mkdir(parents=True, exist_ok=True)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.argv = [binary(), "-nodefaults", "-display", "none",
@@ -127,7 +128,7 @@ class Machine:
         finally:
             watchdog.cancel()
 
-    def __enter__(self) -> "Machine":
+    def __enter__(self) -> "Qemu":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -212,7 +213,6 @@ class Machine:
         return self._stopped
 
     def _io_error(self) -> str:
-        from ..core.space import describe_filesystem
         try:
             devices = self.qmp.cmd("query-block")
         except Exception:
@@ -277,7 +277,7 @@ def features(logdir: Path) -> dict:
     reviving a snapshot builds the same board) and the migration
     capabilities."""
     if not _features:
-        with Machine(["-machine", "none", "-S"], name="features", logdir=logdir) as vm:
+        with Qemu(["-machine", "none", "-S"], name="features", logdir=logdir) as vm:
             vm.launch()
             machines = vm.cmd("query-machines")
             for alias in ("pc", "q35"):
@@ -295,16 +295,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def port_in_use(machine: Machine) -> bool:
+def port_in_use(machine: Qemu) -> bool:
     text = machine.qemu_log.read_text(errors="replace") if machine.qemu_log.exists() else ""
     return "host forwarding rule" in text or "Address already in use" in text
 
 
-def launch_with_port(make_args, *, name: str, logdir: Path, tries: int = 5) -> "tuple[Machine, int]":
+def launch_with_port(make_args, *, name: str, logdir: Path, tries: int = 5) -> "tuple[Qemu, int]":
     """Launch a machine whose argv needs a host port, retrying on collision."""
     for attempt in range(tries):
         port = free_port()
-        machine = Machine(make_args(port), name=name, logdir=logdir)
+        machine = Qemu(make_args(port), name=name, logdir=logdir)
         try:
             machine.launch()
             return machine, port

@@ -5,15 +5,17 @@ Guest kinds fill a ``DeviceModel`` (machine type, CPU, memory, firmware,
 kernel, disks, CD-ROMs, floppy, NIC, shares, the guest channel); stages add
 what they own (the accelerator, how RAM is backed for the save method) and
 ``render()`` turns it into QEMU arguments. Values may be ``@token@``
-placeholders (``machine.snapshot.fill``): the snapshot stores the rendered
+placeholders (``qemu.saved.fill``): the snapshot stores the rendered
 template and each revive fills in its own paths and port. Nobody parses argv
 back; a change is made on the object and rendered again.
 
-The serial console, QMP and ``-display`` belong to ``machine.qemu.Machine``.
+The serial console, QMP and ``-display`` belong to ``qemu.process.Qemu``.
 """
 
 from dataclasses import dataclass, replace
 from typing import Optional
+
+from .smb1 import PORTS as SMB1_PORTS, SERVER as SMB1_SERVER
 
 
 def opt(value) -> str:
@@ -33,6 +35,9 @@ class Nic:
     model: str                        # virtio-net-pci, e1000e, rtl8139
     forward_ssh: Optional[str] = None  # host port (or @port@) forwarded to guest port 22
     smb: Optional[str] = None          # folder QEMU's smbd serves at \\10.0.2.4\qemu
+    # XP/2003: the smbd command line slirp starts per connection to
+    # 10.0.2.4:139/445, with the socket on its stdin (machine/smb1.py)
+    smb1: Optional[str] = None
     mac: Optional[str] = None
 
 
@@ -44,7 +49,7 @@ class NinePShare:
 
 
 @dataclass(frozen=True)
-class Channel:
+class SerialPort:
     """A virtio-serial port on a unix socket QEMU listens on."""
     name: str                         # the port's name in the guest
     socket: str
@@ -81,7 +86,7 @@ class DeviceModel:
     floppy_controller: bool = False   # q35 has no built-in floppy controller
     nic: Optional[Nic] = None
     shares: "tuple[NinePShare, ...]" = ()
-    channels: "tuple[Channel, ...]" = ()
+    serial_ports: "tuple[SerialPort, ...]" = ()
     usb_tablet: Optional[str] = None  # "uhci" (pc) | "xhci" (q35)
     rtc: Optional[str] = None
     vga: Optional[str] = None
@@ -123,12 +128,12 @@ class DeviceModel:
                 else "security_model=mapped-xattr"
             argv += ["-fsdev", f"local,id=fs_{share.tag},path={opt(share.path)},{access}",
                      "-device", f"virtio-9p-pci,fsdev=fs_{share.tag},mount_tag={share.tag}"]
-        if self.channels:
+        if self.serial_ports:
             argv += ["-device", "virtio-serial-pci,id=vserial0"]
-            for n, ch in enumerate(self.channels):
-                argv += ["-chardev", f"socket,id=ch{n},path={opt(ch.socket)},server=on,wait=off",
+            for n, port in enumerate(self.serial_ports):
+                argv += ["-chardev", f"socket,id=ch{n},path={opt(port.socket)},server=on,wait=off",
                          "-device", f"virtserialport,bus=vserial0.0,chardev=ch{n},"
-                                    f"id=port{n},name={ch.name}"]
+                                    f"id=port{n},name={port.name}"]
         if self.vmgenid:
             # A fresh VM generation ID at every QEMU start (guid=auto): after
             # revive QEMU writes it into guest memory and raises the ACPI
@@ -195,6 +200,11 @@ class DeviceModel:
         netdev = "user,id=net0,restrict=on"
         if self.nic.smb is not None:
             netdev += f",smb={opt(self.nic.smb)}"
+        if self.nic.smb1 is not None:
+            # A guest forward is a connection the guest opens: restrict=on
+            # lets it through and nothing else. One per port, as smb= does.
+            for port in SMB1_PORTS:
+                netdev += f",guestfwd=tcp:{SMB1_SERVER}:{port}-cmd:{opt(self.nic.smb1)}"
         if self.nic.forward_ssh is not None:
             netdev += f",hostfwd=tcp:127.0.0.1:{self.nic.forward_ssh}-:22"
         device = f"{self.nic.model},netdev=net0"

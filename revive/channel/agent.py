@@ -35,7 +35,7 @@ from ..core.dirwatch import (IN_CLOSE_WRITE, IN_DELETE, IN_DELETE_SELF, IN_MOVED
                              IN_Q_OVERFLOW, DirWatch)
 from ..core.errors import UserError
 from ..core.wait import wait_for
-from .ssh import CommandResult
+from . import Channel, CommandResult
 
 PORT_NAME = "org.qemu.guest_agent.0"
 STREAM_TAG = "revive_log"          # the 9p mount tag of the output share
@@ -196,7 +196,7 @@ class Agent:
         return answer["return"]
 
 
-class AgentSession:
+class AgentSession(Channel):
     """A build's channel to a Linux guest over its agent, with the surface of
     ``ssh.Session`` (run, check, close)."""
 
@@ -213,20 +213,8 @@ class AgentSession:
     def close(self) -> None:
         self.agent.close()
 
-    def __enter__(self) -> "AgentSession":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def sync(self, timeout: float, setting: str = "[timeouts] revive") -> None:
         self.agent.sync(timeout, setting)
-
-    def set_time(self, now_ns: "int | None" = None) -> None:
-        """guest-set-time. Not used by builds: qemu-ga 7.2 follows it with
-        `hwclock -w`, 0.18 s under TCG; a `date -s` in the first command
-        costs nothing extra (bench/revive_vs_boot.py measures both)."""
-        self.agent.call("guest-set-time", time=now_ns if now_ns is not None else time.time_ns())
 
     # -- commands ----------------------------------------------------------
     def _spawn(self, script: str, capture: bool) -> int:
@@ -382,14 +370,6 @@ class AgentSession:
                     pass
         return CommandResult(command, _exit_code(status), output.decode(errors="replace"),
                              time.monotonic() - start, phases=phases)
-
-    def check(self, command: str, *, timeout: float = 60, what: str = "") -> str:
-        result = self.run(command, timeout=timeout)
-        if result.exit_code != 0:
-            why = "timed out" if result.exit_code is None else f"exit {result.exit_code}"
-            last = result.output.strip().splitlines()[-1:] or [""]
-            raise UserError(f"{what or 'guest command'} failed ({why}): {last[0]}")
-        return result.output
 
 
 def _wrapper(command: str, name: str, prelude: "str | None") -> str:

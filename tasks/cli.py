@@ -9,15 +9,15 @@ The config is ``./config.toml`` (or the one ``REVIVE_CONFIG`` names, or the
 one ``-c PATH`` names); ``artifacts/`` sits beside it and relative paths in it
 are read against its folder, so the command works from any folder a project
 keeps its config in. A clone's ``.venv/bin/doit`` runs the same tasks
-(``tasks/dodo.py``).
+(``tasks/dodo.py``). It lives with the tasks, not in the mechanism
+(``revive/``, which never imports doit), and is installed as revive.tasks.cli.
 """
 
-import importlib
 import os
 import sys
 from pathlib import Path
 
-from .core.errors import UserError, for_people
+from revive.core.errors import UserError, for_people
 
 USAGE = """usage: revive [-c CONFIG] COMMAND [ARGS…]
 
@@ -67,32 +67,23 @@ def _doit(argv: "list[str]", config: "str | None") -> int:
         _check_system(path)
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
-    return DoitMain(ModuleTaskLoader(_tasks()), extra_config={"GLOBAL": {}}).run(argv)
+    from . import dodo
+    if argv[:1] not in (["help"], ["--version"]):
+        dodo.start()       # the project lock, the sweep, the signal handlers
+    return DoitMain(ModuleTaskLoader(dodo), extra_config={"GLOBAL": {}}).run(argv)
 
 
 def _check_system(path: Path) -> None:
     """The system packages this project's stages call (revive/system.py), in
     one line when any is missing, before doit loads the tasks (which ask
     QEMU its version already)."""
-    from . import system
-    from .config import load
+    from revive import system
+    from revive.config import load
     system.require({"all", load(path).guest_kind})
 
 
-def _tasks():
-    """revive's task module: ``revive.tasks.dodo`` when installed; in a clone
-    its tasks/ sits beside revive/ (pyproject maps one onto the other)."""
-    try:
-        return importlib.import_module("revive.tasks.dodo")
-    except ModuleNotFoundError as err:
-        if err.name not in ("revive.tasks", "revive.tasks.dodo"):
-            raise
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    return importlib.import_module("tasks.dodo")
-
-
 def _init(argv: "list[str]") -> int:
-    from . import starter
+    from revive import starter
     kind = argv[0] if argv else "tiny"
     written = starter.write(Path.cwd(), kind)
     for path in written:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.files import write_atomic
-from . import qemu
+from . import process as qemu
 
 PROBE_TIMEOUT = 10.0
 PANIC = "Kernel panic"

@@ -9,7 +9,6 @@ wants) before the exit status is asked for — reading after
 import base64
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from ..core.errors import UserError, quiet_paramiko
 from ..core.files import write_atomic
 from ..core.wait import wait_for
+from . import Channel, CommandResult
 
 # Connection attempts while the guest boots fail by design.
 quiet_paramiko()
@@ -40,27 +40,6 @@ def generate_keypair(private: Path, comment: str = "revive") -> str:
     return line
 
 
-@dataclass
-class CommandResult:
-    command: str
-    exit_code: Optional[int]     # None when the deadline or the VM ended it
-    output: str                  # the last TAIL_BYTES of the output only
-    seconds: float
-    failure: Optional[str] = None   # why there is no exit code: "timeout" or how the VM ended
-    # Seconds measured inside the guest, when the channel can: "prepare" (the
-    # revived guest's clock, entropy and shares, run in the command's own
-    # process) and "command".
-    phases: "dict[str, float]" = field(default_factory=dict)
-
-    @property
-    def timed_out(self) -> bool:
-        return self.failure == "timeout"
-
-    def __repr__(self) -> str:
-        return (f"CommandResult(exit_code={self.exit_code}, failure={self.failure!r}, "
-                f"seconds={self.seconds:.2f}, command={self.command!r})")
-
-
 # Output goes to the sink as it comes; only this much is kept for messages,
 # so memory stays flat whatever a build prints.
 TAIL_BYTES = 64 * 1024
@@ -69,7 +48,7 @@ TAIL_BYTES = 64 * 1024
 ALIVE_INTERVAL = 0.5
 
 
-class Session:
+class Session(Channel):
     """One SSH connection to a guest on a loopback port."""
 
     def __init__(self, client: paramiko.SSHClient,
@@ -79,12 +58,6 @@ class Session:
 
     def close(self) -> None:
         self.client.close()
-
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def run(self, command: str, *, timeout: float,
             sink: Optional[Callable[[bytes], None]] = None) -> CommandResult:
@@ -143,15 +116,6 @@ class Session:
                           or "the command ended without an exit status (killed by a signal?)")
         del tail[:-TAIL_BYTES]
         return result(code)
-
-    def check(self, command: str, *, timeout: float = 60, what: str = "") -> str:
-        result = self.run(command, timeout=timeout)
-        if result.exit_code != 0:
-            why = (f"exit {result.exit_code}" if result.exit_code is not None
-                   else "timed out" if result.timed_out else result.failure)
-            last = result.output.strip().splitlines()[-1:] or [""]
-            raise UserError(f"{what or 'guest command'} failed ({why}): {last[0]}")
-        return result.output
 
 
 def _wait_dead(alive: Callable[[], Optional[str]], seconds: float = 2.0) -> Optional[str]:
