@@ -29,6 +29,20 @@ def succeed(check, task):
     return values
 
 
+def recorded(tmp_path, files: dict):
+    """A shared folder holding ``files`` (name → text, or a link target for
+    names starting with '@'), checked once and recorded as a success."""
+    folder, record = tmp_path / "src", tmp_path / "r.json"
+    folder.mkdir()
+    for name, text in files.items():
+        if name.startswith("@"):
+            (folder / name[1:]).symlink_to(text)
+        else:
+            (folder / name).write_text(text)
+    check, _, task = checked(folder, record, {})
+    return folder, record, succeed(check, task)
+
+
 def test_a_change_to_one_file_among_many_is_found_and_named(tmp_path):
     folder, record = tmp_path / "src", tmp_path / "trees" / "hello.src.json"
     for i in range(300):
@@ -53,12 +67,7 @@ def test_a_change_to_one_file_among_many_is_found_and_named(tmp_path):
 
 
 def test_a_touch_is_not_a_change_and_is_hashed_once(tmp_path, monkeypatch):
-    folder, record = tmp_path / "src", tmp_path / "hello.src.json"
-    folder.mkdir()
-    (folder / "a").write_text("a")
-    (folder / "run.sh").write_text("echo")
-    check, _, task = checked(folder, record, {})
-    values = succeed(check, task)
+    folder, record, values = recorded(tmp_path, {"a": "a", "run.sh": "echo"})
     os.utime(folder / "a", ns=(1, 1))
     check, fresh, _ = checked(folder, record, values)
     assert fresh
@@ -74,13 +83,8 @@ def test_a_touch_is_not_a_change_and_is_hashed_once(tmp_path, monkeypatch):
 
 
 def test_links_are_hashed_by_target_not_followed(tmp_path):
-    folder, record = tmp_path / "src", tmp_path / "r.json"
-    folder.mkdir()
-    (folder / "link").symlink_to("/etc/passwd")
-    files = tree.scan(folder, {})
-    assert files["link"][0] == "link"
-    check, _, task = checked(folder, record, {})
-    values = succeed(check, task)
+    folder, record, values = recorded(tmp_path, {"@link": "/etc/passwd"})
+    assert tree.scan(folder, {})["link"][0] == "link"
     (folder / "link").unlink()
     (folder / "link").symlink_to("/etc/hostname")
     check, fresh, _ = checked(folder, record, values)
@@ -88,11 +92,7 @@ def test_links_are_hashed_by_target_not_followed(tmp_path):
 
 
 def test_a_damaged_record_means_hashing_again_not_a_wrong_answer(tmp_path):
-    folder, record = tmp_path / "src", tmp_path / "r.json"
-    folder.mkdir()
-    (folder / "a").write_text("a")
-    check, _, task = checked(folder, record, {})
-    values = succeed(check, task)
+    folder, record, values = recorded(tmp_path, {"a": "a"})
     record.write_bytes(b"\x00garbage")
     check, fresh, _ = checked(folder, record, values)
     assert fresh
@@ -103,11 +103,7 @@ def test_a_damaged_record_means_hashing_again_not_a_wrong_answer(tmp_path):
 
 
 def test_a_no_op_takes_the_listing_and_reads_no_record(tmp_path, monkeypatch):
-    folder, record = tmp_path / "src", tmp_path / "r.json"
-    folder.mkdir()
-    (folder / "a.c").write_text("int a;\n")
-    check, _, task = checked(folder, record, {})
-    values = succeed(check, task)
+    folder, record, values = recorded(tmp_path, {"a.c": "int a;\n"})
     assert tree.listing(folder) is not None
 
     def no_scan(*args):
