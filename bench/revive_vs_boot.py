@@ -104,7 +104,8 @@ def launch(paths, meta, work: Path, name: str, extra_args=(), disk=None, **value
             **{f"share.{n}": work for n in meta["shares"]}, **agent_values(work), **values}
     template = meta["argv"] + list(extra_args)
     return launch_with_port(lambda p: saved.fill(template, {**base, "port": p}),
-                            name=name, logdir=paths.logs)
+                            name=name, logdir=paths.logs,
+                            binary=saved.arch_of(meta).qemu)
 
 
 def cold_boot(paths, meta, cfg, work) -> float:

@@ -99,7 +99,7 @@ def for_stage(cfg, stage: str) -> StageInputs:
         host = kind.host_facts()
     elif stage == "snapshot":
         # A snapshot only loads into the QEMU that made it.
-        host = {"qemu": qemu.version()}
+        host = {"qemu": qemu.version(kind.arch().qemu)}
     return StageInputs(stage, cfg.guest_kind, kind.settings_for(stage), values, host,
                        limits(cfg, stage))
 

@@ -63,12 +63,11 @@ def _doit(argv: "list[str]", config: "str | None") -> int:
     # read relative paths against the config's folder.
     os.environ["REVIVE_CONFIG"] = str(path)
     os.chdir(path.parent)
-    if argv[:1] != ["help"]:
-        _check_system(path)
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
     from . import dodo
     if argv[:1] not in (["help"], ["--version"]):
+        _check_system(path)
         dodo.start()       # the project lock, the sweep, the signal handlers
     return DoitMain(ModuleTaskLoader(dodo), extra_config={"GLOBAL": {}}).run(argv)
 
@@ -79,7 +78,9 @@ def _check_system(path: Path) -> None:
     QEMU its version already)."""
     from revive import system
     from revive.config import load
-    system.require({"all", load(path).guest_kind})
+    cfg = load(path)
+    # The emulator of the guest's architecture too ([guest] arch).
+    system.require({"all", cfg.guest_kind, getattr(cfg.guest_settings, "arch", "amd64")})
 
 
 def _init(argv: "list[str]") -> int:

@@ -30,7 +30,8 @@ def install(inputs, paths: Paths) -> None:
     log = paths.logs / "install.log"
     kind.check_install_inputs(inputs, paths, log)
     accel_name, why = accel.choose(inputs.limits["vm.accel"],
-                                   lambda: kind.probe_kernel(paths), paths.accel_cache)
+                                   lambda: kind.probe_kernel(paths), paths.accel_cache,
+                                   kind.arch())
     say(f"accelerator: {accel_name} ({why})")
     start = time.monotonic()
     with atomic_path(paths.base) as disk:
@@ -38,7 +39,8 @@ def install(inputs, paths: Paths) -> None:
             log=log, what="qemu-img create")
         devices = kind.install_devices(inputs, paths, disk).with_(
             accel=accel_name, cpu=kind.cpu_model(accel_name))
-        with Qemu(devices.render(), name="install", logdir=paths.logs) as vm:
+        with Qemu(devices.render(), name="install", logdir=paths.logs,
+                  binary=devices.binary) as vm:
             vm.launch()
             report = _wait_installed(vm, kind, inputs.limits["timeouts.install"])
             # The guest powers itself off once it printed its report.
@@ -52,7 +54,7 @@ def install(inputs, paths: Paths) -> None:
         kind.after_install(paths, disk)
         disk.chmod(0o444)
         meta = {"host_key": report["host_key"], "sha256": sha256_file(disk),
-                "qemu": qemu.version(), "accelerator": accel_name,
+                "qemu": qemu.version(devices.binary), "accelerator": accel_name,
                 "seconds": round(time.monotonic() - start, 1),
                 **report.get("facts", {})}
         write_atomic(paths.base_meta, json.dumps(meta, indent=2) + "\n")

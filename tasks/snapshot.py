@@ -34,13 +34,14 @@ def take_snapshot(inputs, paths: Paths) -> None:
     if problem:
         raise UserError(f"{problem}; run `doit install` to reinstall")
     base = json.loads(paths.base_meta.read_text())
+    arch = kind.arch()
     accel_name, why = accel.choose(inputs["vm.accel"], lambda: kind.probe_kernel(paths),
-                                   paths.accel_cache)
+                                   paths.accel_cache, arch)
     say(f"accelerator: {accel_name} ({why})")
     work = paths.work / "snapshot"
     remove(work)
     work.mkdir(parents=True)
-    features = qemu.features(paths.logs)
+    features = qemu.features(paths.logs, arch.qemu)
     machine_name = features[kind.machine_alias()]
     method = saved.choose_method(inputs["vm.save"], features["capabilities"])
     cpu = kind.cpu_model(accel_name)
@@ -79,7 +80,8 @@ def take_snapshot(inputs, paths: Paths) -> None:
                     machine.connect("agent", phase="agent_sync")
                 machine.save(folder, method)
         timings = machine.watch.phases
-        meta = {"qemu": qemu.version(), "machine": machine_name, "cpu": cpu,
+        meta = {"qemu": qemu.version(arch.qemu), "arch": arch.name,
+                "machine": machine_name, "cpu": cpu,
                 "accelerator": accel_name, "memory_mb": inputs["vm.memory"],
                 "cpus": inputs["vm.cpus"], "argv": template, "save_method": method,
                 "guest": inputs.kind, "guest_settings": plain(inputs.guest),

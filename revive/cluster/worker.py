@@ -20,7 +20,7 @@ from ..core.files import remove
 from .. import qemu
 from ..qemu import accel as accel_mod
 from . import remote
-from .resources import offered
+from .resources import emulators, offered
 from .store import parse_size
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,7 +74,8 @@ def main(argv=None) -> int:
         cache = args.cache.resolve()
         cache.mkdir(parents=True, exist_ok=True)
         accels, why = accelerators(args.accel, cache)
-        resources = offered(qemu.version(), accels, args.vms)
+        resources = offered(qemu.version(), accels, args.vms,
+                            foreign=emulators(qemu.version))
     except (UserError, ValueError) as err:
         print(f"revive: {err}", file=sys.stderr)
         return 2

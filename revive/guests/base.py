@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..core.rows import read
 from ..qemu import accel as accel_mod
-from ..qemu.devices import DeviceModel
+from ..qemu.devices import ARCHES, Arch, DeviceModel
 
 
 @dataclass(frozen=True)
@@ -122,11 +122,15 @@ class GuestKind:
         pass
 
     # -- snapshot and builds -----------------------------------------------
+    def arch(self) -> Arch:
+        """The guest's architecture: its row of ``devices.ARCHES``."""
+        return ARCHES["amd64"]
+
     def machine_alias(self) -> str:
-        return "pc"
+        return self.arch().machine
 
     def cpu_model(self, accel: str) -> str:
-        return accel_mod.default_cpu(accel)
+        return accel_mod.default_cpu(accel, self.arch())
 
     def installed_devices(self, inputs) -> DeviceModel:
         """The installed system's device model with ``@token@`` placeholders

@@ -166,10 +166,12 @@ class Machine:
         phase = "revive" if self.state is not None else "boot"
         if self.state is not None:
             self._overlay()
+        # The emulator of the saved state's architecture, or the kind's.
+        arch = saved.arch_of(self.meta) if self.meta else self.kind.arch()
         with self.watch.phase(phase):
             self.qemu, self.port = launch_with_port(
                 lambda port: saved.fill(self.template, {**self.values, "port": port}),
-                name=self.name, logdir=self.logs)
+                name=self.name, logdir=self.logs, binary=arch.qemu)
         self._refuse_if_cancelled()     # cancelled while QEMU started
         if self.state is None:
             return self

@@ -10,6 +10,7 @@ host boot and QEMU version, so a hanging KVM costs one deadline per boot.
 
 import json
 import os
+import platform
 import subprocess
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 from ..core.errors import UserError
 from ..core.files import write_atomic
 from . import process as qemu
+from .devices import ARCHES, Arch
 
 PROBE_TIMEOUT = 10.0
 PANIC = "Kernel panic"
@@ -54,11 +56,22 @@ def _boot_id() -> str:
         return "unknown"
 
 
-def choose(requested: str, kernel, cache: Path) -> "tuple[str, str]":
+def choose(requested: str, kernel, cache: Path, arch: "Arch | None" = None,
+           host: "str | None" = None) -> "tuple[str, str]":
     """(accelerator, why) for ``[vm] accel`` = auto | kvm | tcg. ``kernel()``
-    gives the probe kernel; it is called only when a probe must run."""
+    gives the probe kernel; it is called only when a probe must run. A guest
+    of another architecture than the host (``uname -m``) always runs under
+    TCG: KVM only runs the host's own instruction set."""
     if requested == "tcg":
         return "tcg", "config asks for tcg"
+    arch = arch or ARCHES["amd64"]
+    host = host or platform.machine()
+    if arch.uname != host:
+        why = f"the {arch.name} guest is emulated on this {host} host"
+        if requested == "kvm":
+            raise UserError(f"config.toml: [vm] accel = \"kvm\" but {why} (KVM runs "
+                            "only the host's own architecture); set accel = \"auto\" or \"tcg\"")
+        return "tcg", f"{why}: TCG"
     key = {"boot_id": _boot_id(), "qemu": qemu.version()}
     try:
         cached = json.loads(cache.read_text())
@@ -76,7 +89,7 @@ def choose(requested: str, kernel, cache: Path) -> "tuple[str, str]":
     return "tcg", f"{why}; using TCG"
 
 
-def default_cpu(accel: str) -> str:
+def default_cpu(accel: str, arch: "Arch | None" = None) -> str:
     """The CPU model a guest gets unless its kind knows better: the host's
-    own under KVM; under TCG the baseline x86-64 model."""
-    return "host" if accel == "kvm" else "qemu64"
+    own under KVM; under TCG the architecture's (qemu64 on x86)."""
+    return "host" if accel == "kvm" else (arch or ARCHES["amd64"]).tcg_cpu

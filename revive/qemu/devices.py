@@ -10,12 +10,65 @@ template and each revive fills in its own paths and port. Nobody parses argv
 back; a change is made on the object and rendered again.
 
 The serial console, QMP and ``-display`` belong to ``qemu.process.Qemu``.
+
+``ARCHES`` is the one table of what differs between guest architectures
+(QEMU binary, board, CPU, console, buses, how the installer boots, the
+kernel flavour and the Debian suite its packages come from): nothing else
+branches on the architecture, it reads a row of this table.
 """
 
 from dataclasses import dataclass, replace
 from typing import Optional
 
 from .smb1 import PORTS as SMB1_PORTS, SERVER as SMB1_SERVER
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str                 # Debian's name: amd64, arm64, riscv64
+    uname: str                # what `uname -m` says in the guest
+    qemu: str                 # the system emulator
+    qemu_package: str         # the Debian package that has it
+    machine: str              # board alias; a versioned name is recorded when QEMU has one
+    tcg_cpu: str              # the CPU model under TCG
+    console: str              # the kernel's serial console device
+    kernel_flavour: str       # linux-image-RELEASE-FLAVOUR
+    suite: str                # the Debian release its pinned packages come from
+    triplet: str              # multiarch library folder (lib/TRIPLET)
+    # Install media: "ide" puts the ISO on the IDE CD-ROM and the answers on
+    # the ISA floppy, booted by the firmware from the CD (isolinux, x86
+    # only); "virtio" boots the installer's kernel directly and gives both
+    # images as read-only virtio disks after the target disk.
+    media_bus: str
+    media_modules: "tuple[str, ...]"   # kernel modules the installer needs for them
+    vmgenid: bool             # the board has ACPI for a VM generation ID device
+    kernel_image: str = "vmlinuz"   # boot/NAME-RELEASE in the kernel package
+
+    @property
+    def media_devices(self) -> "tuple[str, str]":
+        """The (CD, answers) block devices as the installer sees them."""
+        return ("/dev/sr0", "/dev/fd0") if self.media_bus == "ide" else ("/dev/vdb", "/dev/vdc")
+
+
+ARCHES = {
+    "amd64": Arch("amd64", "x86_64", "qemu-system-x86_64", "qemu-system-x86", "pc",
+                  "qemu64", "ttyS0", "amd64", "bookworm", "x86_64-linux-gnu",
+                  "ide", ("floppy", "ata_piix", "sr_mod"), vmgenid=True),
+    # pauth-impdef: the default pointer-authentication algorithm costs TCG
+    # 2.6-4x the boot time (shared/DESIGN.md).
+    "arm64": Arch("arm64", "aarch64", "qemu-system-aarch64", "qemu-system-arm", "virt",
+                  "max,pauth-impdef=on", "ttyAMA0", "arm64", "bookworm", "aarch64-linux-gnu",
+                  "virtio", (), vmgenid=False),
+    # bookworm has no riscv64; QEMU 7.2's virt board has no versioned name,
+    # so its snapshot revives on the same QEMU version only (as all do).
+    "riscv64": Arch("riscv64", "riscv64", "qemu-system-riscv64", "qemu-system-misc", "virt",
+                    "rv64", "ttyS0", "riscv64", "trixie", "riscv64-linux-gnu",
+                    "virtio", (), vmgenid=False, kernel_image="vmlinux"),
+}
+
+
+def arch(name: str) -> Arch:
+    return ARCHES[name]
 
 
 def opt(value) -> str:
@@ -36,7 +89,7 @@ class Nic:
     forward_ssh: Optional[str] = None  # host port (or @port@) forwarded to guest port 22
     smb: Optional[str] = None          # folder QEMU's smbd serves at \\10.0.2.4\qemu
     # XP/2003: the smbd command line slirp starts per connection to
-    # 10.0.2.4:139/445, with the socket on its stdin (machine/smb1.py)
+    # 10.0.2.4:139/445, with the socket on its stdin (qemu/smb1.py)
     smb1: Optional[str] = None
     mac: Optional[str] = None
 
@@ -70,6 +123,7 @@ class Kernel:
 
 @dataclass(frozen=True)
 class DeviceModel:
+    arch: str = "amd64"               # a key of ARCHES: which QEMU binary runs it
     machine: str = "pc"
     storage: str = "virtio"           # virtio | ahci | ide: where disks and CDs hang
     memory_mb: int = 512
@@ -96,6 +150,10 @@ class DeviceModel:
 
     def with_(self, **changes) -> "DeviceModel":
         return replace(self, **changes)
+
+    @property
+    def binary(self) -> str:
+        return ARCHES[self.arch].qemu
 
     def render(self) -> "list[str]":
         machine = f"{self.machine},accel={self.accel}"
@@ -156,6 +214,12 @@ class DeviceModel:
                 argv += ["-drive", f"if=none,id=disk{n},format={disk.format},file={opt(disk.file)}",
                          "-device", f"virtio-blk-pci,drive=disk{n}"
                          + (f",bootindex={disk.bootindex}" if disk.bootindex else "")]
+            if ARCHES[self.arch].media_bus == "virtio":
+                # No IDE on these boards: the media are read-only virtio
+                # disks after the target disk (vdb, vdc).
+                for n, cd in enumerate(self.cdroms):
+                    argv += _virtio_readonly(f"cd{n}", cd.format, cd.file)
+                return argv
             # CD-ROMs on the PIIX IDE controller's secondary master.
             for n, cd in enumerate(self.cdroms):
                 argv += ["-drive", f"if=ide,index={2 + n},media=cdrom,readonly=on,"
@@ -185,6 +249,8 @@ class DeviceModel:
     def _floppy(self) -> "list[str]":
         if self.floppy is None:
             return []
+        if ARCHES[self.arch].media_bus == "virtio":
+            return _virtio_readonly("floppy0", "raw", self.floppy)
         if self.firmware is not None:
             raise ValueError("no floppy under UEFI: OVMF has no floppy driver")
         if not self.floppy_controller:     # the pc machine has one built in
@@ -212,3 +278,8 @@ class DeviceModel:
             device += f",mac={self.nic.mac}"
         return ["-netdev", netdev, "-device", device]
 
+
+
+def _virtio_readonly(name: str, format: str, file: str) -> "list[str]":
+    return ["-drive", f"if=none,id={name},format={format},readonly=on,file={opt(file)}",
+            "-device", f"virtio-blk-pci,drive={name}"]

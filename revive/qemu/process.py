@@ -23,28 +23,36 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from ..core.errors import UserError
 from ..core.space import describe_filesystem
+from .devices import ARCHES
 
 BINARY = "qemu-system-x86_64"
 INSTALL_HINT = ("install QEMU: run ./setup.sh, or apt-get install "
                 "qemu-system-x86 qemu-utils")
 
 
+def _install_hint(name: str) -> str:
+    package = next((a.qemu_package for a in ARCHES.values() if a.qemu == name),
+                   "qemu-system-x86")
+    return f"install QEMU: run ./setup.sh, or apt-get install {package} qemu-utils"
+
+
 @functools.lru_cache(maxsize=None)
-def binary() -> str:
-    path = shutil.which(BINARY)
+def binary(name: str = BINARY) -> str:
+    """The path of a QEMU system emulator (``devices.ARCHES[...].qemu``)."""
+    path = shutil.which(name)
     if not path:
-        raise UserError(f"{BINARY} not found; {INSTALL_HINT}")
+        raise UserError(f"{name} not found; {_install_hint(name)}")
     return path
 
 
 @functools.lru_cache(maxsize=None)
-def version() -> str:
+def version(name: str = BINARY) -> str:
     """The version QEMU reports, e.g. "7.2.22"."""
-    out = subprocess.run([binary(), "-version"], capture_output=True, text=True,
+    out = subprocess.run([binary(name), "-version"], capture_output=True, text=True,
                          stdin=subprocess.DEVNULL, timeout=30).stdout
     m = re.search(r"version (\d+\.\d+\.\d+)", out)
     if not m:
-        raise UserError(f"{binary()} -version printed no version; {INSTALL_HINT}")
+        raise UserError(f"{binary(name)} -version printed no version; {_install_hint(name)}")
     return m.group(1)
 
 
@@ -70,8 +78,9 @@ class Qemu:
     QMP channel, the serial console and the process plumbing."""
 
     def __init__(self, args: "list[str]", *, name: str, logdir: Path,
-                 quit_timeout: float = 10):
+                 quit_timeout: float = 10, binary: str = BINARY):
         self.args = [str(a) for a in args]
+        self.binary = binary
         self.name = name
         self.serial_log = Path(logdir) / f"{name}-serial.log"
         self.qemu_log = Path(logdir) / f"{name}-qemu.log"
@@ -87,7 +96,7 @@ class Qemu:
     def launch(self, connect_timeout: float = 30) -> "Qemu":
         self.serial_log.parent.mkdir(parents=True, exist_ok=True)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.argv = [binary(), "-nodefaults", "-display", "none",
+        self.argv = [binary(self.binary), "-nodefaults", "-display", "none",
                      "-chardev", f"socket,id=qmp,fd={theirs.fileno()}",
                      "-mon", "chardev=qmp,mode=control",
                      "-chardev", f"file,id=serial0,path={self.serial_log}",
@@ -267,25 +276,28 @@ class Qemu:
                 return None
 
 
-_features: dict = {}
+_features: "dict[str, dict]" = {}
 
 
-def features(logdir: Path) -> dict:
+def features(logdir: Path, name: str = BINARY) -> dict:
     """What this QEMU offers, asked of a short-lived QEMU once per process
     (features are detected, not assumed from the version): the versioned
     machine types behind the aliases (pc → pc-i440fx-7.2, so a later QEMU
     reviving a snapshot builds the same board) and the migration
     capabilities."""
-    if not _features:
-        with Qemu(["-machine", "none", "-S"], name="features", logdir=logdir) as vm:
+    if name not in _features:
+        found: dict = {}
+        with Qemu(["-machine", "none", "-S"], name="features", logdir=logdir,
+                     binary=name) as vm:
             vm.launch()
             machines = vm.cmd("query-machines")
-            for alias in ("pc", "q35"):
-                _features[alias] = next((m["name"] for m in machines
-                                         if m.get("alias") == alias), alias)
-            _features["capabilities"] = {c["capability"] for c in
-                                         vm.cmd("query-migrate-capabilities")}
-    return _features
+            for alias in ("pc", "q35", "virt"):
+                found[alias] = next((m["name"] for m in machines
+                                     if m.get("alias") == alias), alias)
+            found["capabilities"] = {c["capability"] for c in
+                                     vm.cmd("query-migrate-capabilities")}
+        _features[name] = found
+    return _features[name]
 
 
 def free_port() -> int:
@@ -300,11 +312,12 @@ def port_in_use(machine: Qemu) -> bool:
     return "host forwarding rule" in text or "Address already in use" in text
 
 
-def launch_with_port(make_args, *, name: str, logdir: Path, tries: int = 5) -> "tuple[Qemu, int]":
+def launch_with_port(make_args, *, name: str, logdir: Path, tries: int = 5,
+                     binary: str = BINARY) -> "tuple[Qemu, int]":
     """Launch a machine whose argv needs a host port, retrying on collision."""
     for attempt in range(tries):
         port = free_port()
-        machine = Qemu(make_args(port), name=name, logdir=logdir)
+        machine = Qemu(make_args(port), name=name, logdir=logdir, binary=binary)
         try:
             machine.launch()
             return machine, port

@@ -24,7 +24,8 @@ from pathlib import Path
 from ..core.errors import UserError
 from ..core.files import matches_sha256, remember_sha256, sha256_file
 from ..core.wait import wait_for
-from .process import BINARY, Qemu, version
+from .devices import ARCHES, Arch
+from .process import Qemu, version
 
 META = "meta.json"
 VERIFIED = ".verified"
@@ -135,8 +136,11 @@ def load_failure(machine: Qemu, wait: float = 5) -> "str | None":
     own = [l.strip() for l in text.split("\n---", 1)[0].splitlines()[1:] if l.strip()]
     for line in reversed(own):
         if "migration" in line or "load" in line:
-            return line.removeprefix(f"{BINARY}: ")
-    return own[-1].removeprefix(f"{BINARY}: ") if own else None
+            return _QEMU_PREFIX.sub("", line)
+    return _QEMU_PREFIX.sub("", own[-1]) if own else None
+
+
+_QEMU_PREFIX = re.compile(r"^\S*qemu-system-[\w-]+: ")
 
 
 def write_meta(folder: Path, meta: dict) -> None:
@@ -158,11 +162,23 @@ def read_meta(folder: Path) -> dict:
         raise UserError(f"{folder / META}: missing or unreadable; run `doit snapshot`") from None
 
 
+def arch_of(meta: dict) -> Arch:
+    """The snapshot's architecture (snapshots from before there was a choice
+    are amd64)."""
+    name = meta.get("arch", "amd64")
+    if name not in ARCHES:
+        raise UserError(f"the snapshot is of architecture {name!r}, which this revive "
+                        f"does not know ({', '.join(ARCHES)}); run `doit snapshot`")
+    return ARCHES[name]
+
+
 def check(folder: Path, meta: dict) -> None:
     """Refuse a snapshot this QEMU cannot revive, or whose files changed."""
-    if meta.get("qemu") != version():
+    binary = arch_of(meta).qemu
+    if meta.get("qemu") != version(binary):
         raise UserError(f"the snapshot was made with QEMU {meta.get('qemu')} and this "
-                        f"is {version()}; run `doit snapshot` to make a new one")
+                        f"{binary} is {version(binary)}; run `doit snapshot` to make "
+                        "a new one")
     problem = damage(folder, meta)
     if problem:
         raise UserError(f"{problem}; run `doit snapshot` to make a new one")

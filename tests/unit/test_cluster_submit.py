@@ -67,3 +67,13 @@ def test_worker_resources_name_qemu_accel_and_arch():
         "vm": 2, f"qemu-7.2.22-kvm-{res.arch()}": 2, f"qemu-7.2.22-tcg-{res.arch()}": 2}
     assert res.for_snapshot({"qemu": "8.0.0", "accelerator": "kvm"}) == {
         "vm": 1, "qemu-8.0.0-kvm-x86_64": 1}
+
+
+def test_a_foreign_snapshot_needs_an_emulator_of_its_arch_under_tcg():
+    assert res.for_snapshot({"qemu": "7.2.22", "accelerator": "tcg", "arch": "arm64"}) == {
+        "vm": 1, "qemu-7.2.22-tcg-aarch64": 1}
+    foreign = {"aarch64": "7.2.22", "riscv64": "7.2.22", res.arch(): "7.2.22"}
+    offered = res.offered("7.2.22", ["kvm", "tcg"], 1, foreign=foreign)
+    assert offered["qemu-7.2.22-tcg-aarch64"] == 1 == offered["qemu-7.2.22-tcg-riscv64"]
+    assert "qemu-7.2.22-kvm-aarch64" not in offered          # KVM: the host's own arch only
+    assert "qemu-7.2.22-tcg-aarch64" not in res.offered("7.2.22", ["kvm"], 1, foreign=foreign)

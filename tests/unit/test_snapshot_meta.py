@@ -69,3 +69,29 @@ def test_missing_qemu_says_what_to_install(monkeypatch):
             qemu.binary()
     finally:
         qemu.binary.cache_clear()
+
+
+def test_an_arm64_snapshot_is_checked_against_the_arm64_emulator(tmp_path, monkeypatch):
+    meta = make_snapshot(tmp_path)
+    meta["arch"] = "arm64"
+    asked = []
+    monkeypatch.setattr(saved, "version", lambda name=qemu.BINARY: asked.append(name) or "7.2.0")
+    meta["qemu"] = "7.2.0"
+    saved.check(tmp_path, meta)
+    assert asked and set(asked) == {"qemu-system-aarch64"}
+    meta["qemu"] = "8.0.0"
+    with pytest.raises(UserError, match="made with QEMU 8.0.0 and this qemu-system-aarch64 is 7.2.0"):
+        saved.check(tmp_path, meta)
+
+
+def test_an_unknown_arch_and_a_missing_emulator_are_one_line(tmp_path, monkeypatch):
+    with pytest.raises(UserError, match="architecture 'sparc'"):
+        saved.arch_of({"arch": "sparc"})
+    qemu.binary.cache_clear()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    try:
+        with pytest.raises(UserError, match="qemu-system-riscv64 not found; .*apt-get install "
+                                            "qemu-system-misc"):
+            qemu.binary("qemu-system-riscv64")
+    finally:
+        qemu.binary.cache_clear()

@@ -64,6 +64,7 @@ class DebianSettings:
     suite: str
     mirror: str                   # "host" or an archive URL
     packages: "tuple[str, ...]"   # the user's; REQUIRED is always added
+    arch: str = "amd64"           # only amd64 so far (its root is made by mmdebstrap on the host)
 
     @property
     def all_packages(self) -> "list[str]":
@@ -102,6 +103,16 @@ def _packages(value, seen=None) -> "tuple[str, ...]":
     return tuple(value)
 
 
+def _arch(value, seen=None) -> str:
+    if value != "amd64":
+        # mmdebstrap makes the root on the host; for another architecture
+        # that needs binfmt_misc and qemu-user (root to register). The tiny
+        # guest runs arm64 and riscv64 (docs/architectures.md).
+        raise Invalid(f"{value!r}: the Debian guest is amd64 only for now; remove the key, "
+                      "or use kind = \"tiny\" for arm64 and riscv64")
+    return value
+
+
 # The suite and mirror are also what [sources.NAME] debian fetches from.
 KEYS = (
     Setting("guest.suite", _suite, "the Debian suite (code name) the root is made from",
@@ -114,6 +125,8 @@ KEYS = (
     Setting("guest.packages", _packages, "Debian packages installed on top of what revive "
             "needs (systemd, udev, OpenSSH, qemu-guest-agent, kmod, iproute2)",
             list(DEFAULT_PACKAGES), stages=("payload",)),
+    Setting("guest.arch", _arch, "the guest's architecture: amd64 only for the Debian "
+            "guest so far (docs/architectures.md)", "amd64", stages=("payload",)),
 )
 
 

@@ -124,7 +124,26 @@ def _stanzas(text: str) -> "list[dict[str, str]]":
 
 # --- choosing -------------------------------------------------------------
 
-def sources_for(suite: str, mirror: str, host: "list[Source] | None" = None) -> "list[Source]":
+def release_sources(suite: str, host: "list[Source] | None" = None) -> "list[Source]":
+    """The host's Debian archive at ``suite``: its own entries for the suite
+    when it has them, else the entries of the release it does carry with
+    that release's name replaced (a bookworm host fetching trixie's riscv64
+    packages from the same mirror)."""
+    return sources_for(suite, "host", host, rebase=True)
+
+
+def _rebased(suite: str, host: "list[Source]") -> "list[Source]":
+    releases = [s.suite for s in host if "-" not in s.suite]
+    if not releases:
+        return []
+    release = releases[0]
+    return [Source(s.uri, suite + s.suite[len(release):], s.components, s.signed_by)
+            for s in host
+            if s.suite in (release, f"{release}-updates", f"{release}-security")]
+
+
+def sources_for(suite: str, mirror: str, host: "list[Source] | None" = None,
+                rebase: bool = False) -> "list[Source]":
     """The sources a ``suite`` is installed from.
 
     ``mirror = "host"``: the host's entries for the suite and its -updates
@@ -139,6 +158,10 @@ def sources_for(suite: str, mirror: str, host: "list[Source] | None" = None) -> 
         if source.suite in wanted and source not in chosen:
             chosen.append(source)
     if not any(s.suite == suite for s in chosen):
+        if rebase:
+            chosen = _rebased(suite, host)
+            if chosen:
+                return chosen
         listed = sorted({s.suite for s in host}) or ["none"]
         raise UserError(f"config.toml: [guest] suite: the host's apt sources carry no "
                         f"{suite!r} (they list {', '.join(listed)}); set [guest] mirror "

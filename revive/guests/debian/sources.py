@@ -16,6 +16,7 @@ from pathlib import Path
 from revive.core.errors import UserError
 from revive.core.files import atomic_path
 from revive.core.proc import run
+from revive.guests.debs import private_apt
 
 from . import apt
 
@@ -40,7 +41,7 @@ def fetch(package: str, dest: Path, *, suite: str, sources: "list[apt.Source]",
 
 
 def _download(package: str, files: Path, state: Path, sources_text: str, log: Path) -> None:
-    config = _private_apt(state, sources_text)
+    config = private_apt(state, sources_text)
     env_argv = ["env", f"APT_CONFIG={config}"]
     lists = state / "lists"
     if not any(lists.glob("*Sources*")):
@@ -59,27 +60,3 @@ def _download(package: str, files: Path, state: Path, sources_text: str, log: Pa
                 cwd=tmp, log=log, timeout=900, what=f"apt-get source {package}")
         if not list(tmp.glob("*.dsc")):
             raise UserError(f"apt-get source {package} fetched no .dsc", log=str(log))
-
-
-def _private_apt(state: Path, sources_text: str) -> Path:
-    """An apt configuration of its own: its sources, lists and cache under
-    ``state``; keys, proxies and the rest as the host has them."""
-    for sub in ("lists/partial", "archives/partial", "sources.list.d"):
-        (state / sub).mkdir(parents=True, exist_ok=True)
-    (state / "sources.list.d" / "revive.sources").write_text(sources_text)
-    config = state / "apt.conf"
-    host = os.environ.get("APT_CONFIG")
-    lines = [f'#include "{host}";'] if host else []
-    lines += [
-        'Dir::Etc::sourcelist "/dev/null";',
-        f'Dir::Etc::sourceparts "{state / "sources.list.d"}";',
-        f'Dir::State::lists "{state / "lists"}";',
-        f'Dir::Cache "{state}";',
-        f'Dir::Cache::archives "{state / "archives"}";',
-        'Dir::Cache::pkgcache "";',
-        'Dir::Cache::srcpkgcache "";',
-        # Only the deb-src indexes: no Packages or translations.
-        'Acquire::Languages "none";',
-    ]
-    config.write_text("\n".join(lines) + "\n")
-    return config

@@ -13,7 +13,7 @@ import shlex
 from pathlib import Path
 
 from ...channel import agent
-from ...qemu.devices import DeviceModel, Disk, Kernel, Nic, NinePShare, SerialPort
+from ...qemu.devices import ARCHES, Arch, DeviceModel, Disk, Kernel, Nic, NinePShare, SerialPort
 from ..base import GuestKind
 from . import answers, installer
 
@@ -82,7 +82,15 @@ class LinuxKind(GuestKind):
     """A Linux guest kind: a subclass brings its payload; this class holds
     what all share."""
 
-    iso_boot = installer.ISO_BOOT
+    @property
+    def iso_boot(self):
+        # isolinux only where the firmware boots the ISO (x86).
+        return installer.ISO_BOOT if self.arch().media_bus == "ide" else None
+
+    def arch(self) -> Arch:
+        # Stages that see no [guest] arch (the Debian guest's after its
+        # payload) are amd64.
+        return ARCHES[getattr(self.settings, "arch", None) or "amd64"]
 
     # -- media -------------------------------------------------------------
     def floppy_files(self, inputs, public_key: str) -> "dict[str, bytes]":
@@ -96,9 +104,17 @@ class LinuxKind(GuestKind):
         return paths.payload / "boot" / "vmlinuz"
 
     def install_devices(self, inputs, paths, disk: Path) -> DeviceModel:
-        return DeviceModel(machine="pc", memory_mb=INSTALL_MEMORY_MB, no_reboot=True,
-                           boot_cd=True, cdroms=(Disk(str(paths.iso), "raw"),), floppy=str(paths.floppy),
-                           disks=(Disk(str(disk)),))
+        arch = self.arch()
+        devices = DeviceModel(arch=arch.name, machine=arch.machine,
+                              memory_mb=INSTALL_MEMORY_MB, no_reboot=True,
+                              cdroms=(Disk(str(paths.iso), "raw"),), floppy=str(paths.floppy),
+                              disks=(Disk(str(disk)),))
+        if arch.media_bus == "ide":
+            return devices.with_(boot_cd=True)     # isolinux on the ISO
+        # No isolinux here: QEMU boots the installer the ISO carries.
+        iso = paths.payload / "iso"
+        return devices.with_(kernel=Kernel(str(iso / "vmlinuz"), str(iso / "install.img"),
+                                           installer.install_cmdline(arch)))
 
     def install_report(self, console: str) -> dict:
         failed = next((l.split(INSTALL_FAILED, 1)[1].strip()
@@ -111,11 +127,13 @@ class LinuxKind(GuestKind):
     def installed_devices(self, inputs) -> DeviceModel:
         shares = inputs["shares"].values()
         smb = "@smb@" if any(s.transport == "smb" for s in shares) else None
+        arch = self.arch()
         return DeviceModel(
-            machine="pc", memory_mb=inputs["vm.memory"], cpus=inputs["vm.cpus"],
+            arch=arch.name, machine=arch.machine, memory_mb=inputs["vm.memory"],
+            cpus=inputs["vm.cpus"],
             kernel=Kernel(f"@artifacts@/{BOOT_KERNEL}", f"@artifacts@/{BOOT_INITRD}",
-                          installer.BOOT_CMDLINE),
-            disks=(Disk("@disk@"),), vmgenid=True,
+                          installer.boot_cmdline(arch)),
+            disks=(Disk("@disk@"),), vmgenid=arch.vmgenid,
             nic=Nic("virtio-net-pci", forward_ssh="@port@", smb=smb, mac="52:54:00:12:34:56"),
             shares=tuple(NinePShare(s.name, f"@share.{s.name}@", readonly=s.mode == "ro")
                          for s in shares if s.transport == "9p") + self._agent_share(inputs),

@@ -2,7 +2,9 @@
 installer that boots from the ISO (``installer-init``), the boot initramfs
 that mounts the installed disk (``boot-init``) and isolinux.
 
-Install: isolinux on the ISO boots the kernel with ``install.img``, whose
+Install: isolinux on the ISO boots the kernel with ``install.img`` (other
+architectures than amd64: QEMU boots them directly, the ISO and the answer
+floppy given as virtio disks named on the kernel command line), whose
 /init reads the answer floppy, writes the system archive(s) on the ISO onto
 one ext2 partition of the virtio disk, makes the SSH host key in the guest,
 prints ``REVIVE-HOSTKEY …`` and ``REVIVE-INSTALL-OK`` (or
@@ -10,7 +12,7 @@ prints ``REVIVE-HOSTKEY …`` and ``REVIVE-INSTALL-OK`` (or
 guest kind changes its steps with an ``installer-hooks.sh`` on the ISO.
 
 Boot: the disk has no bootloader. QEMU gets ``boot/vmlinuz``,
-``boot/initrd.img`` and ``BOOT_CMDLINE``.
+``boot/initrd.img`` and ``boot_cmdline(arch)``.
 """
 
 import os
@@ -22,20 +24,35 @@ from pathlib import Path
 from revive.core.errors import UserError
 from revive.formats.cpio import Archive
 from revive.guests import debs
+from revive.qemu.devices import ARCHES, Arch
 
 from . import kmod, pins
 
 HERE = Path(__file__).resolve().parent
 
 ISO_BOOT = {"image": "isolinux/isolinux.bin", "catalog": "isolinux/boot.cat"}
-BOOT_CMDLINE = "console=ttyS0 root=/dev/vda1 rw quiet"
+
+
+def boot_cmdline(arch: Arch) -> str:
+    return f"console={arch.console} root=/dev/vda1 rw quiet"
+
+
+BOOT_CMDLINE = boot_cmdline(ARCHES["amd64"])
+
+
+def install_cmdline(arch: Arch) -> str:
+    """The installer's command line when QEMU boots it directly: where its
+    media are (installer-init defaults to /dev/sr0 and /dev/fd0)."""
+    cd, answers = arch.media_devices
+    return f"console={arch.console} quiet revive.cd={cd} revive.answers={answers}"
+
 
 # Kernel modules by the names a person would look for; their dependencies
 # (and which of them are built into the kernel) come from the modules'
-# own metadata.
+# own metadata. The drivers of the media's bus come from the arch's row.
 INSTALLER_MODULES = [
-    "floppy", "vfat", "nls_cp437", "nls_ascii",          # the answer floppy
-    "ata_piix", "sr_mod", "isofs",                       # the install CD
+    "vfat", "nls_cp437", "nls_ascii",                    # the answer floppy
+    "isofs",                                             # the install CD
     "virtio_pci", "virtio_blk", "ext4",                  # the target disk
 ]
 BOOT_MODULES = ["virtio_pci", "virtio_blk", "ext4"]
@@ -59,26 +76,42 @@ class Installer:
     packages: "dict[str, Path]"     # every fetched package by name
     modules: kmod.ModuleIndex       # the pinned kernel's modules, unpacked
     busybox: bytes
+    release: str                    # the kernel's release (lib/modules/RELEASE)
 
 
-def build(packages: "dict[str, Path]", out: Path, work: Path) -> Installer:
-    """Write the installer (``out/iso``: vmlinuz, install.img, isolinux/) and
-    the boot kernel and initramfs (``out/boot``) from ``packages`` (fetched
-    with at least ``pins.ALL``); ``work`` is scratch space the caller removes."""
-    (out / "iso" / "isolinux").mkdir(parents=True, exist_ok=True)
+def build(packages: "dict[str, Path]", out: Path, work: Path,
+          arch: Arch = ARCHES["amd64"]) -> Installer:
+    """Write the installer (``out/iso``: vmlinuz, install.img, isolinux/ on
+    amd64) and the boot kernel and initramfs (``out/boot``) from ``packages``
+    (fetched with at least ``pins.BY_ARCH[arch.name].all``); ``work`` is
+    scratch space the caller removes."""
+    own = pins.BY_ARCH[arch.name]
+    (out / "iso").mkdir(parents=True, exist_ok=True)
     (out / "boot").mkdir(exist_ok=True)
-    kernel = unpack_kernel(packages, work / "kernel")
-    modules = kmod.ModuleIndex(kernel / "lib/modules" / pins.KERNEL_RELEASE)
-    busybox = (unpack(packages, [pins.BUSYBOX], work / "busybox") / "bin/busybox").read_bytes()
-    initramfs(busybox, HERE / "installer-init", modules, INSTALLER_MODULES,
+    kernel = unpack_kernel(packages, work / "kernel", own, arch.kernel_image)
+    modules = kmod.ModuleIndex(kernel / "lib/modules" / own.kernel_release)
+    busybox = _busybox(unpack(packages, [own.busybox], work / "busybox"))
+    installer = Installer(packages, modules, busybox, own.kernel_release)
+    initramfs(busybox, HERE / "installer-init", installer,
+              INSTALLER_MODULES + list(arch.media_modules),
               work / "installer-modules").write(out / "iso/install.img", compress=True)
-    initramfs(busybox, HERE / "boot-init", modules, BOOT_MODULES,
+    initramfs(busybox, HERE / "boot-init", installer, BOOT_MODULES,
               work / "boot-modules").write(out / "boot/initrd.img", compress=True)
-    vmlinuz = kernel / "boot" / f"vmlinuz-{pins.KERNEL_RELEASE}"
+    vmlinuz = kernel / "boot" / f"{arch.kernel_image}-{own.kernel_release}"
     shutil.copyfile(vmlinuz, out / "iso/vmlinuz")
     shutil.copyfile(vmlinuz, out / "boot/vmlinuz")
-    _isolinux(packages, work / "isolinux", out / "iso/isolinux")
-    return Installer(packages, modules, busybox)
+    if own.boot_loader:
+        (out / "iso" / "isolinux").mkdir(exist_ok=True)
+        _isolinux(packages, work / "isolinux", out / "iso/isolinux")
+    return installer
+
+
+def _busybox(root: Path) -> bytes:
+    # bookworm ships bin/busybox; trixie's merged /usr has usr/bin/busybox.
+    for path in ("bin/busybox", "usr/bin/busybox"):
+        if (root / path).is_file():
+            return (root / path).read_bytes()
+    raise UserError("the pinned busybox-static package has no busybox binary")
 
 
 def unpack(packages: "dict[str, Path]", which: "list[debs.Pin]", dest: Path,
@@ -88,22 +121,30 @@ def unpack(packages: "dict[str, Path]", which: "list[debs.Pin]", dest: Path,
     return dest
 
 
-def unpack_kernel(packages: "dict[str, Path]", dest: Path) -> Path:
-    release = pins.KERNEL_RELEASE
-    unpack(packages, [pins.KERNEL], dest,
-           members=[f"boot/vmlinuz-{release}", f"lib/modules/{release}"])
-    if not (dest / "boot" / f"vmlinuz-{release}").exists():
-        raise UserError(f"{pins.KERNEL.package} has no kernel {release}: make "
-                        "KERNEL_RELEASE match KERNEL in revive/guests/linux/pins.py")
+def unpack_kernel(packages: "dict[str, Path]", dest: Path,
+                  own: "pins.LinuxPins" = pins.BY_ARCH["amd64"],
+                  image: str = "vmlinuz") -> Path:
+    release = own.kernel_release
+    unpack(packages, [own.kernel], dest,
+           members=[f"boot/{image}-{release}", f"lib/modules/{release}",
+                    f"usr/lib/modules/{release}"])
+    if (dest / "usr/lib/modules").is_dir() and not (dest / "lib/modules").exists():
+        # trixie's merged /usr: the modules live under usr/lib.
+        (dest / "lib").mkdir(exist_ok=True)
+        os.symlink("../usr/lib/modules", dest / "lib/modules")
+    if not (dest / "boot" / f"{image}-{release}").exists():
+        raise UserError(f"{own.kernel.package} has no kernel {release}: make the "
+                        "release match the kernel package in revive/guests/linux/pins.py")
     return dest
 
 
 def add_modules(archive: Archive, index: kmod.ModuleIndex, wanted: "list[str]",
-                staging: Path, listing: str = "etc/modules") -> None:
+                staging: Path, listing: str = "etc/modules",
+                release: str = pins.KERNEL_RELEASE) -> None:
     """Add the modules ``wanted`` needs and a modules.dep for them, and at
     ``listing`` the wanted ones that are not built in, in load order."""
     try:
-        kmod.install(index, wanted, pins.KERNEL_RELEASE, staging)
+        kmod.install(index, wanted, release, staging)
     except KeyError as err:
         raise UserError(f"{err.args[0]}: update the guest kind's module lists "
                         "for the pinned kernel (revive/guests/linux/pins.py)") from None
@@ -112,7 +153,7 @@ def add_modules(archive: Archive, index: kmod.ModuleIndex, wanted: "list[str]",
     archive.file(listing, "".join(f"{m}\n" for m in loadable).encode())
 
 
-def initramfs(busybox: bytes, init: Path, index: kmod.ModuleIndex,
+def initramfs(busybox: bytes, init: Path, installer: Installer,
               wanted: "list[str]", staging: Path) -> Archive:
     archive = Archive()
     # The kernel opens /dev/console for init before anything is mounted.
@@ -120,7 +161,7 @@ def initramfs(busybox: bytes, init: Path, index: kmod.ModuleIndex,
     archive.file("bin/busybox", busybox, 0o755)
     archive.symlink("bin/sh", "busybox")
     archive.file("init", init.read_bytes(), 0o755)
-    add_modules(archive, index, wanted, staging)
+    add_modules(archive, installer.modules, wanted, staging, release=installer.release)
     return archive
 
 

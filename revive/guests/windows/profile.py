@@ -15,7 +15,7 @@ it without the CD's "press any key" prompt. UEFI uses Debian's ``ovmf``
 (CODE read-only, a per-VM copy of VARS); the floppy exists only under BIOS
 (OVMF has no floppy driver). User networking with ``restrict=on``; ``smb=``
 makes QEMU serve one folder at \\\\10.0.2.4\\qemu; XP and 2003 get their own
-SMB1 smbd through a guest forward instead (``smb1``, machine/smb1.py). Checked with QEMU 7.2.
+SMB1 smbd through a guest forward instead (``smb1``, qemu/smb1.py). Checked with QEMU 7.2.
 Serial port, display and QMP are the machine module's; the accelerator,
 CPU and RAM backing are set by the stages on the returned ``DeviceModel``.
 """

@@ -236,7 +236,7 @@ def share_commands(shares: dict, ssh: str = "cygwin",
     ...}}`` as in config.toml. Share NAME is ``smb_root\\NAME``: the folder
     NAME inside the one folder QEMU serves (``smb=DIR`` ->
     ``\\\\10.0.2.4\\qemu``), or on XP/2003 the share NAME of their own
-    smbd (``\\\\10.0.2.4``, machine/smb1.py).
+    smbd (``\\\\10.0.2.4``, qemu/smb1.py).
 
     A drive letter maps the share there; a path becomes a link to a drive
     letter picked from Z: down. ``mode`` is not enforced here: SMB gives the

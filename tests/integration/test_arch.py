@@ -1,0 +1,162 @@
+"""The tiny guest on other architectures under real QEMU (TCG): arm64 and
+riscv64 from an empty project to a first build (payload, install with the
+installer booted directly and its media on virtio disks, snapshot), a
+binary of that architecture run from a 9p share, uname -m as the guest
+says it, and a snapshot refused in one line by a QEMU that cannot revive
+it. On arm64 also: the same build over SSH with both shares over SMB, and a
+failed build's kept copy reopened in `doit shell`.
+
+One project per architecture (its own install and snapshot, about a minute
+under TCG); tests run in file order and put back what they change.
+"""
+
+import json
+import time
+
+import pytest
+
+from revive.guests import debs
+from revive.guests.linux import installer, pins as linux_pins
+from revive.qemu import process as qemu
+from revive.qemu.devices import ARCHES
+
+from .conftest import REPO, Project, qemu_processes
+from .terminal import PROMPT, Terminal
+
+pytestmark = pytest.mark.integration
+
+CONFIG = """
+[guest]
+kind = "tiny"
+arch = "{arch}"
+
+[answers]
+hostname = "{arch}-test"
+
+[vm]
+memory = "256M"
+
+[timeouts]
+install = "10m"
+boot = "3m"
+revive = "1m"
+
+[shares.src]
+guest = "/mnt/src"
+host = "src"
+
+[shares.xchg]
+guest = "/mnt/xchg"
+mode = "rw"
+
+[builds.hello]
+command = "uname -m > /mnt/xchg/arch.txt && /mnt/src/busybox echo ran from the share > /mnt/xchg/ran.txt && /usr/sbin/qemu-ga -V >> /mnt/xchg/ran.txt && grep ' /mnt/src ' /proc/mounts"
+outputs = ["arch.txt", "ran.txt"]
+timeout = "2m"
+"""
+
+FAILS_KEPT = """
+[builds.post-mortem]
+command = "echo left-behind > /tmp/post-mortem.txt; exit 4"
+timeout = "1m"
+keep_failed = true
+"""
+
+
+@pytest.fixture(scope="module", params=["arm64", "riscv64"])
+def project(request, tmp_path_factory):
+    arch = ARCHES[request.param]
+    root = tmp_path_factory.mktemp(f"arch-{arch.name}")
+    (root / "src").mkdir()
+    # A static busybox of the guest's architecture, from its pinned package.
+    own = linux_pins.BY_ARCH[arch.name]
+    deb = debs.fetch([own.busybox], REPO / "artifacts" / "cache" / "debs",
+                     root / "apt.log", suite=arch.suite)[own.busybox.package]
+    debs.extract(deb, root / "unpacked", ["bin/busybox", "usr/bin/busybox"])
+    (root / "src" / "busybox").write_bytes(installer._busybox(root / "unpacked"))
+    (root / "src" / "busybox").chmod(0o755)
+    (root / "config.toml").write_text(CONFIG.format(arch=arch.name))
+    project = Project(root)
+    project.arch = arch
+    start = time.monotonic()
+    project.first_run = project.doit("build")
+    project.first_seconds = time.monotonic() - start
+    return project
+
+
+def test_first_build_reports_the_guest_architecture_and_runs_its_binaries(project):
+    assert project.first_run.executed >= {"payload", "install", "snapshot", "build:hello"}
+    print(f"{project.arch.name}: empty project to first build in "
+          f"{project.first_seconds:.1f} s")
+    result = project.result("hello")
+    assert result["exit_code"] == 0, (project.artifacts / "builds/hello/log").read_text()
+    out = project.artifacts / "builds" / "hello" / "outputs"
+    assert (out / "arch.txt").read_text().strip() == project.arch.uname
+    ran = (out / "ran.txt").read_text()
+    assert ran.startswith("ran from the share\n") and "QEMU Guest Agent" in ran
+    log = (project.artifacts / "builds" / "hello" / "log").read_text()
+    assert log.startswith("src /mnt/src 9p ro,")
+    meta = json.loads((project.artifacts / "snapshot" / "meta.json").read_text())
+    assert meta["arch"] == project.arch.name and meta["accelerator"] == "tcg"
+    assert meta["qemu"] == qemu.version(project.arch.qemu)
+    assert meta["machine"].startswith(project.arch.machine)
+    assert result["timings"]["revive"] < 30
+    console = (project.artifacts / "logs" / "build-hello-serial.log").read_text(errors="replace")
+    assert "Linux version" not in console          # revived, not booted
+
+
+def test_a_snapshot_another_qemu_made_is_refused_in_one_line(project):
+    meta_path = project.artifacts / "snapshot" / "meta.json"
+    saved = meta_path.read_text()
+    meta = json.loads(saved)
+    meta["qemu"] = "6.2.0"
+    meta_path.write_text(json.dumps(meta))
+    try:
+        proc = project.doit("build:hello", check=False)
+    finally:
+        meta_path.write_text(saved)
+    assert proc.returncode != 0
+    line = next(l for l in proc.stdout.splitlines() if "QEMU 6.2.0" in l)
+    assert (f"the snapshot was made with QEMU 6.2.0 and this {project.arch.qemu} is "
+            f"{qemu.version(project.arch.qemu)}; run `doit snapshot`") in line
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert qemu_processes(str(project.root)) == []
+
+
+def test_a_failed_build_keeps_its_copy_and_the_shell_reopens_it(project):
+    if project.arch.name != "arm64":
+        pytest.skip("once, on arm64: the suite stays lean")
+    project.config.write_text(project.config.read_text() + FAILS_KEPT)
+    proc = project.doit("build:post-mortem", check=False)
+    assert proc.returncode != 0
+    kept = sorted((project.artifacts / "kept").glob("post-mortem-*"))
+    assert len(kept) == 1, proc.stdout
+    term = Terminal(project, "shell:post-mortem", "--kept", kept[0].name)
+    try:
+        term.expect("leave with exit", timeout=120)
+        term.expect(PROMPT, timeout=60)
+        assert term.run("cat /tmp/post-mortem.txt").strip() == "left-behind"
+        assert term.run("uname -m").strip() == project.arch.uname
+        term.type("exit\r")
+        assert term.wait() == 0
+    finally:
+        term.kill()
+    assert qemu_processes(str(project.root)) == []
+
+
+def test_the_same_build_over_ssh_with_both_shares_over_smb(project):
+    if project.arch.name != "arm64":
+        pytest.skip("once, on arm64: the suite stays lean")
+    text = project.config.read_text().replace('memory = "256M"',
+                                              'memory = "256M"\nchannel = "ssh"')
+    for guest in ('guest = "/mnt/src"\n', 'guest = "/mnt/xchg"\n'):
+        text = text.replace(guest, guest + 'transport = "smb"\n', 1)
+    project.config.write_text(text)
+    proc = project.doit("build:hello")
+    assert proc.executed == {"snapshot", "build:hello"}
+    out = project.artifacts / "builds" / "hello" / "outputs"
+    assert (out / "arch.txt").read_text().strip() == project.arch.uname
+    assert (out / "ran.txt").read_text().startswith("ran from the share\n")
+    assert project.result("hello")["exit_code"] == 0
+    log = (project.artifacts / "builds" / "hello" / "log").read_text()
+    assert log.startswith("//10.0.2.4/qemu/src /mnt/src cifs ro,")

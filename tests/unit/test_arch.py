@@ -1,0 +1,85 @@
+"""[guest] arch: one table row per architecture decides the machine; the
+config refuses what it does not know; a foreign guest never asks for KVM;
+foreign packages come from the host's own archive, at their release."""
+
+import pytest
+
+from revive.core.errors import UserError
+from revive.guests.debian import apt
+from revive.guests.tiny import TinyKind, TinySettings
+from revive.qemu import accel
+from revive.qemu.devices import ARCHES, DeviceModel, Disk
+
+
+def test_the_arch_key_is_checked_in_one_line():
+    assert TinySettings.from_table({"kind": "tiny"}).arch == "amd64"
+    assert TinySettings.from_table({"kind": "tiny", "arch": "riscv64"}).arch == "riscv64"
+    with pytest.raises(UserError) as err:
+        TinySettings.from_table({"kind": "tiny", "arch": "sparc"})
+    assert "[guest] arch" in str(err.value) and "arm64" in str(err.value)
+    with pytest.raises(UserError):
+        TinySettings.from_table({"kind": "tiny", "suite": "trixie"})
+
+
+@pytest.mark.parametrize("name", ["arm64", "riscv64"])
+def test_a_foreign_guest_boots_its_installer_from_virtio_media(name, tmp_path):
+    from tasks.common import Paths
+    from types import SimpleNamespace
+    kind = TinyKind(TinySettings(arch=name))
+    paths = SimpleNamespace(iso=tmp_path / "install.iso", floppy=tmp_path / "answers.img",
+                            payload=tmp_path / "payload")
+    devices = kind.install_devices(None, paths, tmp_path / "base.qcow2")
+    argv = devices.render()
+    assert devices.binary == ARCHES[name].qemu and kind.iso_boot is None
+    assert "-boot" not in argv and not any("if=ide" in a or "if=floppy" in a for a in argv)
+    assert argv.count("virtio-blk-pci,drive=disk0") == 1
+    # vda the target, vdb the ISO, vdc the answers: as the command line says.
+    order = [a.split("drive=")[1] for a in argv if a.startswith("virtio-blk-pci")]
+    assert order == ["disk0", "cd0", "floppy0"]
+    assert "revive.cd=/dev/vdb revive.answers=/dev/vdc" in devices.kernel.append
+    assert f"console={ARCHES[name].console}" in devices.kernel.append
+
+
+def test_amd64_keeps_isolinux_the_ide_cd_and_the_floppy(tmp_path):
+    from types import SimpleNamespace
+    kind = TinyKind(TinySettings())
+    paths = SimpleNamespace(iso=tmp_path / "i.iso", floppy=tmp_path / "f.img",
+                            payload=tmp_path / "payload")
+    argv = kind.install_devices(None, paths, tmp_path / "b.qcow2").render()
+    assert ["-boot", "d"] == argv[argv.index("-boot"):argv.index("-boot") + 2]
+    assert any("if=floppy" in a for a in argv) and any("if=ide" in a for a in argv)
+    assert kind.iso_boot is not None
+
+
+def test_a_foreign_guest_runs_under_tcg_without_a_kvm_probe(tmp_path):
+    def probe():
+        raise AssertionError("no KVM probe for a foreign guest")
+    name, why = accel.choose("auto", probe, tmp_path / "accel.json", ARCHES["arm64"],
+                             host="x86_64")
+    assert name == "tcg" and "arm64" in why
+    with pytest.raises(UserError) as err:
+        accel.choose("kvm", probe, tmp_path / "accel.json", ARCHES["riscv64"], host="x86_64")
+    assert "[vm] accel" in str(err.value)
+    assert accel.default_cpu("tcg", ARCHES["arm64"]) == "max,pauth-impdef=on"
+
+
+def test_another_release_comes_from_the_host_archive_renamed():
+    host = apt.parse_deb822(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\n"
+        "Suites: bookworm-security\nComponents: main\n")
+    found = apt.release_sources("trixie", host)
+    assert [(s.uri, s.suite) for s in found] == [
+        ("http://mirror.example/debian", "trixie"),
+        ("http://mirror.example/debian", "trixie-updates"),
+        ("http://mirror.example/debian-security", "trixie-security")]
+    assert apt.release_sources("bookworm", host) == host
+    with pytest.raises(UserError):
+        apt.sources_for("trixie", "host", host)        # the Debian guest still asks
+
+
+def test_media_on_virtio_disks_render_read_only():
+    argv = DeviceModel(arch="arm64", machine="virt", disks=(Disk("d.qcow2"),),
+                       cdroms=(Disk("i.iso", "raw"),), floppy="f.img").render()
+    assert "if=none,id=cd0,format=raw,readonly=on,file=i.iso" in argv
+    assert "if=none,id=floppy0,format=raw,readonly=on,file=f.img" in argv
