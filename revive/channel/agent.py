@@ -49,6 +49,7 @@ KILL_TIMEOUT = 10.0
 # wakeup of qemu-ga every 5 s costs the command nothing measurable).
 SAFETY_POLL = 5.0
 CONFIRM_FIRST = 0.005              # seconds before asking again after a "not yet"
+VM_END_WAIT = 2.0                  # seconds a closed socket waits for QEMU's exit status
 TAIL = 1 << 20                     # bytes of a streamed output kept in the result
 
 # What a command sees over SSH as root (dropbear and OpenSSH set these):
@@ -242,6 +243,17 @@ class AgentSession(Channel):
         except UserError:
             pass    # the caller kills the whole machine next
 
+    def _vm_end(self) -> Optional[str]:
+        """How the VM ended, when the agent's socket failed: asked for up to
+        VM_END_WAIT seconds, since QEMU's socket closes as it is killed,
+        a moment before its process can be reaped."""
+        deadline = time.monotonic() + VM_END_WAIT
+        while True:
+            dead = self.agent.alive()
+            if dead or time.monotonic() >= deadline:
+                return dead
+            time.sleep(0.02)
+
     def run(self, command: str, *, timeout: float,
             sink: Optional[Callable[[bytes], None]] = None) -> CommandResult:
         """Run ``command`` with /bin/sh as root; stream its combined output
@@ -280,7 +292,7 @@ class AgentSession(Channel):
                 time.sleep(interval)
                 interval = min(interval * 1.5, 0.1)
         except AgentError:
-            dead = self.agent.alive()
+            dead = self._vm_end()
             if not dead:
                 raise
             return CommandResult(command, None, "", time.monotonic() - start, dead)
@@ -354,7 +366,7 @@ class AgentSession(Channel):
                                       _small_file(prelude_file, 4096))
         except AgentError:
             # The VM ended under the command: a result (as over SSH), not an error.
-            dead = self.agent.alive()
+            dead = self._vm_end()
             if not dead:
                 raise
             _drain(follower, output, sink, limit=1 << 62)
