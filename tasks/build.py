@@ -119,7 +119,7 @@ def folder_checks(paths: Paths, build) -> "list[shared_folder]":
     from .sources import folder
     fetched = {folder(paths, name) for name in build.sources}
     return [shared_folder(f"{build.name}.{share}", path,
-                          paths.artifacts / "trees" / f"{build.name}.{share}.json")
+                          paths.artifacts / "trees" / f"{build.name}.{share}.record")
             for share, path in sorted(build.shares.items()) if path not in fetched]
 
 
