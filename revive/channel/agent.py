@@ -35,7 +35,7 @@ from ..core.dirwatch import (IN_CLOSE_WRITE, IN_DELETE, IN_DELETE_SELF, IN_MOVED
                              IN_Q_OVERFLOW, DirWatch)
 from ..core.errors import UserError
 from ..core.wait import wait_for
-from . import Channel, CommandResult
+from . import Channel, CommandResult, vm_ended
 
 PORT_NAME = "org.qemu.guest_agent.0"
 STREAM_TAG = "revive_log"          # the 9p mount tag of the output share
@@ -49,7 +49,6 @@ KILL_TIMEOUT = 10.0
 # wakeup of qemu-ga every 5 s costs the command nothing measurable).
 SAFETY_POLL = 5.0
 CONFIRM_FIRST = 0.005              # seconds before asking again after a "not yet"
-VM_END_WAIT = 2.0                  # seconds a closed socket waits for QEMU's exit status
 TAIL = 1 << 20                     # bytes of a streamed output kept in the result
 
 # What a command sees over SSH as root (dropbear and OpenSSH set these):
@@ -60,6 +59,20 @@ BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 class AgentError(UserError):
     pass
+
+
+def watching_port(alive: Callable[[], Optional[str]],
+                  port_closed: Callable[[str], bool]) -> Callable[[], Optional[str]]:
+    """``alive`` that also ends a wait when the guest closed the agent's
+    port (qemu-ga killed or stopped in the guest): the chardev socket stays
+    open and silent, and a call would wait out its deadline."""
+    def check() -> Optional[str]:
+        return alive() or (PORT_CLOSED if port_closed(PORT_NAME) else None)
+    return check
+
+
+PORT_CLOSED = ("the guest agent stopped inside the guest (its virtio-serial port closed: "
+               "qemu-ga exited or was killed); the VM was running, the channel to it died")
 
 
 def private_dir(path: Path) -> Path:
@@ -243,17 +256,6 @@ class AgentSession(Channel):
         except UserError:
             pass    # the caller kills the whole machine next
 
-    def _vm_end(self) -> Optional[str]:
-        """How the VM ended, when the agent's socket failed: asked for up to
-        VM_END_WAIT seconds, since QEMU's socket closes as it is killed,
-        a moment before its process can be reaped."""
-        deadline = time.monotonic() + VM_END_WAIT
-        while True:
-            dead = self.agent.alive()
-            if dead or time.monotonic() >= deadline:
-                return dead
-            time.sleep(0.02)
-
     def run(self, command: str, *, timeout: float,
             sink: Optional[Callable[[bytes], None]] = None) -> CommandResult:
         """Run ``command`` with /bin/sh as root; stream its combined output
@@ -292,7 +294,9 @@ class AgentSession(Channel):
                 time.sleep(interval)
                 interval = min(interval * 1.5, 0.1)
         except AgentError:
-            dead = self._vm_end()
+            # The VM ended under the command: a result, not an error. Its
+            # socket may close before QEMU can be reaped.
+            dead = vm_ended(self.agent.alive)
             if not dead:
                 raise
             return CommandResult(command, None, "", time.monotonic() - start, dead)
@@ -366,7 +370,7 @@ class AgentSession(Channel):
                                       _small_file(prelude_file, 4096))
         except AgentError:
             # The VM ended under the command: a result (as over SSH), not an error.
-            dead = self._vm_end()
+            dead = vm_ended(self.agent.alive)
             if not dead:
                 raise
             _drain(follower, output, sink, limit=1 << 62)
