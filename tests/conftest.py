@@ -29,12 +29,15 @@ def pytest_addoption(parser):
 
 
 # pytest.ini runs the suite on two xdist workers (`-n 2 --dist loadgroup`):
-# the Debian guest's modules on one, the tiny guest's on the other. Each
+# the Debian guest's modules and a few long tiny ones (foreign architectures,
+# the cluster's separate hosts, the install into a fresh venv) on one, the
+# other tiny modules on the other, so that both take about as long. Each
 # group's modules still run in file order on one worker (the tests of a
 # module share its project and put back what they change); the unit tests
 # go wherever there is room. The Debian build's one emulated CPU then
 # overlaps the tiny guest's tests instead of following them.
-SLOW_ALONE = {"test_debian.py", "test_unprivileged.py"}
+SLOW_ALONE = {"test_debian.py", "test_unprivileged.py", "test_arch.py",
+              "test_cluster_hosts.py", "test_install.py"}
 
 
 @pytest.hookimpl(tryfirst=True)    # before xdist reads the groups

@@ -9,6 +9,7 @@ root); ``why_not()`` says in one line why namespaces cannot be made here."""
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -88,7 +89,10 @@ exec "$@"
         own host name and its own /tmp, where only the folders ``keep(name,
         …)`` named are seen."""
         h = self.hosts[name]
-        keep = h.get("keep", [])
+        # The source tree (its .venv, the sshd it unpacked) is every host's
+        # program files, wherever the clone lies: CI's may be under /tmp.
+        repo = str(Path(__file__).resolve().parents[2])
+        keep = [repo] * repo.startswith("/tmp/") + h.get("keep", [])
         return ["ip", "netns", "exec", h["ns"], "unshare", "--uts", "--mount",
                 "--propagation", "private", "--", "sh", "-c", self._BOOT, h["hostname"],
                 str(len(keep)), *keep, *argv]

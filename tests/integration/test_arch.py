@@ -66,7 +66,8 @@ keep_failed = true
 @pytest.fixture(scope="module", params=["arm64", "riscv64"])
 def project(request, tmp_path_factory):
     arch = ARCHES[request.param]
-    root = tmp_path_factory.mktemp(f"arch-{arch.name}")
+    # Short: the agent socket below it must fit a unix socket path (107 bytes).
+    root = tmp_path_factory.mktemp(arch.name[:1])
     (root / "src").mkdir()
     # A static busybox of the guest's architecture, from its pinned package.
     own = linux_pins.BY_ARCH[arch.name]

@@ -16,6 +16,7 @@ from revive import config as config_mod
 from revive import inputs
 from revive.config import settings
 from revive.guests import KINDS
+from revive.qemu.devices import ARCHES
 from tests import configs
 
 from .conftest import stale
@@ -59,6 +60,8 @@ def changed(raw: dict, key: str, cfg) -> dict:
                "vm.channel": settings.CHANNELS}
     if key in choices:
         table[name] = next(c for c in choices[key] if c != current and c != "kvm")
+    elif key == "guest.arch":
+        table[name] = next(a for a in ARCHES if a != (current or "amd64"))
     elif attr.endswith("_mb"):
         table[name] = f"{current * 2}M"
     elif section == "timeouts":

@@ -59,6 +59,9 @@ def project_for(version: str, root: Path) -> Path:
         lines.append(line)
     root.mkdir(parents=True)
     (root / "config.toml").write_text("\n".join(lines) + "\n")
+    # The example's shares name examples/hello beside the config, which must
+    # exist when the config loads.
+    shutil.copytree(REPO / "examples" / "hello", root / "examples" / "hello")
     return root
 
 
