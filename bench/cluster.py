@@ -5,14 +5,18 @@ In a throwaway project (tiny guest, TCG): the snapshot is made once; then 8
 builds of about 5 s each run (a) locally with `doit -n 2 build`, (b) on a
 `dask scheduler` and two workers with one VM slot each (`doit -n 8 build`)
 with empty caches and an empty store, and (c) again with everything cached.
-Prints wall times with their ratio to (a), and what publishing and fetching
-the bundle cost the first builds against later ones.
+Prints wall times with their ratio to (a), what publishing and fetching
+the bundle cost the first builds against later ones, and from those
+measured costs the expected wall time of 100 builds on 1, 4 and 16 workers
+(one VM slot each, builds like these, the store and the submitting host
+keeping up; see the model in ``estimate``).
 
     flock /tmp/revive-qemu.lock .venv/bin/python bench/cluster.py [--builds 8] [--sleep 4]
 """
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -30,11 +34,12 @@ sys.path.insert(0, str(REPO))
 from tests import configs  # noqa: E402
 
 
-def config(store: Path, n: int, sleep: float) -> dict:
+def config(store: Path, certs: Path, n: int, sleep: float) -> dict:
     """A tiny-guest project under TCG with ``n`` builds sleeping ``sleep`` s."""
     return configs.tiny(
         "revive-bench", vm={"accel": "tcg"},
-        cluster={"scheduler": "tcp://127.0.0.1:9", "store": f"file://{store}"},
+        cluster={"scheduler": "tls://127.0.0.1:9", "store": f"file://{store}",
+                 "certs": str(certs)},
         builds={f"b{i}": configs.build(f"sleep {sleep}; echo {i} > /mnt/xchg/out.txt",
                                        outputs=["out.txt"], timeout="5m")
                 for i in range(1, n + 1)})
@@ -85,24 +90,29 @@ def main() -> None:
         project = root / "project"
         (project / "src").mkdir(parents=True)
         (project / "src" / "data.txt").write_text("x\n")
-        configs.write(project, config(root / "store", n, args.sleep))
+        configs.write(project, config(root / "store", root / "certs", n, args.sleep))
         doit(project, "local", "snapshot")
 
         local, _ = doit(project, "local", "-n", "2", "build")
         local_cmd = statistics.median(r["timings"]["total"] for r in results(project, n))
 
+        from revive.cluster import certs
+        certs.make(root / "certs")
+        cdir = root / "certs"
         procs: "list[subprocess.Popen]" = []
         try:
             start(procs, [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
                           "--dashboard-address", "127.0.0.1:0", "--scheduler-file",
-                          str(root / "sched.json")], root / "sched.log")
+                          str(root / "sched.json"), *certs.scheduler_flags(cdir)],
+                  root / "sched.log")
             address = wait_cluster(root / "sched.json", 2, procs)
             for w in ("wa", "wb"):
                 start(procs, [sys.executable, "-m", "revive.cluster.worker", address, "--vms",
-                              "1", "--cache", str(root / w), "--accel", "tcg", "--name", w],
-                      root / f"{w}.log", cwd=REPO)
+                              "1", "--cache", str(root / w), "--accel", "tcg",
+                              "--certs", str(cdir)], root / f"{w}.log", cwd=REPO)
             from distributed import Client
-            with Client(address, timeout=30, set_as_default=False) as c:
+            with Client(address, timeout=30, set_as_default=False,
+                        security=certs.security(cdir, "client", "bench")) as c:
                 c.wait_for_workers(2, timeout=90)
 
             shutil.rmtree(project / "artifacts" / "builds")     # so every build reruns
@@ -145,6 +155,39 @@ def main() -> None:
         print(f"| later ones, median (bundle in store and cache) | {med('publish'):.2f} "
               f"| {med('fetch'):.2f} | {med('total'):.2f} |")
         print(f"| local build, median | – | – | {local_cmd:.2f} |")
+        estimate(n=n, workers=2, warm=warm, bundle=bundle, uploader=uploader,
+                 first_fetch=first_fetch, build=med("total"), publish=med("publish"))
+
+
+def estimate(*, n: int, workers: int, warm: float, bundle: int, uploader: dict,
+             first_fetch: dict, build: float, publish: float) -> None:
+    """Expected wall time of 100 such builds on W workers of one VM slot:
+
+        T(W) = upload + fetch(W) + ceil(100 / W) * (build + per_build)
+
+    upload: publishing the bundle once (the uploader's publish time);
+    fetch(W): every worker fetching the bundle at once from one store, at
+    the aggregate rate measured here (both workers fetched it together);
+    build: a build on a worker, median; per_build: what each build adds
+    around it (its own publish, placement, the results' round trip),
+    measured from the warm run as wall time per wave of builds minus the
+    build. Assumes the store serves W fetches at the measured aggregate
+    rate (a store with more bandwidth does better), the scheduler and the
+    submitting host keep up (doit -n W at least), and that W hosts do not
+    share cores as the two workers here do."""
+    waves = math.ceil(n / workers)
+    per_build = max(0.0, warm / waves - build)
+    rate = workers * bundle / max(first_fetch["timings"]["fetch"], 1e-3)
+    upload = uploader["timings"]["publish"]
+    print(f"\nEstimate for 100 builds like these (build {build:.2f} s + {per_build:.2f} s "
+          f"around it; bundle {bundle / 2**20:.0f} MiB uploaded in {upload:.2f} s, fetched at "
+          f"{rate / 2**20:.0f} MiB/s in all):\n")
+    print("| workers (1 VM each) | bundle fetch, s | waves | expected wall time, s |")
+    print("|---|---|---|---|")
+    for w in (1, 4, 16):
+        fetch = w * bundle / rate
+        total = upload + fetch + math.ceil(100 / w) * (build + per_build)
+        print(f"| {w} | {fetch:.1f} | {math.ceil(100 / w)} | {total:.0f} |")
 
 if __name__ == "__main__":
     main()

@@ -2,8 +2,8 @@
 
 The config is written from the table of settings with the values of the
 chosen kind's example (``revive.config.reference.starter``): every key, its
-doc, its default. The tiny kind also gets the demo's sources (hello/), so
-``revive init && revive build`` builds the demo.
+doc, its default. A kind whose example builds the demo also gets the
+demo's sources (hello/), so ``revive init && revive build`` builds it.
 """
 
 import shutil
@@ -23,7 +23,8 @@ def write(folder: Path, kind: str) -> "list[Path]":
         raise UserError(f"revive init: {config} exists already; move it away to start anew")
     text = reference.starter(kind, *reference.example(kind, demo="hello"))
     written = []
-    if kind == "tiny":
+    if "examples/hello" in (examples() / f"{kind}.toml").read_text():
+        # The example builds the demo (tiny, windows): its sources come along.
         demo = folder / "hello"
         if demo.exists():
             raise UserError(f"revive init: {demo} exists already; move it away to start anew")

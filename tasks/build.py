@@ -21,6 +21,7 @@ def request_for(inputs) -> BuildRequest:
         name=build.name, command=build.command, env=dict(build.env),
         outputs=tuple(build.outputs), timeout=build.timeout, shares=dict(build.shares),
         revive_timeout=inputs.limits["timeouts.revive"],
+        max_output_mb=build.max_output_mb, keep_free_mb=build.keep_free_mb,
         keep_failed=inputs.limits["keep_failed"] or keep_wanted_by_env())
 
 
@@ -52,6 +53,7 @@ def make_build(inputs, paths: Paths) -> None:
                                    work=work, logs=paths.logs)
             except BaseException as err:
                 _keep_partial_log(out / "log", paths.logs / f"build-{request.name}.log", err)
+                _blame_base(paths, request.name, err)
                 raise
             write_result(out, result)
     finally:
@@ -72,6 +74,18 @@ def _keep_partial_log(log: Path, kept: Path, err: BaseException) -> None:
             stopped.log = str(kept)
 
 
+def _blame_base(paths: Paths, name: str, err: BaseException) -> None:
+    """qemu-img could not open the overlay's backing chain: when base.qcow2
+    no longer matches its sha256 (damaged beneath an unchanged stamp), say
+    so; the check forgot the stamp, so the install stage is out of date now."""
+    if not (isinstance(err, UserError) and "qemu-img create failed" in str(err)):
+        return
+    problem = base_damage(paths, recheck=True)
+    if problem:
+        raise UserError(f"build {name}: {problem}; the install is out of date now: run "
+                        "`doit build` to reinstall (then snapshot and build)") from None
+
+
 def _report(request, target, result: dict) -> None:
     log = target / "log"
     t = result["timings"]
@@ -80,7 +94,7 @@ def _report(request, target, result: dict) -> None:
         log = f"{log}; its state is kept: doit shell:{name} --kept {Path(result['kept']).name}"
     elif result.get("kept_error"):
         log = f"{log}; its state could not be kept: {result['kept_error']}"
-    say(f"build {name}: exit {result['exit_code']} (revive {t.get('revive')} s, "
+    say(f"build {name}: {outcome(result)} (revive {t.get('revive')} s, "
         f"command {t.get('command')} s, total {t.get('total')} s) → {target}")
     if result["timed_out"]:
         raise UserError(f"build {name}: the command did not finish within "
@@ -100,6 +114,15 @@ def _report(request, target, result: dict) -> None:
         raise UserError(f"build {name}: declared outputs not produced: "
                         f"{', '.join(result['missing_outputs'])} ([builds.{name}] "
                         f"outputs); log: {log}")
+
+
+def outcome(result: dict) -> str:
+    """'exit 0', or what ended a command that gave no exit code."""
+    if result["exit_code"] is not None:
+        return f"exit {result['exit_code']}"
+    if result.get("timed_out"):
+        return "timed out"
+    return "the VM died" if result.get("vm_died") else "no exit code (failed)"
 
 
 def input_files(paths: Paths, build) -> "list[str]":

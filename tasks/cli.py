@@ -23,6 +23,7 @@ from revive.core.errors import UserError, for_people
 USAGE = """usage: revive [-c CONFIG] COMMAND [ARGS…]
 
   init [tiny|debian|windows]    write a commented config.toml here (never over one)
+  cluster certs DIR             a CA and TLS certificates for a Dask cluster (docs/cluster.md)
   build                         every build (installs and snapshots first as needed)
   build:NAME                    one build
   snapshot                      install and snapshot the guest, no build
@@ -46,6 +47,8 @@ def main(argv: "list[str] | None" = None) -> int:
             config, argv = argv[1], argv[2:]
         if argv[:1] == ["init"]:
             return _init(argv[1:])
+        if argv[:1] == ["cluster"]:
+            return _cluster(argv[1:])
         return _doit(argv, config)
     except UserError as err:
         print(for_people(err), file=sys.stderr)
@@ -89,6 +92,18 @@ def _check_system(path: Path) -> None:
     cfg = load(path)
     # The emulator of the guest's architecture too ([guest] arch).
     system.require({"all", cfg.guest_kind, getattr(cfg.guest_settings, "arch", "amd64")})
+
+
+def _cluster(argv: "list[str]") -> int:
+    if len(argv) != 2 or argv[0] != "certs":
+        raise UserError("usage: revive cluster certs DIR")
+    from .cluster import certs
+    for path in certs.make(Path(argv[1])):
+        print(f"revive: wrote {path}")
+    print("revive: copy ca.pem and scheduler.pem to the scheduler's host, ca.pem and "
+          "worker.pem to each worker, keep ca.pem and client.pem where doit runs "
+          "([cluster] certs); see docs/cluster.md")
+    return 0
 
 
 def _init(argv: "list[str]") -> int:

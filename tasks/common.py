@@ -168,10 +168,14 @@ def base_record(paths: Paths):
     return paths.artifacts / ".base.verified"
 
 
-def base_damage(paths: Paths) -> "str | None":
+def base_damage(paths: Paths, recheck: bool = False) -> "str | None":
     """What is wrong with base.qcow2, the backing image of every snapshot
     and build, against base.json; None when it is intact. Hashes only when
-    the image's stamp changed since it was last checked."""
+    the image's stamp changed since it was last checked, or on ``recheck``
+    (QEMU could not open it: damage beneath an unchanged stamp, which the
+    install stage's up-to-date check then sees too)."""
+    if recheck:
+        base_record(paths).unlink(missing_ok=True)
     try:
         want = json.loads(paths.base_meta.read_text())["sha256"]
     except (OSError, ValueError, KeyError):
@@ -226,7 +230,7 @@ def action(fn):
                     # filesystem.
                     where = next((a.artifacts for a in args if isinstance(a, Paths)),
                                  Path.cwd())
-                    return TaskFailed(for_people(f"{fn.__name__}: "
+                    return TaskFailed(for_people(f"{task.name.replace(':', ' ', 1)}: "
                                                  f"{nospace_message(err, where)}"))
                 raise
             # Whatever a cleanup raised after an interrupt is its consequence.

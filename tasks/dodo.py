@@ -15,6 +15,10 @@ from .shell import task_shell  # noqa: F401
 from .snapshot import task_snapshot  # noqa: F401
 from .sources import task_sources  # noqa: F401
 from .summary import SummaryReporter
+from . import workers
+
+# doit -n N: a worker killed outright fails its task instead of hanging doit.
+workers.install()
 
 DOIT_CONFIG = {
     "default_tasks": ["build"],

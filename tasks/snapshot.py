@@ -41,6 +41,15 @@ def take_snapshot(inputs, paths: Paths) -> None:
     work = paths.work / "snapshot"
     remove(work)
     work.mkdir(parents=True)
+    try:
+        _snapshot_in(inputs, paths, kind, base, arch, accel_name, work)
+    finally:
+        # Its logs are in artifacts/logs; nothing of a failed run waits here.
+        remove(work)
+
+
+def _snapshot_in(inputs, paths: Paths, kind, base: dict, arch, accel_name: str, work) -> None:
+    """Boot, prepare and save into artifacts/snapshot."""
     features = qemu.features(paths.logs, arch.qemu)
     machine_name = features[kind.machine_alias()]
     method = saved.choose_method(inputs["vm.save"], features["capabilities"])
@@ -54,6 +63,7 @@ def take_snapshot(inputs, paths: Paths) -> None:
     channel = inputs["vm.channel"]
     with atomic_path(paths.snapshot) as folder:
         folder.mkdir()
+        saved.check_room(folder, inputs["vm.memory"])
         run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
              "-b", "../base.qcow2", folder / saved.DISK],
             log=work / "qemu-img.log", what="qemu-img create")
@@ -93,7 +103,6 @@ def take_snapshot(inputs, paths: Paths) -> None:
                 **({"expires": base["expires"]} if base.get("expires") else {})}
         (folder / saved.DISK).chmod(0o444)
         saved.write_meta(folder, meta)
-    remove(work)
     say(f"snapshot saved in {paths.snapshot} ({method}; boot→SSH "
         f"{timings['boot_to_ssh']} s, save {timings['save']} s)")
 

@@ -48,6 +48,8 @@ def row(name: str, folder: Path, status: str, since: float, failure: str = "") -
         verdict = "ok"
     elif result.get("exit_code") == 0:
         verdict = "outputs missing"
+    elif result.get("exit_code") is None:
+        verdict = "VM died" if result.get("vm_died") else "failed"
     else:
         verdict = f"exit {result.get('exit_code')}"
     if status == "up to date":

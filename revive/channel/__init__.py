@@ -9,6 +9,7 @@ No QEMU, no guest kinds in here: a channel is told how to ask whether its
 VM still runs (``alive``), and says how it ended when it did.
 """
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -67,3 +68,16 @@ class Channel:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def vm_ended(alive: Callable[[], Optional[str]], seconds: float = 2.0) -> Optional[str]:
+    """How the VM ended, or None if it still runs after ``seconds``. A
+    channel that closed under a command usually means QEMU is on its way
+    out: its sockets close before it can be reaped, so give it a moment and
+    say how it ended rather than that the channel failed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        dead = alive()
+        if dead or time.monotonic() >= deadline:
+            return dead
+        time.sleep(0.05)

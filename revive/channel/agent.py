@@ -33,7 +33,7 @@ from typing import Callable, Optional
 
 from ..core.errors import UserError
 from ..core.wait import wait_for
-from . import Channel, CommandResult
+from . import Channel, CommandResult, vm_ended
 
 PORT_NAME = "org.qemu.guest_agent.0"
 STREAM_TAG = "revive_log"          # the 9p mount tag of the output share
@@ -51,6 +51,20 @@ BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 class AgentError(UserError):
     pass
+
+
+def watching_port(alive: Callable[[], Optional[str]],
+                  port_closed: Callable[[str], bool]) -> Callable[[], Optional[str]]:
+    """``alive`` that also ends a wait when the guest closed the agent's
+    port (qemu-ga killed or stopped in the guest): the chardev socket stays
+    open and silent, and a call would wait out its deadline."""
+    def check() -> Optional[str]:
+        return alive() or (PORT_CLOSED if port_closed(PORT_NAME) else None)
+    return check
+
+
+PORT_CLOSED = ("the guest agent stopped inside the guest (its virtio-serial port closed: "
+               "qemu-ga exited or was killed); the VM was running, the channel to it died")
 
 
 def private_dir(path: Path) -> Path:
@@ -267,8 +281,9 @@ class AgentSession(Channel):
             if follower is not None:
                 _drain(follower, output, sink, limit=1 << 62)
           except AgentError:
-            # The VM ended under the command: a result (as over SSH), not an error.
-            dead = self.agent.alive()
+            # The VM ended under the command: a result (as over SSH), not an
+            # error. Its socket may close before QEMU can be reaped.
+            dead = vm_ended(self.agent.alive)
             if not dead:
                 raise
             if follower is not None:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from ..core.errors import UserError, quiet_paramiko
 from ..core.files import write_atomic
 from ..core.wait import wait_for
-from . import Channel, CommandResult
+from . import Channel, CommandResult, vm_ended
 
 # Connection attempts while the guest boots fail by design.
 quiet_paramiko()
@@ -93,7 +93,7 @@ class Session(Channel):
                 elif chunk == b"" and chan.closed:
                     # The connection ended without an exit status: the
                     # VM (or its network) went away.
-                    return result(None, self.alive() or _wait_dead(self.alive)
+                    return result(None, vm_ended(self.alive)
                                   or "the SSH connection closed without an exit status")
                 now = time.monotonic()
                 if now >= next_alive:
@@ -112,22 +112,10 @@ class Session(Channel):
         if code == -1:
             # paramiko's "no status" marker: the channel ended without one,
             # because the VM went away or a signal killed the command.
-            return result(None, self.alive() or _wait_dead(self.alive)
+            return result(None, vm_ended(self.alive)
                           or "the command ended without an exit status (killed by a signal?)")
         del tail[:-TAIL_BYTES]
         return result(code)
-
-
-def _wait_dead(alive: Callable[[], Optional[str]], seconds: float = 2.0) -> Optional[str]:
-    """A closed connection usually means QEMU is on its way out; give it a
-    moment to be reaped so the message can say how it ended."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        dead = alive()
-        if dead:
-            return dead
-        time.sleep(0.05)
-    return None
 
 
 def connect(port: int, *, user: str, key_file: Path, host_key: str,

@@ -30,6 +30,7 @@ import os
 import random
 import re
 import shutil
+import stat
 import tarfile
 import threading
 import time
@@ -354,13 +355,88 @@ def unpack(tarball: "Path | bytes", dest: Path, what: str) -> None:
         src.close()
 
 
-def pack_folder(folder: Path) -> bytes:
-    """A build's log and outputs, to travel back through Dask."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for path in sorted(folder.iterdir()):
-            tar.add(str(path), path.name)
-    return buf.getvalue()
+# -- what a build sends back ----------------------------------------------
+
+def publish_tree(store: Store, folder: Path) -> "list[dict]":
+    """Put every file under ``folder`` (a build's outputs and logs, made by
+    collect_outputs and revive: files and folders only) into the store by
+    sha256, streamed; return the entries (path, type, mode, sha256, size)
+    that travel back through Dask instead of the bytes."""
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        here = Path(dirpath).relative_to(folder)
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath) / name
+            info = os.lstat(path)
+            rel = (here / name).as_posix()
+            if stat.S_ISDIR(info.st_mode):
+                entries.append({"path": rel, "type": "dir", "mode": info.st_mode & 0o777})
+            elif stat.S_ISREG(info.st_mode):
+                sha = _hash_small(path)
+                store.put_file(path, sha, info.st_size)
+                entries.append({"path": rel, "type": "file", "mode": info.st_mode & 0o777,
+                                "sha256": sha, "size": info.st_size})
+    return entries
+
+
+def fetch_tree(store: Store, entries: "list[dict]", dest: Path, what: str) -> None:
+    """Lay out ``entries`` (from ``publish_tree`` on another host) under
+    ``dest``, each file fetched from the store and checked against its
+    sha256 and size, with the checks of a local collection
+    (core/collect.py): relative names without '..', files and folders only
+    (no links of any kind, no devices), no setuid/setgid/sticky or
+    group/other write, the owner can read, and the total must fit."""
+    from ..core.collect import FILE_MASK, OWNER_DIR, OWNER_FILE, check_output_name
+    from ..core.space import describe_filesystem
+    if not isinstance(entries, list):
+        raise UserError(f"{what}: refused: not a list of files")
+    plan = []
+    for e in entries:
+        try:
+            rel, kind, mode = e["path"], e["type"], int(e["mode"])
+            why = check_output_name(rel) if isinstance(rel, str) else "not a name"
+            if not why and Path(rel).as_posix() != rel:
+                why = "not a plain relative name"
+            if not why and kind not in ("dir", "file"):
+                why = f"a {kind} (revive copies only files and folders)"
+            if not why and kind == "file":
+                _check_sha(e["sha256"])
+                if not isinstance(e["size"], int) or e["size"] < 0:
+                    why = "no valid size"
+        except (KeyError, TypeError, ValueError, UserError):
+            why = "a malformed entry"
+            rel = str(e)[:80]
+        if why:
+            raise UserError(f"{what}: refused {rel!r}: {why}")
+        plan.append((rel, kind, (mode & FILE_MASK) | (OWNER_DIR if kind == "dir" else OWNER_FILE),
+                     e.get("sha256"), e.get("size", 0)))
+    dest.mkdir(parents=True, exist_ok=True)
+    vfs = os.statvfs(dest)
+    need, free = sum(p[4] for p in plan), vfs.f_bavail * vfs.f_frsize
+    if need + (1 << 20) > free:
+        raise UserError(f"{what}: needs {need >> 20} MiB but only {free >> 20} MiB is free on "
+                        f"{describe_filesystem(dest)}; free space there and rerun")
+    try:
+        for rel, kind, mode, sha, size in plan:
+            target = dest / rel
+            if kind == "dir":
+                target.mkdir(mode=OWNER_DIR, parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(mode=OWNER_DIR, parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            h = hashlib.sha256()
+            with os.fdopen(fd, "wb") as dst, store.open(sha) as src:
+                got = _copy(src, dst, h, sparse=True)
+                os.fchmod(dst.fileno(), mode)
+            if h.hexdigest() != sha or got != size:
+                raise UserError(f"{what}: {rel} from store {store.url} does not match its "
+                                "sha256; run the build again")
+        for rel, kind, mode, _, _ in reversed(plan):
+            if kind == "dir":
+                os.chmod(dest / rel, mode)
+    except OSError as err:
+        raise UserError(f"{what}: cannot lay it out in {dest}: {err}") from None
 
 
 # -- the worker's cache ----------------------------------------------------

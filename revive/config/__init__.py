@@ -43,6 +43,8 @@ class Build:
     timeout: float
     env: "dict[str, str]"
     sources: "tuple[str, ...]" = ()   # the [sources.NAME] its shares name
+    max_output_mb: int = 4096         # what its outputs may take on the host's disk
+    keep_free_mb: int = 256           # free space its outputs must leave there
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,11 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class Cluster:
-    scheduler: str          # tcp://HOST:8786; REVIVE_SCHEDULER overrides it
+    scheduler: str          # tls://HOST:8786; REVIVE_SCHEDULER overrides it
     store: str              # fsspec URL every host reads, the submitter writes
+    wait_for_worker: float = 300.0   # seconds a build waits for a worker that can take it
+    certs: "Path | None" = None      # ca.pem and client.pem (revive cluster certs DIR)
+    insecure: bool = False           # plain tcp:// allowed: anyone reaching it runs code
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,21 @@ def load(path: "Path | str") -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"{path.name}: not valid TOML: {err}") from None
-    return parse(raw, path)
+    cfg = parse(raw, path)
+    _check_share_folders(cfg, path.name)
+    return cfg
+
+
+def _check_share_folders(cfg: "Config", file: str) -> None:
+    """Each build's read-only share folders exist (a sources: share is
+    filled by its task later): found at load, not when the build runs."""
+    for build in cfg.builds.values():
+        fetched = {cfg.artifacts / "sources" / name for name in build.sources}
+        for share, folder in build.shares.items():
+            if folder not in fetched and not Path(folder).is_dir():
+                raise UserError(f"{file}: [builds.{build.name}] shares.{share} (or "
+                                f"[shares.{share}] host): host folder {folder} does not "
+                                "exist; create it or name another")
 
 
 def parse(raw: dict, path: Path) -> Config:
@@ -163,7 +182,7 @@ def parse(raw: dict, path: Path) -> Config:
                   timeouts=_record(Timeouts, "timeouts", core), shares=shares,
                   builds={n: b for n, (b, _) in builds.items()}, sources=sources,
                   keep_failed=frozenset(n for n, (_, keep) in builds.items() if keep),
-                  cluster=_cluster(top, os.environ.get("REVIVE_SCHEDULER")))
+                  cluster=_cluster(top, os.environ.get("REVIVE_SCHEDULER"), root))
 
 
 def _record(cls, name: str, read: dict):
@@ -315,12 +334,13 @@ def _builds(top: _Section, shares: "dict[str, Share]", root: Path,
                 raise where.error("outputs", f"{out!r} {why}")
         builds[name] = (Build(name=name, command=v["command"], shares=mapped,
                               outputs=tuple(v["outputs"]), timeout=v["timeout"],
-                              env=dict(env.data), sources=tuple(used)),
+                              env=dict(env.data), sources=tuple(used),
+                              max_output_mb=v["max_output_size"], keep_free_mb=v["keep_free"]),
                         v["keep_failed"])
     return builds
 
 
-def _cluster(top: _Section, override: "str | None") -> "Cluster | None":
+def _cluster(top: _Section, override: "str | None", root: Path) -> "Cluster | None":
     """[cluster]: where builds run. ``REVIVE_SCHEDULER`` overrides the
     scheduler for one run; ``local`` runs them on this host."""
     if "cluster" not in top.data:
@@ -340,4 +360,18 @@ def _cluster(top: _Section, override: "str | None") -> "Cluster | None":
         if override and "[cluster] scheduler" in str(err):
             raise UserError(f"{err} (from REVIVE_SCHEDULER)") from None
         raise
-    return Cluster(scheduler=v["scheduler"], store=v["store"])
+    scheduler, certs = v["scheduler"], v["certs"]
+    # Dask runs whatever a client submits: only holders of the cluster's
+    # certificates may talk to it, unless the config says otherwise.
+    if scheduler.startswith(("tcp://", "ws://")) and not v["insecure"]:
+        raise settings.error(top.file, "cluster", "scheduler", (
+            f"{scheduler!r} is unencrypted and lets anyone who reaches it run code on the "
+            "workers; use tls:// with [cluster] certs (revive cluster certs DIR), or set "
+            "insecure = true on a network you trust"
+            + (" (from REVIVE_SCHEDULER)" if override else "")))
+    if scheduler.startswith(("tls://", "wss://")) and certs is None:
+        raise settings.error(top.file, "cluster", "certs", (
+            "missing: a tls:// scheduler needs the folder holding ca.pem and client.pem "
+            "(make them with `revive cluster certs DIR`)"))
+    return Cluster(scheduler=scheduler, store=v["store"], wait_for_worker=v["wait_for_worker"],
+                   certs=None if certs is None else root / certs, insecure=v["insecure"])

@@ -209,8 +209,8 @@ def starter(kind_name: str, example: dict, header: str = "") -> str:
             block = [f"[{section}]"]
             for row in rows:
                 block += _key_lines(row, data or {}, kind)
-            if data is None and all(r.default is REQUIRED for r in rows):
-                # A table that is all or nothing (e.g. [cluster]): shown, not set.
+            if data is None and any(r.default is REQUIRED for r in rows):
+                # A table with keys it cannot do without (e.g. [cluster]): shown, not set.
                 block = [line if line.startswith("#") else f"# {line}" for line in block]
             out += block + [""]
             continue

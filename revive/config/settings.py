@@ -22,7 +22,7 @@ from ..core.rows import (  # noqa: F401 (the table's machinery, used with the ro
     STRING, BOOLEAN, TABLE, choice, match, integer,
     string_list, STRINGS, SIZE_SHAPE, DURATION_SHAPE, size_mb, seconds,
     SIZE, DURATION, error, read)
-from ..guests import KINDS
+from ..guests import KINDS, kind_class
 
 
 # --- the core rows ------------------------------------------------------------
@@ -146,15 +146,27 @@ CORE = (
             "killed and the build fails", "30m", stages=BUILD),
     Setting("builds.NAME.env", TABLE, "environment variables for the command; names are "
             "shell identifiers", {}, stages=BUILD),
+    Setting("builds.NAME.max_output_size", SIZE, "what the outputs may take on the host's "
+            "disk (holes of sparse files not counted: they are copied as holes); over it the "
+            "build fails naming the largest", "4G", stages=BUILD),
+    Setting("builds.NAME.keep_free", SIZE, "free space the outputs must leave on the "
+            "filesystem of artifacts/builds/, checked before anything is copied", "256M",
+            stages=BUILD),
     Setting("builds.NAME.keep_failed", BOOLEAN, "keep the copy of a failed build for "
             "`revive shell --kept` (REVIVE_KEEP_FAILED=1: every build of one run)", False),
-    Setting("cluster.scheduler", match(_SCHEDULER, "an address like \"tcp://HOST:8786\"", "must be"),
+    Setting("cluster.scheduler", match(_SCHEDULER, "an address like \"tls://HOST:8786\"", "must be"),
             "a Dask scheduler's address; builds run on its workers (docs/cluster.md); "
             "REVIVE_SCHEDULER overrides it", REQUIRED),
     Setting("cluster.store", match(_STORE, "a URL every host can read, like "
                                    "\"file:///srv/revive-store\", \"sftp://host/srv/"
                                    "revive-store\" or \"s3://bucket/revive\"", "must be"),
             "an fsspec URL every worker reads and this host writes", REQUIRED),
+    Setting("cluster.certs", STRING, "the folder with the cluster's ca.pem and client.pem "
+            "(`revive cluster certs DIR`, relative to config.toml); required for tls://"),
+    Setting("cluster.insecure", BOOLEAN, "true allows a plain tcp:// scheduler (anyone who "
+            "reaches it runs code on the workers; warned every run)", False),
+    Setting("cluster.wait_for_worker", DURATION, "how long a build waits for a live worker "
+            "that can take it before failing", "5m"),
 )
 
 
@@ -165,8 +177,7 @@ def section(rows, name: str) -> "tuple[Setting, ...]":
 
 def table(kinds=None) -> "tuple[Setting, ...]":
     """Every row: the core keys, then each guest kind's ``[guest]`` keys."""
-    from .. import guests
-    kinds = kinds if kinds is not None else [guests.kind_class(k) for k in guests.KINDS]
+    kinds = kinds if kinds is not None else [kind_class(k) for k in KINDS]
     return CORE + tuple(r for kind in kinds for r in kind.keys)
 
 

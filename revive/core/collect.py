@@ -10,8 +10,12 @@ with several hard links is copied as its bytes, never linked. Modes keep
 the guest's read/write/execute bits (from the 9p mapped-xattr
 ``user.virtfs.mode`` when present) minus setuid, setgid, sticky and
 group/other write; the owner can always read files and traverse folders.
-The total size is checked against the free space of the destination's
-filesystem before anything is copied.
+Sparse files stay sparse: only the data extents (``SEEK_DATA`` /
+``SEEK_HOLE``) are copied, so a guest's ``truncate -s 2G`` brings back a
+2 GiB file that takes a few KiB. Before anything is copied, what the copies
+will really take (the source's allocated blocks) is checked against the
+build's cap (``max_output_size``) and against the destination's free space,
+which must keep ``keep_free`` bytes to spare after the outputs.
 
 Call it after the guest is stopped: a running guest could swap an entry
 between the check and the copy.
@@ -43,7 +47,14 @@ class _Entry(NamedTuple):
     rel: str                 # path below the exchange folder
     is_dir: bool
     mode: int                # the mode to give the copy
-    size: int
+    size: int                # bytes the copy takes on disk (holes not counted)
+
+
+class Limits(NamedTuple):
+    """What one build may bring back; ``setting`` names where they are set."""
+    max_size: int = 4 << 30          # bytes the outputs may take on disk
+    keep_free: int = 256 << 20       # bytes left free on the destination after them
+    setting: str = "[builds.NAME]"
 
 
 def check_output_name(rel: str) -> "str | None":
@@ -65,16 +76,19 @@ def _parts(rel: str) -> "list[str]":
     return [p for p in rel.replace("\\", "/").split("/") if p not in ("", ".")]
 
 
-def collect_outputs(exchange: Path, outputs, dest: Path) -> Collected:
+def collect_outputs(exchange: Path, outputs, dest: Path,
+                    limits: Limits = Limits()) -> Collected:
     """Copy each declared output from ``exchange`` into ``dest`` (created).
 
-    Raises ``UserError`` (one line) when the outputs do not fit in the free
-    space of ``dest``'s filesystem, or when writing runs out of space.
+    Raises ``UserError`` (one line) when the outputs take more than
+    ``limits.max_size``, when they would leave less than ``limits.keep_free``
+    on ``dest``'s filesystem, or when writing runs out of space.
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     collected, missing, refused = [], [], []
     plan: "list[_Entry]" = []
+    sizes: "dict[str, int]" = {}
     root = os.open(exchange, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for rel in outputs:
@@ -88,7 +102,8 @@ def collect_outputs(exchange: Path, outputs, dest: Path) -> Collected:
             elif found:
                 plan.extend(found)
                 collected.append(rel)
-        _check_space(plan, dest)
+                sizes[rel] = sum(e.size for e in found)
+        _check_space(sizes, dest, limits)
         for entry in plan:
             _copy(root, entry, dest)
         # Folder modes last: a folder the guest made read-only must still
@@ -125,7 +140,7 @@ def _plan_output(root: int, parts: "list[str]", refused: "list[str]"):
             refused.append(f"{rel}: {why}")
             return []
         if stat.S_ISREG(st.st_mode):
-            return [_Entry(rel, False, mode, st.st_size)]
+            return [_Entry(rel, False, mode, _on_disk(st))]
         entries: "list[_Entry]" = []
         _plan_tree(fd, parts[-1], rel, mode, entries, refused)
         return entries
@@ -215,22 +230,37 @@ def _plan_tree(parent: int, name: str, rel: str, mode: int, entries, refused) ->
             elif stat.S_ISDIR(cst.st_mode):
                 _plan_tree(fd, child, sub, cmode, entries, refused)
             else:
-                entries.append(_Entry(sub, False, cmode, cst.st_size))
+                entries.append(_Entry(sub, False, cmode, _on_disk(cst)))
     finally:
         os.close(fd)
 
 
-def _check_space(plan: "list[_Entry]", dest: Path) -> None:
-    need = sum(e.size for e in plan)
+def _on_disk(st: os.stat_result) -> int:
+    """What a sparse copy of the file takes: its allocated blocks (a file
+    the guest wrote densely counts whole; holes count nothing)."""
+    return min(st.st_blocks * 512, st.st_size + (64 << 10))
+
+
+def _check_space(sizes: "dict[str, int]", dest: Path, limits: Limits) -> None:
+    need = sum(sizes.values())
+    if need > limits.max_size:
+        largest = sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
+        named = ", ".join(f"{rel} {_mb(n)}" for rel, n in largest)
+        raise UserError(f"the outputs take {_mb(need)} on disk ({named}), over "
+                        f"{limits.setting} max_output_size = {_mb(limits.max_size)}; "
+                        "raise it or make the outputs smaller")
     vfs = os.statvfs(dest)
     free = vfs.f_bavail * vfs.f_frsize
-    # Leave a little room for the log and result.json written after.
-    if need + (1 << 20) > free:
-        raise UserError(f"the outputs need {_mb(need)} but only {_mb(free)} is free on "
-                        f"{describe_filesystem(dest)}; free space there and rerun")
+    if need + limits.keep_free > free:
+        raise UserError(f"no space left for the outputs: they take {_mb(need)} and "
+                        f"{_mb(limits.keep_free)} must stay free ({limits.setting} keep_free) "
+                        f"on {describe_filesystem(dest)}; free space there (or lower "
+                        "keep_free) and rerun")
 
 
 def _mb(n: int) -> str:
+    if n and n < (100 << 10):
+        return f"{n / 1024:.1f} KB"
     return f"{n / (1 << 20):.1f} MB"
 
 
@@ -252,10 +282,35 @@ def _copy(root: int, entry: _Entry, dest: Path) -> None:
             raise UserError(f"output {entry.rel} changed while it was collected")
         target.parent.mkdir(parents=True, exist_ok=True)
         out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(out, "wb") as fh:
-            while chunk := os.read(src, _CHUNK):
-                fh.write(chunk)
-            fh.flush()
+        try:
+            _copy_sparse(src, out)
             os.fchmod(out, entry.mode)
+        finally:
+            os.close(out)
     finally:
         os.close(src)
+
+
+def _copy_sparse(src: int, out: int) -> None:
+    """Copy the data extents of ``src`` to the same offsets in ``out``; the
+    holes between stay holes (the final size is set by truncating)."""
+    size = os.fstat(src).st_size
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(src, pos, os.SEEK_DATA)
+        except OSError as err:
+            if err.errno == errno.ENXIO:    # only a hole from here to the end
+                break
+            raise
+        end = os.lseek(src, start, os.SEEK_HOLE)
+        while start < end:
+            chunk = os.pread(src, min(_CHUNK, end - start), start)
+            if not chunk:
+                break
+            done = 0
+            while done < len(chunk):
+                done += os.pwrite(out, chunk[done:], start + done)
+            start += len(chunk)
+        pos = end
+    os.ftruncate(out, size)

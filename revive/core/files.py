@@ -65,14 +65,15 @@ def sha256_file(path: Path) -> str:
 _STALE = re.compile(r"^\..+\.(?:tmp|old)-(\d+)$|^\.verified\.(\d+)$|^build-.+-(\d+)$")
 
 
-def sweep_stale(artifacts: Path) -> "list[Path]":
+def sweep_stale(artifacts: Path, only_pid: "int | None" = None) -> "list[Path]":
     """Remove temporary names left in ``artifacts`` by a doit that was killed
     (SIGKILL, power loss) before its own cleanup ran; return what went.
 
     The caller holds the project lock, so no other doit of this project
     runs: a name is debris unless its PID is alive *and* that process has
     the project's lock file open (PIDs are reused). The shared download
-    cache is not ours to sweep.
+    cache is not ours to sweep. ``only_pid``: the names of that one dead
+    process (a ``doit -n`` worker that was killed), while the others run.
     """
     artifacts = Path(artifacts)
     lock = artifacts / ".lock"
@@ -88,11 +89,13 @@ def sweep_stale(artifacts: Path) -> "list[Path]":
             if not m or (m.group(3) and folder != artifacts / "work"):
                 continue
             pid = int(next(g for g in m.groups() if g))
+            if only_pid is not None and pid != only_pid:
+                continue
             if pid != os.getpid() and not _holds(pid, lock):
                 remove(Path(entry.path))
                 removed.append(Path(entry.path))
     # The snapshot stage's scratch folder has a fixed name.
-    if (artifacts / "work" / "snapshot").exists():
+    if only_pid is None and (artifacts / "work" / "snapshot").exists():
         remove(artifacts / "work" / "snapshot")
         removed.append(artifacts / "work" / "snapshot")
     return removed

@@ -205,7 +205,8 @@ class Machine:
     def _agent(self, sync: bool) -> agent.AgentSession:
         try:
             return agent.connect(agent.socket_path(self.work / "agent"), timeout=self.timeout,
-                                 alive=self.dead, log=str(self.qemu.serial_log),
+                                 alive=agent.watching_port(self.dead, self.qemu.port_closed),
+                                 log=str(self.qemu.serial_log),
                                  stream_dir=self.work / "agent-stream", sync=sync,
                                  setting=self.setting)
         except UserError as err:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..core import progress
-from ..core.collect import collect_outputs
+from ..core.collect import Limits, collect_outputs
 from ..core.errors import UserError
 from ..core.files import remove
 from ..core.space import is_nospace, nospace_message
@@ -29,6 +29,8 @@ class BuildRequest:
     shares: "dict[str, Path]"      # read-only share name → host folder
     revive_timeout: float          # [timeouts] revive
     keep_failed: bool = False      # save the copy when the command fails (keep.py)
+    max_output_mb: int = 4096      # [builds.NAME] max_output_size
+    keep_free_mb: int = 256        # [builds.NAME] keep_free
 
 
 def run_build(artifacts: Path, request: BuildRequest, *, key: Path, out: Path,
@@ -76,8 +78,10 @@ def run_build(artifacts: Path, request: BuildRequest, *, key: Path, out: Path,
     refused: "list[str]" = []
     with watch.phase("collect"):
         try:
+            limits = Limits(request.max_output_mb << 20, request.keep_free_mb << 20,
+                            f"[builds.{request.name}]")
             collected, missing, refused = collect_outputs(exchange, request.outputs,
-                                                          out / "outputs")
+                                                          out / "outputs", limits)
         except (UserError, OSError) as err:
             # The log and result.json are kept even when the outputs cannot be.
             remove(out / "outputs")

@@ -91,6 +91,7 @@ class Qemu:
         self.argv: "list[str]" = []
         self._next_status = 0.0
         self._stopped: Optional[str] = None
+        self._closed_ports: "set[str]" = set()   # virtio-serial port ids the guest closed
 
     # -- lifecycle -------------------------------------------------------
     def launch(self, connect_timeout: float = 30) -> "Qemu":
@@ -220,6 +221,29 @@ class Qemu:
         elif status == "internal-error":
             self._stopped = "the VM stopped on an internal error of the emulator"
         return self._stopped
+
+    def port_closed(self, name: str) -> bool:
+        """Whether the guest closed the virtio-serial port ``name`` (its
+        program, e.g. qemu-ga, exited or was killed) since QEMU started.
+        QEMU says so in a VSERPORT_CHANGE event; the host side of the
+        chardev stays connected and would only go quiet."""
+        if self.qmp is None:
+            return name in self._closed_ports
+        try:
+            events = self.qmp.get_events(wait=False)
+        except Exception:
+            events = []         # QEMU going away; dead() says so
+        for event in events:
+            data = event.get("data", {})
+            if event.get("event") == "VSERPORT_CHANGE" and not data.get("open", True):
+                # The event names the device id; the port's name is a property.
+                try:
+                    self._closed_ports.add(self.qmp.cmd(
+                        "qom-get", path=f"/machine/peripheral/{data.get('id')}",
+                        property="name"))
+                except Exception:
+                    pass
+        return name in self._closed_ports
 
     def _io_error(self) -> str:
         try:

@@ -16,6 +16,7 @@ Save methods (docs/architecture.md has the measurements):
 """
 
 import json
+import os
 import re
 import shlex
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.files import matches_sha256, remember_sha256, sha256_file
+from ..core.space import describe_filesystem
 from ..core.wait import wait_for
 from .devices import ARCHES, Arch
 from .process import Qemu, version
@@ -60,6 +62,25 @@ def fill(template: "list[str]", values: "dict[str, str]") -> "list[str]":
                             "rerun `doit snapshot`")
         return str(values[m.group(1)])
     return [_TOKEN.sub(one, arg) for arg in template]
+
+
+# Room for the device state and the disk overlay's growth beside the RAM.
+STATE_ROOM_MB = 64
+
+
+def check_room(folder: Path, memory_mb: int) -> None:
+    """Before QEMU starts: the snapshot folder's filesystem must hold the
+    guest's whole RAM (the RAM file, or the state that carries it) and the
+    device state. A RAM file that cannot grow kills QEMU with SIGBUS, which
+    says nothing about the disk."""
+    need = (memory_mb + STATE_ROOM_MB) << 20
+    vfs = os.statvfs(folder)
+    free = vfs.f_bavail * vfs.f_frsize
+    if free < need:
+        raise UserError(f"no space left for the snapshot: it needs {need >> 20} MB "
+                        f"([vm] memory = {memory_mb} MB of RAM and {STATE_ROOM_MB} MB of "
+                        f"state) on {describe_filesystem(folder)}; free space there "
+                        "(or lower [vm] memory) and rerun")
 
 
 def _migration_done(machine: Qemu, what: str, timeout: float):

@@ -71,9 +71,13 @@ def free_port() -> int:
 class Sshd:
     """sshd -D on 127.0.0.1:port serving sftp, its files in ``folder``
     (which the login user owns); ``client_key`` logs in; ``extra`` lines
-    go to its sshd_config."""
+    go to its sshd_config. ``address`` and ``wrap`` (an argv prefix, e.g.
+    to run it in a network namespace: netns.Net.argv) place it elsewhere."""
 
-    def __init__(self, folder: Path, extra: "tuple[str, ...]" = ()):
+    def __init__(self, folder: Path, extra: "tuple[str, ...]" = (), address: str = "127.0.0.1",
+                 wrap=None):
+        self.address = address
+        self.wrap = wrap
         self.root = unpacked()
         self.user = login_user()
         self.folder = folder
@@ -87,9 +91,9 @@ class Sshd:
                                 "-f", str(key)], check=True)
         (folder / "authorized_keys").write_text(
             (folder / "client_key.pub").read_text())
-        self.port = free_port()
+        self.port = free_port() if wrap is None else 2222
         libexec = self.root / "usr" / "lib" / "openssh"
-        lines = [f"Port {self.port}", "ListenAddress 127.0.0.1",
+        lines = [f"Port {self.port}", f"ListenAddress {address}",
                  f"HostKey {self.host_key}",
                  f"AuthorizedKeysFile {folder / 'authorized_keys'}",
                  f"PidFile {folder / 'sshd.pid'}",
@@ -111,7 +115,7 @@ class Sshd:
     def host_key_line(self) -> str:
         """This server's line for a known_hosts file."""
         kind, blob = (self.folder / "host_key.pub").read_text().split()[:2]
-        return f"[127.0.0.1]:{self.port} {kind} {blob}\n"
+        return f"[{self.address}]:{self.port} {kind} {blob}\n"
 
     def client_home(self, home: Path) -> Path:
         """A user's ~/.ssh under ``home``: the key that logs in, this server
@@ -127,7 +131,7 @@ class Sshd:
         """Make ``folder`` (the login user's) and return its sftp:// URL."""
         folder.mkdir(parents=True, exist_ok=True)
         subprocess.run(["chown", f"{self.user.pw_uid}:{self.user.pw_gid}", folder], check=True)
-        return f"sftp://{self.user.pw_name}@127.0.0.1:{self.port}{folder}"
+        return f"sftp://{self.user.pw_name}@{self.address}:{self.port}{folder}"
 
     def sessions(self) -> "list[int]":
         """The processes serving connections now (the listener's
@@ -154,6 +158,8 @@ class Sshd:
         if os.geteuid() == 0:
             argv = ["runuser", "-u", self.user.pw_name, "--",
                     "env", *(f"{k}={v}" for k, v in env.items()), *argv]
+        if self.wrap is not None:
+            argv = self.wrap(argv)
         self.log = open(self.folder / "sshd.log", "ab")
         self.proc = subprocess.Popen(argv, env=dict(os.environ, **env),
                                      stdout=self.log, stderr=subprocess.STDOUT,
@@ -162,6 +168,12 @@ class Sshd:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("sshd ended: " + (self.folder / "sshd.log").read_text())
+            if self.wrap is not None:
+                # Out of this namespace's reach: its own word.
+                if b"Server listening on" in (self.folder / "sshd.log").read_bytes():
+                    return self
+                time.sleep(0.1)
+                continue
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return self

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,21 +16,22 @@ from pathlib import Path
 
 import pytest
 
+from revive.cluster import certs
 from tests import configs
 
 from .conftest import DOIT, REPO, executed, processes_mentioning, qemu_processes
 
 pytestmark = pytest.mark.integration
 
-def config(store: Path) -> dict:
+def config(store: Path, certs: Path) -> dict:
     def build(name: str, sleep: int, tail: str = "true") -> dict:
         return configs.build(f"sleep {sleep}; echo {name} > /mnt/xchg/out.txt; "
                              f"cat /mnt/src/data.txt >> /mnt/xchg/out.txt; {tail}",
                              outputs=["out.txt"])
     return configs.tiny(
         "revive-cluster", vm={"accel": "tcg"},
-        cluster={"scheduler": "tcp://127.0.0.1:9",      # the test sets REVIVE_SCHEDULER
-                 "store": f"file://{store}"},
+        cluster={"scheduler": "tls://127.0.0.1:9",      # the test sets REVIVE_SCHEDULER
+                 "store": f"file://{store}", "certs": str(certs), "wait_for_worker": "20s"},
         builds={**{f"b{i}": build(f"b{i}", 4) for i in range(1, 5)},
                 "fail": build("fail", 0, "echo broken >&2; exit 3"),
                 "slow1": build("slow1", 25), "slow2": build("slow2", 25),
@@ -41,6 +43,7 @@ class Cluster:
         self.root = root
         self.address = None
         self.procs: "dict[str, subprocess.Popen]" = {}
+        self.names: "dict[str, str]" = {}     # our label -> the worker's Dask name
 
     def env(self, scheduler: "str | None" = None) -> dict:
         return dict(os.environ, REVIVE_CACHE=str(REPO / "artifacts" / "cache"),
@@ -66,7 +69,8 @@ class Cluster:
         info = self.root / "scheduler.json"
         self.procs["scheduler"] = subprocess.Popen(
             [str(Path(sys.executable).with_name("dask")), "scheduler", "--host", "127.0.0.1",
-             "--port", "0", "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(info)],
+             "--port", "0", "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(info),
+             *certs.scheduler_flags(self.root / "certs")],
             stdout=open(self.root / "scheduler.log", "w"), stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 60
@@ -77,24 +81,35 @@ class Cluster:
         time.sleep(0.2)
         self.address = json.loads(info.read_text())["address"]
 
-    def start_worker(self, name: str, vms: int = 2) -> None:
-        self.procs[name] = subprocess.Popen(
+    def start_worker(self, label: str, vms: int = 2, *extra: str) -> None:
+        """A worker as docs/cluster.md starts it (its Dask name is its own
+        choice); ``label`` names its cache folder and log here."""
+        self.procs[label] = subprocess.Popen(
             [sys.executable, "-m", "revive.cluster.worker", self.address, "--vms", str(vms),
-             "--cache", str(self.root / name), "--accel", "tcg", "--name", name],
-            cwd=REPO, stdout=open(self.root / f"{name}.log", "w"), stderr=subprocess.STDOUT,
+             "--cache", str(self.root / label), "--accel", "tcg",
+             "--certs", str(self.root / "certs"), *extra],
+            cwd=REPO, stdout=open(self.root / f"{label}.log", "w"), stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True)
 
-    def wait_workers(self, names, timeout=60) -> None:
+    def label(self, name: str) -> str:
+        return next(k for k, v in self.names.items() if v == name)
+
+    def wait_workers(self, labels, timeout=60) -> None:
         from distributed import Client
-        with Client(self.address, timeout=30, set_as_default=False) as client:
+        with Client(self.address, timeout=30, set_as_default=False,
+                    security=certs.security(self.root / "certs", "client", "test")) as client:
             deadline = time.monotonic() + timeout
             while True:
+                for n in labels:
+                    first = (self.root / f"{n}.log").read_text().partition("\n")[0]
+                    if n not in self.names and (m := re.match(r"revive: worker (\S+): ", first)):
+                        self.names[n] = m.group(1)
                 have = {w["name"] for w in client.scheduler_info(n_workers=-1)["workers"].values()}
-                if have == set(names):
+                if have == {self.names.get(n) for n in labels}:
                     return
-                for n in names:
+                for n in labels:
                     assert self.procs[n].poll() is None, (self.root / f"{n}.log").read_text()
-                assert time.monotonic() < deadline, f"workers {have} registered, wanted {names}"
+                assert time.monotonic() < deadline, f"workers {have} registered, wanted {labels}"
                 time.sleep(0.2)
 
     def kill(self, name: str, sig=signal.SIGKILL, group: bool = True) -> None:
@@ -135,7 +150,8 @@ def cluster(tmp_path_factory):
     project = root / "project"
     (project / "src").mkdir(parents=True)
     (project / "src" / "data.txt").write_text("input from the submitting host\n")
-    configs.write(project, config(root / "store"))
+    configs.write(project, config(root / "store", root / "certs"))
+    certs.make(root / "certs")
     c = Cluster(root)
     try:
         # The snapshot is made on this host, as usual; only builds go out.
@@ -164,13 +180,15 @@ def test_four_builds_land_on_both_workers_with_the_outputs_of_a_local_build(clus
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("dashboard http://127.0.0.1:") == 1
     for n in names:
-        assert f"build {n}: placed on w" in proc.stdout
+        assert f"build {n}: placed on {socket.gethostname()}-" in proc.stdout
         result = cluster.result(n)
         assert result["exit_code"] == 0 and result["outputs"] == ["out.txt"]
         out = cluster.root / "project/artifacts/builds" / n / "outputs/out.txt"
         assert out.read_text() == f"{n}\ninput from the submitting host\n"
         assert (cluster.root / "project/artifacts/logs" / f"build-{n}-serial.log").exists()
-    assert {cluster.result(n)["worker"]["name"] for n in names} == {"wa", "wb"}
+    # Two workers on one host, started alike: names of their own.
+    assert {cluster.result(n)["worker"]["name"] for n in names} == set(cluster.names.values())
+    assert len(set(cluster.names.values())) == 2
     # Each worker fetched the bundle into its own cache, verified, once.
     for w in ("wa", "wb"):
         objects = [p for p in (cluster.root / w / "objects").iterdir() if not p.name.endswith(".ok")]
@@ -205,11 +223,24 @@ def test_a_failing_build_fails_its_task_in_one_line(cluster):
 
 def test_an_unreachable_scheduler_is_one_line(cluster):
     assert cluster.doit("forget", "build:b2").returncode == 0
-    proc = cluster.doit("build:b2", scheduler="tcp://127.0.0.1:9")
+    proc = cluster.doit("build:b2", scheduler="tls://127.0.0.1:9")
     assert proc.returncode != 0
-    assert ("revive: config.toml: [cluster] scheduler: cannot reach tcp://127.0.0.1:9 within"
+    assert ("revive: config.toml: [cluster] scheduler: cannot reach tls://127.0.0.1:9 within"
             in proc.stdout + proc.stderr)
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_worker_name_taken_anyway_is_one_line(cluster):
+    taken = cluster.names["wa"]
+    cluster.start_worker("wc", 1, "--name", taken)
+    try:
+        cluster.procs["wc"].wait(timeout=60)
+    finally:
+        cluster.kill("wc")
+    lines = (cluster.root / "wc.log").read_text().splitlines()
+    assert lines[1:] == [f"revive: worker {taken}: the scheduler {cluster.address} already has "
+                         "a worker of that name; choose another --name or leave it out (the "
+                         "default is unique)"], lines
 
 
 def test_ctrl_c_cancels_the_build_on_the_cluster(cluster):
@@ -237,10 +268,10 @@ def test_a_killed_worker_s_build_runs_again_on_the_other(cluster):
     reader.start()
     try:
         # The submitting side has seen a placement, and QEMU runs there.
-        placed = _wait_until(lambda: re.findall(r"placed on (w[ab]) ", "".join(lines)), 120,
+        placed = _wait_until(lambda: re.findall(r"placed on (\S+) \(", "".join(lines)), 120,
                              "no build was placed")
-        victim = placed[0]
-        survivor = {"wa": "wb", "wb": "wa"}[victim]
+        victim = cluster.label(placed[0])
+        survivor = cluster.names[{"wa": "wb", "wb": "wa"}[victim]]
         folder = str(cluster.root / victim)
         _wait_until(lambda: qemu_processes(folder), 60, f"no QEMU started on {victim}")
         # Only the worker process: QEMU must die with it (PDEATHSIG).
@@ -254,19 +285,57 @@ def test_a_killed_worker_s_build_runs_again_on_the_other(cluster):
             doit.wait(timeout=20)
     out = "".join(lines)
     assert doit.returncode == 0, out + doit.stderr.read()
-    assert re.search(rf"build slow\d: placed on {survivor} \(tcp://[0-9.:]+\) \(again\)", out), out
+    assert re.search(rf"build slow\d: placed on {survivor} \(tls://[0-9.:]+\) \(again\)", out), out
     for n in ("slow1", "slow2"):
         result = cluster.result(n)
         assert result["exit_code"] == 0 and result["worker"]["name"] == survivor
 
 
-def test_a_snapshot_no_worker_can_revive_is_one_line(cluster):
-    for name in [n for n in cluster.procs if n != "scheduler"]:
-        cluster.kill(name, signal.SIGTERM)
+def test_a_build_whose_only_worker_died_says_so_and_waits_for_another(cluster):
+    left = [n for n in cluster.procs if n != "scheduler"]
+    for label in left[1:]:
+        cluster.kill(label, signal.SIGTERM)
+    only = left[0]
+    assert cluster.doit("forget", "build:slow1").returncode == 0
+    doit = cluster.spawn_doit("build:slow1")
+    lines: "list[str]" = []
+    reader = threading.Thread(target=lambda: lines.extend(doit.stdout), daemon=True)
+    reader.start()
+    from revive import qemu
+    wanted = f"qemu-{qemu.version()}-tcg-x86_64, vm"
+    try:
+        _wait_until(lambda: "placed on" in "".join(lines), 120, "the build was never placed")
+        _wait_until(lambda: qemu_processes(str(cluster.root / only)), 60, "no QEMU started")
+        cluster.kill(only, group=False)
+        t0 = time.monotonic()
+        gone = _wait_until(lambda: re.findall(r".*is gone; waiting up to.*", "".join(lines)),
+                           15, "15 s after its worker died the build said nothing")
+        assert gone[0].startswith(f"revive: build slow1: its worker {cluster.names[only]} "
+                                  "(tls://"), gone
+        assert gone[0].endswith(f"waiting up to 20 s ([cluster] wait_for_worker) for a worker "
+                                f"offering {wanted}; workers offer: no workers connected"), gone
+        assert time.monotonic() - t0 < 15
+        cluster.start_worker("wd", 1)
+        cluster.wait_workers(["wd"])
+        doit.wait(timeout=300)
+        reader.join(timeout=10)
+    finally:
+        if doit.poll() is None:
+            os.killpg(doit.pid, signal.SIGKILL)
+            doit.wait(timeout=20)
+    out = "".join(lines)
+    assert doit.returncode == 0, out + doit.stderr.read()
+    assert f"build slow1: placed on {cluster.names['wd']} (tls://" in out and "(again)" in out, out
+    assert cluster.result("slow1")["worker"]["name"] == cluster.names["wd"]
+
+    # No worker at all, for longer than [cluster] wait_for_worker: one line.
+    cluster.kill("wd", signal.SIGTERM)
     assert cluster.doit("forget", "build:b3").returncode == 0
+    t0 = time.monotonic()
     proc = cluster.doit("build:b3", timeout=120)
     assert proc.returncode != 0
-    from revive import qemu
-    assert (f"revive: no worker of {cluster.address} can revive this snapshot "
-            f"(qemu-{qemu.version()}-tcg-x86_64); workers offer: no workers connected"
-            in proc.stdout + proc.stderr)
+    assert 20 <= time.monotonic() - t0 < 60
+    assert (f"revive: build b3: no worker of {cluster.address} offered {wanted} within 20 s "
+            "([cluster] wait_for_worker); workers offer: no workers connected. Start one"
+            in proc.stdout + proc.stderr), proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr

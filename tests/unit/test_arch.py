@@ -83,3 +83,18 @@ def test_media_on_virtio_disks_render_read_only():
                        cdroms=(Disk("i.iso", "raw"),), floppy="f.img").render()
     assert "if=none,id=cd0,format=raw,readonly=on,file=i.iso" in argv
     assert "if=none,id=floppy0,format=raw,readonly=on,file=f.img" in argv
+
+
+def test_an_arm64_project_needs_the_arm_emulator(tmp_path, monkeypatch):
+    import shutil
+    from revive import system
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for package in system.packages():
+        found = shutil.which(package.file) if not package.file.startswith("/") else None
+        if package.needed_by == "all" and found:
+            (bin_dir / package.file).symlink_to(found)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert system.missing({"all", "tiny", "amd64"}) == []
+    assert system.missing({"all", "tiny", "arm64"}) == ["qemu-system-arm"]
+    assert system.missing({"all", "tiny", "riscv64"}) == ["qemu-system-misc"]

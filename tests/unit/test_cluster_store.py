@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -136,29 +137,50 @@ def test_sources_tarball_is_deterministic_and_unpacks(tmp_path):
     assert (tmp_path / "out/src/run.sh").stat().st_mode & 0o7777 == 0o755   # no setuid
 
 
-def test_an_absolute_name_stays_inside(tmp_path):
-    buf = io.BytesIO()
-    outside = tmp_path / "outside.txt"
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        tar.addfile(tarfile.TarInfo(str(outside)), io.BytesIO(b""))
-    st.unpack(buf.getvalue(), tmp_path / "out", "outputs")
-    assert not outside.exists()
-    assert (tmp_path / "out" / str(outside).lstrip("/")).exists()
+def test_results_travel_through_the_store_and_come_back_as_collected(store, tmp_path):
+    src = tmp_path / "result"
+    (src / "outputs" / "sub").mkdir(parents=True)
+    (src / "log").write_text("the log\n")
+    (src / "outputs" / "sub" / "tool").write_bytes(b"\0" * (3 << 20) + b"x")
+    os.chmod(src / "outputs" / "sub" / "tool", 0o4777)
+    (src / "outputs" / "empty").write_bytes(b"")
+    os.symlink("/etc/passwd", src / "outputs" / "link")     # not produced by collect: left out
+    entries = st.publish_tree(store, src)
+    assert [e["path"] for e in entries] == ["log", "outputs", "outputs/empty", "outputs/sub",
+                                            "outputs/sub/tool"]
+    assert all(store.has(e["sha256"], e["size"]) for e in entries if e["type"] == "file")
+    st.fetch_tree(store, entries, tmp_path / "back", "results")
+    back = tmp_path / "back"
+    assert (back / "log").read_text() == "the log\n"
+    assert (back / "outputs/sub/tool").read_bytes() == b"\0" * (3 << 20) + b"x"
+    assert (back / "outputs/sub/tool").stat().st_mode & 0o7777 == 0o755   # as collect does
+    assert (back / "outputs/empty").read_bytes() == b""
+    assert not (back / "outputs/link").exists()
 
 
-@pytest.mark.parametrize("member", ["dotdot", "linkout", "device"])
-def test_unsafe_tarballs_are_refused(tmp_path, member):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo({"dotdot": "../evil"}.get(member, "x"))
-        if member == "linkout":
-            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
-        if member == "device":
-            info.type = tarfile.CHRTYPE
-        tar.addfile(info, io.BytesIO(b"") if info.isreg() else None)
-    with pytest.raises(UserError, match="refused"):
-        st.unpack(buf.getvalue(), tmp_path / "out", "outputs")
+@pytest.mark.parametrize("entry, why", [
+    ({"path": "../evil", "type": "file"}, "without '..'"),
+    ({"path": "/etc/evil", "type": "file"}, "relative"),
+    ({"path": "a//b", "type": "file"}, "not a plain relative name"),
+    ({"path": "link", "type": "symlink"}, "a symlink (revive copies only files and folders)"),
+    ({"path": "dev", "type": "chr"}, "a chr"),
+    ({"path": "f", "type": "file", "sha256": "nope"}, "malformed"),
+])
+def test_results_with_unsafe_entries_are_refused(store, tmp_path, entry, why):
+    data = b"payload"
+    full = {"mode": 0o644, "sha256": store.put_bytes(data), "size": len(data), **entry}
+    with pytest.raises(UserError, match=f"^results: refused .*{re.escape(why)}"):
+        st.fetch_tree(store, [full], tmp_path / "back", "results")
     assert not (tmp_path / "evil").exists()
+
+
+def test_a_result_object_that_does_not_match_is_refused(store, tmp_path):
+    data = b"payload"
+    sha256 = store.put_bytes(data)
+    Path(store.path(sha256)).write_bytes(b"tampered")
+    with pytest.raises(UserError, match="does not match its sha256"):
+        st.fetch_tree(store, [{"path": "f", "type": "file", "mode": 0o644, "sha256": sha256,
+                               "size": len(data)}], tmp_path / "back", "results")
 
 
 def test_bundle_lists_what_a_revive_needs_with_recorded_hashes(tmp_path):
@@ -186,7 +208,8 @@ BASE = {"shares": {"x": {"guest": "/x", "mode": "rw"}}}
 
 
 def test_cluster_config_and_the_scheduler_override(monkeypatch):
-    raw = dict(BASE, cluster={"scheduler": "tcp://h:8786", "store": "file:///srv/s"})
+    raw = dict(BASE, cluster={"scheduler": "tcp://h:8786", "store": "file:///srv/s",
+                              "insecure": True})
     assert parse(raw, Path("/p/config.toml")).cluster.scheduler == "tcp://h:8786"
     monkeypatch.setenv("REVIVE_SCHEDULER", "tcp://other:9000")
     assert parse(raw, Path("/p/config.toml")).cluster.scheduler == "tcp://other:9000"

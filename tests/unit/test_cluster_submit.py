@@ -7,6 +7,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -25,26 +26,86 @@ def local_cluster():
         yield cluster, client
 
 
-def test_a_snapshot_no_worker_can_revive_is_refused_in_one_line(local_cluster):
+def test_a_build_no_worker_can_take_says_so_then_fails_in_one_line(local_cluster, monkeypatch,
+                                                                   capsys):
+    from revive.config import Cluster
+    from revive.machine.job import BuildRequest
+    monkeypatch.setattr(submit, "LOOK", 0.2)
     cluster, client = local_cluster
-    submit.check_placeable(client, res.for_snapshot({"qemu": "7.2.22", "accelerator": "tcg"}),
-                           cluster.scheduler_address)
+    needs = res.for_snapshot({"qemu": "7.2.22", "accelerator": "kvm"})
+    build = BuildRequest(name="b", command="true", env={}, outputs=(), timeout=60,
+                         shares={}, revive_timeout=60)
+    config = Cluster(scheduler=cluster.scheduler_address, store="file:///x", wait_for_worker=3)
+    future = client.submit(lambda: 1, resources=needs, pure=False)
+    t0 = time.monotonic()
     with pytest.raises(UserError) as err:
-        submit.check_placeable(client, res.for_snapshot({"qemu": "7.2.22", "accelerator": "kvm"}),
-                               cluster.scheduler_address)
-    assert "can revive this snapshot (qemu-7.2.22-kvm-x86_64); workers offer: " in str(err.value)
-    assert "qemu-7.2.22-tcg-x86_64" in str(err.value)
+        submit._wait(client, future, build, config, needs)
+    future.cancel()
+    assert 3 <= time.monotonic() - t0 < 10
+    said = capsys.readouterr().out.splitlines()
+    assert said == ["revive: build b: waiting up to 3 s ([cluster] wait_for_worker) for a "
+                    "worker offering qemu-7.2.22-kvm-x86_64, vm; workers offer: "
+                    f"{next(iter(cluster.scheduler.workers.values())).name}: "
+                    "qemu-7.2.22-tcg-x86_64"]
+    assert str(err.value).startswith(
+        f"build b: no worker of {cluster.scheduler_address} offered qemu-7.2.22-kvm-x86_64, vm "
+        "within 3 s ([cluster] wait_for_worker); workers offer: ")
     assert "\n" not in str(err.value)
 
 
+def test_a_placed_build_says_where(local_cluster, monkeypatch, capsys):
+    from revive.config import Cluster
+    from revive.machine.job import BuildRequest
+    monkeypatch.setattr(submit, "LOOK", 0.1)
+    cluster, client = local_cluster
+    needs = res.for_snapshot({"qemu": "7.2.22", "accelerator": "tcg"})
+    build = BuildRequest(name="b", command="true", env={}, outputs=(), timeout=60,
+                         shares={}, revive_timeout=60)
+    config = Cluster(scheduler=cluster.scheduler_address, store="file:///x", wait_for_worker=3)
+    future = client.submit(time.sleep, 1.5, resources=needs, pure=False)
+    submit._wait(client, future, build, config, needs)
+    worker = next(iter(cluster.scheduler.workers.values()))
+    assert capsys.readouterr().out.splitlines() == [
+        f"revive: build b: placed on {worker.name} ({worker.address})"]
+
+
+def _builds_silently():
+    from distributed import get_worker
+    worker = get_worker()
+    worker.log_event(f"revive-{worker.get_current_task()}",
+                     {"phase": "build", "worker": worker.address})
+    time.sleep(20)
+
+
+def test_a_placed_build_s_deadline_is_its_timeout_and_revive_after_the_fetch(
+        local_cluster, monkeypatch):
+    from revive.config import Cluster
+    from revive.machine.job import BuildRequest
+    monkeypatch.setattr(submit, "LOOK", 0.1)
+    monkeypatch.setattr(submit, "SLACK", 1.0)
+    cluster, client = local_cluster
+    needs = res.for_snapshot({"qemu": "7.2.22", "accelerator": "tcg"})
+    build = BuildRequest(name="b", command="true", env={}, outputs=(), timeout=1.0,
+                         shares={}, revive_timeout=1.5)
+    config = Cluster(scheduler=cluster.scheduler_address, store="file:///x")
+    future = client.submit(_builds_silently, resources=needs, pure=False)
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match=r"^build b: no answer from 0 \(inproc://.*\) in time"):
+        submit._wait(client, future, build, config, needs)
+    future.cancel()
+    assert 3.0 <= time.monotonic() - t0 < 8
+
+
 def test_an_unreachable_scheduler_names_the_config_key(monkeypatch):
+    from revive.config import Cluster
     monkeypatch.setattr(submit, "CONNECT_TIMEOUT", 2.0)
     with socket.socket() as s:          # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(UserError, match=r"^config.toml: \[cluster\] scheduler: cannot reach "
                        rf"tcp://127.0.0.1:{port} within 2 s"):
-        submit.client_for(f"tcp://127.0.0.1:{port}")
+        submit.client_for(Cluster(scheduler=f"tcp://127.0.0.1:{port}", store="file:///x",
+                                  insecure=True))
 
 
 def test_the_task_unpickles_where_revive_is_not_installed():
@@ -67,6 +128,18 @@ def test_worker_resources_name_qemu_accel_and_arch():
         "vm": 2, f"qemu-7.2.22-kvm-{res.arch()}": 2, f"qemu-7.2.22-tcg-{res.arch()}": 2}
     assert res.for_snapshot({"qemu": "8.0.0", "accelerator": "kvm"}) == {
         "vm": 1, "qemu-8.0.0-kvm-x86_64": 1}
+
+
+def test_an_insecure_cluster_is_warned_about_once_per_run(local_cluster, tmp_path, capsys):
+    from revive.config import Cluster
+    cluster, client = local_cluster
+    config = Cluster(scheduler="tcp://h:8786", store="file:///x", insecure=True)
+    submit.announce_dashboard(client, config, tmp_path)
+    submit.announce_dashboard(client, config, tmp_path)     # the same run: said once
+    said = capsys.readouterr().out.splitlines()
+    assert said[1:] == ["revive: warning: [cluster] insecure = true: anyone who reaches "
+                        "tcp://h:8786 can run code on its workers"]
+    assert said[0].startswith(f"revive: cluster {cluster.scheduler_address}: dashboard ")
 
 
 def test_a_foreign_snapshot_needs_an_emulator_of_its_arch_under_tcg():

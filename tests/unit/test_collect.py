@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from revive.core.collect import check_output_name, collect_outputs
+from revive.core.collect import Limits, check_output_name, collect_outputs
 from revive.core.errors import UserError
 
 
@@ -99,14 +99,49 @@ def test_names_that_leave_or_are_the_exchange_folder_are_refused(name):
     assert check_output_name(name)
 
 
-def test_outputs_bigger_than_free_space_are_one_line(xchg, tmp_path):
-    big = xchg / "big"
-    with open(big, "wb") as fh:
-        fh.truncate(1 << 43)   # sparse: 8 TB the host cannot hold
+def test_a_sparse_output_comes_back_sparse(xchg, tmp_path):
+    """A guest's `truncate -s 2G` took 2 GiB of the host's disk (and 17 s)."""
+    sparse = xchg / "sparse"
+    with open(sparse, "wb") as fh:
+        fh.write(b"head")
+        fh.seek(1 << 30)
+        fh.write(b"middle")
+        fh.truncate(2 << 30)
+    collect_outputs(xchg, ["sparse"], tmp_path / "out")
+    copy = tmp_path / "out" / "sparse"
+    assert copy.stat().st_size == 2 << 30
+    assert copy.stat().st_blocks * 512 < (1 << 20)       # holes stayed holes
+    with open(copy, "rb") as fh:
+        assert fh.read(4) == b"head"
+        fh.seek(1 << 30)
+        assert fh.read(6) == b"middle"
+        fh.seek((1 << 30) - 4)
+        assert fh.read(4) == b"\0" * 4
+
+
+def test_outputs_over_the_build_cap_are_one_line_naming_them(xchg, tmp_path):
+    (xchg / "dense").write_bytes(os.urandom(3 << 20))
+    (xchg / "small").write_bytes(b"x")
     with pytest.raises(UserError) as err:
-        collect_outputs(xchg, ["big"], tmp_path / "out")
-    assert "free on the filesystem at" in str(err.value)
-    assert "\n" not in str(err.value)
+        collect_outputs(xchg, ["small", "dense"], tmp_path / "out",
+                        Limits(max_size=2 << 20, setting="[builds.b]"))
+    message = str(err.value)
+    assert "dense 3.0 MB" in message and "[builds.b] max_output_size = 2.0 MB" in message
+    assert "\n" not in message
+    assert not (tmp_path / "out" / "dense").exists()
+
+
+def test_outputs_must_leave_keep_free_on_the_host(xchg, tmp_path):
+    (xchg / "out.bin").write_bytes(b"x" * 4096)
+    vfs = os.statvfs(tmp_path)
+    free = vfs.f_bavail * vfs.f_frsize
+    with pytest.raises(UserError) as err:
+        collect_outputs(xchg, ["out.bin"], tmp_path / "out",
+                        Limits(keep_free=free, setting="[builds.b]"))
+    message = str(err.value)
+    assert message.startswith("no space left for the outputs: they take 4.0 KB")
+    assert "([builds.b] keep_free) on the filesystem at" in message
+    assert "\n" not in message
 
 
 def test_a_mapped_xattr_symlink_or_device_is_refused(xchg, tmp_path):

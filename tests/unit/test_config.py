@@ -214,3 +214,18 @@ def test_memory_beyond_the_host_is_refused_at_load(memory):
 def test_a_disk_too_small_for_the_install_is_refused_at_load(kind, size):
     message = error(f'[guest]\nkind = "{kind}"\n[answers]\ndisk_size = "{size}"\n' + MINIMAL)
     assert "[answers] disk_size" in message and "too small" in message
+
+
+def test_a_cluster_talks_tls_with_certificates_unless_told_otherwise(monkeypatch):
+    monkeypatch.delenv("REVIVE_SCHEDULER", raising=False)
+    plain = MINIMAL + '[cluster]\nscheduler = "tcp://h:8786"\nstore = "file:///s"\n'
+    assert "[cluster] scheduler: 'tcp://h:8786' is unencrypted and lets anyone who " \
+           "reaches it run code on the workers" in error(plain)
+    c = cfg(plain + "insecure = true\n").cluster
+    assert c.insecure and c.certs is None and c.wait_for_worker == 300
+    tls = MINIMAL + '[cluster]\nscheduler = "tls://h:8786"\nstore = "file:///s"\n'
+    assert "[cluster] certs: missing: a tls:// scheduler needs" in error(tls)
+    c = cfg(tls + 'certs = "certs"\nwait_for_worker = "1m"\n').cluster
+    assert c.certs == Path("/project/certs") and not c.insecure and c.wait_for_worker == 60
+    monkeypatch.setenv("REVIVE_SCHEDULER", "tcp://other:8786")
+    assert "(from REVIVE_SCHEDULER)" in error(tls + 'certs = "certs"\n')

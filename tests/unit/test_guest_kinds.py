@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from revive import inputs
+from revive import inputs, starter
 from tasks.common import Paths
 from revive.config import load, settings
 from revive.guests import KINDS, base, kind_for
@@ -46,7 +46,12 @@ def project(request, tmp_path):
     """The kind's example config, its artifacts in a scratch folder, and the
     files its machines open."""
     kind, _, arch = request.param.partition("-")
-    cfg = load(EXAMPLES[kind])
+    if kind == "windows":
+        # Its share folder is the demo's, which `revive init` copies along.
+        starter.write(tmp_path, "windows")
+        cfg = load(tmp_path / "config.toml")
+    else:
+        cfg = load(EXAMPLES[kind])
     cfg = dataclasses.replace(cfg, root=tmp_path)
     if arch:
         cfg = dataclasses.replace(cfg, guest_settings=cfg.guest_settings.from_table(

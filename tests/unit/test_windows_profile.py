@@ -174,8 +174,10 @@ def qemu_cpu_flags(model: str, flags=("popcnt", "sse4.2")) -> dict:
     return dict(zip(flags, (a["return"] for a in answers[1:])))
 
 
-def test_windows_11_under_tcg_gets_a_cpu_with_sse42_and_popcnt():
-    cfg = load(REPO / "examples" / "windows.toml")
+def test_windows_11_under_tcg_gets_a_cpu_with_sse42_and_popcnt(tmp_path):
+    from revive import starter
+    starter.write(tmp_path, "windows")      # with the demo folder its build shares
+    cfg = load(tmp_path / "config.toml")
     record = inputs.for_stage(cfg, "snapshot")
     kind = record.guest_kind()
     assert kind.s.windows_version == "11"
