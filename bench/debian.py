@@ -7,7 +7,16 @@ command answered over SSH and over the guest agent (medians of --runs),
 and the GNU hello build's wall time (configure, make, make check in a
 revived copy; --no-build leaves it out).
 
+With --baseline REV it is an A/B on this machine in one run: REV's tree
+(git archive, its own venv) and this one each make their own project
+(stages once per side), then revive → first command (--runs per side and
+channel) and the hello build (--builds per side) alternate between the
+sides; one table of medians, every value and the hello phases (the guest's
+uptime echoed before unpack, configure, make, make check) are printed, and
+the raw results kept in --json.
+
     .venv/bin/python bench/debian.py [--runs 5] [--no-build]
+    .venv/bin/python bench/debian.py --baseline 725833c [--runs 5] [--builds 2]
 """
 
 import argparse
@@ -51,7 +60,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-build", action="store_true", help="leave out build:hello")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="A/B against REV's code (e.g. round 1's 725833c)")
+    parser.add_argument("--builds", type=int, default=2, help="hello builds per side (A/B)")
+    parser.add_argument("--json", type=Path, help="A/B: write the raw results here")
     args = parser.parse_args()
+    if args.baseline:
+        from debian_ab import compare
+        compare(args.baseline, args.runs, 0 if args.no_build else args.builds, args.json)
+        return
     with tempfile.TemporaryDirectory(prefix="revive-bench-debian-") as tmp:
         project = make_project(Path(tmp))
         root = cached_root(project)
