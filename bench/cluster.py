@@ -19,7 +19,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 DASK = str(Path(sys.executable).with_name("dask"))
 
 sys.path.insert(0, str(REPO))
+from bench.measure import cluster_table, stop  # noqa: E402
 from tests import configs  # noqa: E402
 
 
@@ -38,8 +38,7 @@ def config(store: Path, certs: Path, n: int, sleep: float) -> dict:
     """A tiny-guest project under TCG with ``n`` builds sleeping ``sleep`` s."""
     return configs.tiny(
         "revive-bench", vm={"accel": "tcg"},
-        cluster={"scheduler": "tls://127.0.0.1:9", "store": f"file://{store}",
-                 "certs": str(certs)},
+        cluster=cluster_table(store, certs),
         builds={f"b{i}": configs.build(f"sleep {sleep}; echo {i} > /mnt/xchg/out.txt",
                                        outputs=["out.txt"], timeout="5m")
                 for i in range(1, n + 1)})
@@ -122,14 +121,7 @@ def main() -> None:
             warm, _ = doit(project, address, "-n", str(n), "build")
             warm_results = results(project, n)
         finally:
-            for p in reversed(procs):
-                if p.poll() is None:
-                    os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
+            stop(procs)
 
         bundle = sum(f.stat().st_size for f in (root / "store" / "objects").rglob("*") if f.is_file())
         on_disk = sum(f.stat().st_blocks * 512 for f in (root / "store" / "objects").rglob("*")

@@ -14,8 +14,6 @@ runs) and the growth of the scheduler's and the worker's peaks are printed.
 
 import argparse
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,45 +24,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DASK = str(Path(sys.executable).with_name("dask"))
 
+from bench.measure import cluster_table, doit_with_peak, peak_kb, stop  # noqa: E402
 from tests import configs  # noqa: E402
 
 
 def config(store: Path, certs: Path, sizes) -> dict:
     return configs.tiny(
         "revive-bench", vm={"accel": "tcg"},
-        cluster={"scheduler": "tls://127.0.0.1:9", "store": f"file://{store}",
-                 "certs": str(certs)},
+        cluster=cluster_table(store, certs),
         builds={f"out{mb}": configs.build(f"head -c {mb}000000 /dev/zero > /mnt/xchg/big",
                                           outputs=["big"], timeout="30m")
                 for mb in sizes})
-
-
-def hwm(pid: int) -> int:
-    """Peak resident set of ``pid`` in kB (0 once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def doit(project: Path, scheduler: str, *args: str) -> "tuple[float, int]":
-    env = dict(os.environ, REVIVE_CACHE=str(REPO / "artifacts" / "cache"),
-               REVIVE_SCHEDULER=scheduler)
-    start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"),
-                             "-d", str(project), *args], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    peak = 0
-    while proc.poll() is None:
-        peak = max(peak, hwm(proc.pid))
-        time.sleep(0.05)
-    out = proc.stdout.read().decode(errors="replace")
-    if proc.returncode != 0:
-        sys.exit(f"doit {' '.join(args)} failed:\n{out}")
-    return time.monotonic() - start, peak
 
 
 def main() -> None:
@@ -80,7 +50,7 @@ def main() -> None:
         c = root / "certs"
         certs.make(c)
         configs.write(project, config(root / "store", c, sizes))
-        doit(project, "local", "snapshot")
+        doit_with_peak(project, "snapshot", REVIVE_SCHEDULER="local")
         procs = []
         try:
             procs.append(subprocess.Popen(
@@ -109,20 +79,13 @@ def main() -> None:
             print(f"{'output':>9} {'seconds':>8} {'doit peak':>10} {'scheduler peak':>15} "
                   f"{'worker peak':>12}  (MiB)")
             for mb in sizes:
-                seconds, peak = doit(project, address, f"build:out{mb}")
+                seconds, peak = doit_with_peak(project, f"build:out{mb}", REVIVE_SCHEDULER=address)
                 got = (project / "artifacts/builds" / f"out{mb}" / "outputs/big").stat().st_size
                 assert got == mb * 1000000, got
                 print(f"{mb:>6} MB {seconds:>8.1f} {peak / 1024:>10.1f} "
-                      f"{hwm(sched) / 1024:>15.1f} {hwm(worker) / 1024:>12.1f}")
+                      f"{peak_kb(sched) / 1024:>15.1f} {peak_kb(worker) / 1024:>12.1f}")
         finally:
-            for p in reversed(procs):
-                if p.poll() is None:
-                    os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
+            stop(procs)
 
 
 if __name__ == "__main__":

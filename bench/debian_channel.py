@@ -15,7 +15,6 @@ P/config.toml && .venv/bin/doit -d P snapshot`).
 import argparse
 import statistics
 import sys
-import time
 import types
 from pathlib import Path
 

@@ -11,16 +11,14 @@ so the two peaks should be within 20% of each other.
 """
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
 sys.path.insert(0, str(REPO))
+from bench.measure import doit_with_peak  # noqa: E402
 from tests import configs  # noqa: E402
 
 
@@ -32,29 +30,6 @@ def config(sizes: "list[int]") -> dict:
         for mb in sizes})
 
 
-def doit(project: Path, *args: str) -> "tuple[float, int]":
-    """Run doit; return (seconds, peak RSS of the doit process in kB)."""
-    env = dict(os.environ, REVIVE_CACHE=str(REPO / "artifacts" / "cache"))
-    start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"),
-                             "-d", str(project), *args], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    status = Path(f"/proc/{proc.pid}/status")
-    peak = 0
-    while proc.poll() is None:
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]))
-        except OSError:
-            pass
-        time.sleep(0.05)
-    out = proc.stdout.read().decode(errors="replace")
-    if proc.returncode != 0:
-        sys.exit(f"doit {' '.join(args)} failed:\n{out}")
-    return time.monotonic() - start, peak
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,500", help="output sizes in MB")
@@ -64,12 +39,12 @@ def main() -> None:
         project = Path(tmp)
         (project / "src").mkdir()
         configs.write(project, config(sizes))
-        seconds, _ = doit(project, "snapshot")
+        seconds, _ = doit_with_peak(project, "snapshot")
         print(f"snapshot ready in {seconds:.0f} s")
         print(f"{'output':>10} {'seconds':>8} {'MB/s':>6} {'peak RSS of doit':>17}")
         peaks = {}
         for mb in sizes:
-            seconds, peak = doit(project, f"build:out{mb}")
+            seconds, peak = doit_with_peak(project, f"build:out{mb}")
             size = (project / "artifacts" / "builds" / f"out{mb}" / "log").stat().st_size
             assert size == mb * 1000000, size
             peaks[mb] = peak

@@ -256,7 +256,7 @@ def main() -> None:
         os.environ["REVIVE_CONFIG"] = str(args.project / "config.toml")
         cfg = load(args.project / "config.toml")
         paths = Paths(cfg)
-        meta = snap.read_meta(paths.snapshot)
+        meta = saved.read_meta(paths.snapshot)
         print(f"QEMU {meta['qemu']}, {meta['accelerator']}, {meta['memory_mb']} MB tiny guest")
         print(extra_parts(parts, paths, meta, cfg, args, sizes, args.project))
         return

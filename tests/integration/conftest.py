@@ -71,6 +71,16 @@ def stale(project) -> "set[str]":
     return {m.group(1) for m in re.finditer(r"^R (\S+)", listing, re.M)} - {"build"}
 
 
+def wait_until(check, timeout: float, what: str, every: float = 0.1):
+    """``check()``'s first true answer, polled every ``every`` s; ``what``
+    (what was waited for) fails the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, what
+        time.sleep(every)
+    return found
+
+
 def processes_mentioning(marker: str) -> "list[str]":
     """Command lines of running processes that mention ``marker`` (read
     from /proc: ps cuts long command lines)."""

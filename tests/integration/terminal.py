@@ -9,7 +9,6 @@ import re
 import select
 import signal
 import struct
-import sys
 import termios
 import time
 

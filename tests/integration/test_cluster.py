@@ -3,6 +3,7 @@ workers started with `python -m revive.cluster.worker` on loopback, each with
 its own cache and work folder (two "hosts"), the store a local folder, the
 tiny guest under TCG. The fixture starts them and reaps them on every path."""
 
+import contextlib
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import pytest
 from revive.cluster import certs
 from tests import configs
 
-from .conftest import DOIT, REPO, executed, processes_mentioning, qemu_processes
+from .conftest import DOIT, REPO, executed, wait_until, processes_mentioning, qemu_processes
 
 pytestmark = pytest.mark.integration
 
@@ -136,13 +137,6 @@ def _sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
-    return found
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
@@ -164,7 +158,7 @@ def cluster(tmp_path_factory):
         yield c
     finally:
         c.stop_all()
-        _wait_until(lambda: not _ours(root), 20, "QEMU or Dask processes of the test outlived it")
+        wait_until(lambda: not _ours(root), 20, "QEMU or Dask processes of the test outlived it")
         assert _ours(root) == []
 
 
@@ -246,13 +240,13 @@ def test_a_worker_name_taken_anyway_is_one_line(cluster):
 def test_ctrl_c_cancels_the_build_on_the_cluster(cluster):
     doit = cluster.spawn_doit("build:cancelme")
     try:
-        running = _wait_until(lambda: [l for l in qemu_processes(str(cluster.root))
+        running = wait_until(lambda: [l for l in qemu_processes(str(cluster.root))
                                        if "cancelme" in l], 120, "the build never started")
         assert running
         os.killpg(doit.pid, signal.SIGINT)
         doit.wait(timeout=60)
         # The worker notices the cancellation and kills the build's QEMU.
-        _wait_until(lambda: not [l for l in qemu_processes(str(cluster.root)) if "cancelme" in l],
+        wait_until(lambda: not [l for l in qemu_processes(str(cluster.root)) if "cancelme" in l],
                     20, "the cancelled build's QEMU still runs on its worker")
     finally:
         if doit.poll() is None:
@@ -261,28 +255,36 @@ def test_ctrl_c_cancels_the_build_on_the_cluster(cluster):
     assert not (cluster.root / "project/artifacts/builds/cancelme").exists()
 
 
-def test_a_killed_worker_s_build_runs_again_on_the_other(cluster):
-    doit = cluster.spawn_doit("-n", "2", "build:slow1", "build:slow2")
+@contextlib.contextmanager
+def doit_reading(cluster, *args: str):
+    """doit on the cluster's project, its output lines gathered as they come;
+    it must end within 5 minutes of the block, and is killed if it did not."""
+    doit = cluster.spawn_doit(*args)
     lines: "list[str]" = []
     reader = threading.Thread(target=lambda: lines.extend(doit.stdout), daemon=True)
     reader.start()
     try:
-        # The submitting side has seen a placement, and QEMU runs there.
-        placed = _wait_until(lambda: re.findall(r"placed on (\S+) \(", "".join(lines)), 120,
-                             "no build was placed")
-        victim = cluster.label(placed[0])
-        survivor = cluster.names[{"wa": "wb", "wb": "wa"}[victim]]
-        folder = str(cluster.root / victim)
-        _wait_until(lambda: qemu_processes(folder), 60, f"no QEMU started on {victim}")
-        # Only the worker process: QEMU must die with it (PDEATHSIG).
-        cluster.kill(victim, group=False)
-        _wait_until(lambda: not qemu_processes(folder), 10, "QEMU outlived its killed worker")
+        yield doit, lines
         doit.wait(timeout=300)
         reader.join(timeout=10)
     finally:
         if doit.poll() is None:
             os.killpg(doit.pid, signal.SIGKILL)
             doit.wait(timeout=20)
+
+
+def test_a_killed_worker_s_build_runs_again_on_the_other(cluster):
+    with doit_reading(cluster, "-n", "2", "build:slow1", "build:slow2") as (doit, lines):
+        # The submitting side has seen a placement, and QEMU runs there.
+        placed = wait_until(lambda: re.findall(r"placed on (\S+) \(", "".join(lines)), 120,
+                             "no build was placed")
+        victim = cluster.label(placed[0])
+        survivor = cluster.names[{"wa": "wb", "wb": "wa"}[victim]]
+        folder = str(cluster.root / victim)
+        wait_until(lambda: qemu_processes(folder), 60, f"no QEMU started on {victim}")
+        # Only the worker process: QEMU must die with it (PDEATHSIG).
+        cluster.kill(victim, group=False)
+        wait_until(lambda: not qemu_processes(folder), 10, "QEMU outlived its killed worker")
     out = "".join(lines)
     assert doit.returncode == 0, out + doit.stderr.read()
     assert re.search(rf"build slow\d: placed on {survivor} \(tls://[0-9.:]+\) \(again\)", out), out
@@ -297,18 +299,14 @@ def test_a_build_whose_only_worker_died_says_so_and_waits_for_another(cluster):
         cluster.kill(label, signal.SIGTERM)
     only = left[0]
     assert cluster.doit("forget", "build:slow1").returncode == 0
-    doit = cluster.spawn_doit("build:slow1")
-    lines: "list[str]" = []
-    reader = threading.Thread(target=lambda: lines.extend(doit.stdout), daemon=True)
-    reader.start()
     from revive import qemu
     wanted = f"qemu-{qemu.version()}-tcg-x86_64, vm"
-    try:
-        _wait_until(lambda: "placed on" in "".join(lines), 120, "the build was never placed")
-        _wait_until(lambda: qemu_processes(str(cluster.root / only)), 60, "no QEMU started")
+    with doit_reading(cluster, "build:slow1") as (doit, lines):
+        wait_until(lambda: "placed on" in "".join(lines), 120, "the build was never placed")
+        wait_until(lambda: qemu_processes(str(cluster.root / only)), 60, "no QEMU started")
         cluster.kill(only, group=False)
         t0 = time.monotonic()
-        gone = _wait_until(lambda: re.findall(r".*is gone; waiting up to.*", "".join(lines)),
+        gone = wait_until(lambda: re.findall(r".*is gone; waiting up to.*", "".join(lines)),
                            15, "15 s after its worker died the build said nothing")
         assert gone[0].startswith(f"revive: build slow1: its worker {cluster.names[only]} "
                                   "(tls://"), gone
@@ -317,12 +315,6 @@ def test_a_build_whose_only_worker_died_says_so_and_waits_for_another(cluster):
         assert time.monotonic() - t0 < 15
         cluster.start_worker("wd", 1)
         cluster.wait_workers(["wd"])
-        doit.wait(timeout=300)
-        reader.join(timeout=10)
-    finally:
-        if doit.poll() is None:
-            os.killpg(doit.pid, signal.SIGKILL)
-            doit.wait(timeout=20)
     out = "".join(lines)
     assert doit.returncode == 0, out + doit.stderr.read()
     assert f"build slow1: placed on {cluster.names['wd']} (tls://" in out and "(again)" in out, out

@@ -25,7 +25,7 @@ from revive.cluster import certs
 from tests import configs
 
 from . import netns
-from .conftest import DOIT, REPO, executed, qemu_processes
+from .conftest import DOIT, REPO, executed, wait_until, qemu_processes
 from .sshd import Sshd, drop_sftp_connections
 
 pytestmark = pytest.mark.integration
@@ -126,13 +126,6 @@ class Hosts:
         return qemu_processes(str(self.root / label))
 
 
-def _wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-    return found
-
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory):
@@ -207,10 +200,10 @@ def running(hosts, build: str):
     there; doit is reaped on every path."""
     doit, lines = hosts.spawn_doit(f"build:{build}")
     try:
-        placed = _wait_until(lambda: re.findall(r"placed on (\S+) \(", "".join(lines)), 120,
+        placed = wait_until(lambda: re.findall(r"placed on (\S+) \(", "".join(lines)), 120,
                              "the build was never placed")
         victim = next(k for k, v in hosts.names.items() if v == placed[0])
-        _wait_until(lambda: hosts.qemu_on(victim), 60, f"no QEMU on {victim}")
+        wait_until(lambda: hosts.qemu_on(victim), 60, f"no QEMU on {victim}")
         yield doit, lines, victim
     finally:
         if doit.poll() is None:
@@ -232,7 +225,7 @@ def test_a_worker_cut_off_mid_build_has_it_placed_again(hosts):
     assert hosts.result("cut")["worker"]["name"] == hosts.names[other]
     # Back on the network, the cut-off worker joins again; its build's QEMU is gone.
     hosts.wait_workers(["wa", "wb"], timeout=120)
-    _wait_until(lambda: not hosts.qemu_on(victim), 60, "the abandoned build's QEMU still runs")
+    wait_until(lambda: not hosts.qemu_on(victim), 60, "the abandoned build's QEMU still runs")
 
 
 def test_the_scheduler_restarted_mid_run_is_one_line_and_the_workers_come_back(hosts):
@@ -248,7 +241,7 @@ def test_the_scheduler_restarted_mid_run_is_one_line_and_the_workers_come_back(h
             "it (scheduler-connection-lost: was the scheduler restarted?); run it again\n"
             in out), out
     assert "Traceback" not in out
-    _wait_until(lambda: not hosts.qemu_on(victim), 30, "the lost build's QEMU still runs")
+    wait_until(lambda: not hosts.qemu_on(victim), 30, "the lost build's QEMU still runs")
     hosts.wait_workers(["wa", "wb"], timeout=120)
 
 
@@ -272,6 +265,6 @@ def test_ctrl_c_on_the_submitting_host_stops_the_build_on_its_worker(hosts):
     with running(hosts, "ctrlc") as (doit, lines, victim):
         os.killpg(doit.pid, signal.SIGINT)
         doit.wait(timeout=60)
-        _wait_until(lambda: not hosts.qemu_on(victim), 20,
+        wait_until(lambda: not hosts.qemu_on(victim), 20,
                     "the cancelled build's QEMU still runs on its worker")
     assert not (hosts.root / "project/artifacts/builds/ctrlc").exists()

@@ -23,7 +23,6 @@ def test_the_arch_key_is_checked_in_one_line():
 
 @pytest.mark.parametrize("name", ["arm64", "riscv64"])
 def test_a_foreign_guest_boots_its_installer_from_virtio_media(name, tmp_path):
-    from tasks.common import Paths
     from types import SimpleNamespace
     kind = TinyKind(TinySettings(arch=name))
     paths = SimpleNamespace(iso=tmp_path / "install.iso", floppy=tmp_path / "answers.img",

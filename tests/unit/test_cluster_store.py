@@ -3,11 +3,9 @@ folder through fsspec: hashes refused and refetched, the LRU bound, objects
 in use kept, partial files never used, unsafe tarballs refused."""
 
 import hashlib
-import io
 import json
 import os
 import re
-import tarfile
 from pathlib import Path
 
 import pytest

@@ -26,16 +26,24 @@ def local_cluster():
         yield cluster, client
 
 
-def test_a_build_no_worker_can_take_says_so_then_fails_in_one_line(local_cluster, monkeypatch,
-                                                                   capsys):
+def _waiting(cluster, monkeypatch, look: float, accelerator: str):
+    """A build ``b`` that needs a snapshot of ``accelerator``, the cluster's
+    config with a 3 s wait_for_worker, and what the build needs; the
+    submitter looks at the scheduler every ``look`` s."""
     from revive.config import Cluster
     from revive.machine.job import BuildRequest
-    monkeypatch.setattr(submit, "LOOK", 0.2)
-    cluster, client = local_cluster
-    needs = res.for_snapshot({"qemu": "7.2.22", "accelerator": "kvm"})
+    monkeypatch.setattr(submit, "LOOK", look)
+    needs = res.for_snapshot({"qemu": "7.2.22", "accelerator": accelerator})
     build = BuildRequest(name="b", command="true", env={}, outputs=(), timeout=60,
                          shares={}, revive_timeout=60)
     config = Cluster(scheduler=cluster.scheduler_address, store="file:///x", wait_for_worker=3)
+    return build, config, needs
+
+
+def test_a_build_no_worker_can_take_says_so_then_fails_in_one_line(local_cluster, monkeypatch,
+                                                                   capsys):
+    cluster, client = local_cluster
+    build, config, needs = _waiting(cluster, monkeypatch, look=0.2, accelerator="kvm")
     future = client.submit(lambda: 1, resources=needs, pure=False)
     t0 = time.monotonic()
     with pytest.raises(UserError) as err:
@@ -54,14 +62,8 @@ def test_a_build_no_worker_can_take_says_so_then_fails_in_one_line(local_cluster
 
 
 def test_a_placed_build_says_where(local_cluster, monkeypatch, capsys):
-    from revive.config import Cluster
-    from revive.machine.job import BuildRequest
-    monkeypatch.setattr(submit, "LOOK", 0.1)
     cluster, client = local_cluster
-    needs = res.for_snapshot({"qemu": "7.2.22", "accelerator": "tcg"})
-    build = BuildRequest(name="b", command="true", env={}, outputs=(), timeout=60,
-                         shares={}, revive_timeout=60)
-    config = Cluster(scheduler=cluster.scheduler_address, store="file:///x", wait_for_worker=3)
+    build, config, needs = _waiting(cluster, monkeypatch, look=0.1, accelerator="tcg")
     future = client.submit(time.sleep, 1.5, resources=needs, pure=False)
     submit._wait(client, future, build, config, needs)
     worker = next(iter(cluster.scheduler.workers.values()))
