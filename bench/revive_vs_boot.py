@@ -217,7 +217,10 @@ def calibrate(paths, meta, cfg, work) -> int:
     with revive(paths, meta, name="bench-calibrate", work=work,
                 timeout=cfg.timeouts.revive) as machine:
         n = 20000
-        result = machine.run(f"i=0; while [ $i -lt {n} ]; do i=$((i+1)); done", timeout=120)
+        # With a sink: the builds' own way (output streamed, the guest not
+        # asked while the command runs), so the calibration runs as fast.
+        result = machine.run(f"i=0; while [ $i -lt {n} ]; do i=$((i+1)); done", timeout=120,
+                             sink=lambda chunk: None)
         return max(1000, int(n * 5 / result.seconds))
 
 
@@ -230,10 +233,33 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--parts", default="ways,builds",
                         help="ways: the table of ways back; builds: fixed cost, "
-                             "-n 1 vs -n 2 and memory")
+                             "-n 1 vs -n 2 and memory; guest-speed: a command's cost "
+                             "over each channel and the fixed cost, A/B against "
+                             "--baseline (bench/guest_speed.py)")
+    parser.add_argument("--tree-sizes", default="1000,50000",
+                        help="trees: the numbers of files of the trees measured")
+    parser.add_argument("--no-guest-trees", action="store_true",
+                        help="trees: only doit's no-op, not the reading in the guest")
+    parser.add_argument("--baseline", default="main",
+                        help="the commit guest-speed compares this tree against")
+    parser.add_argument("--project", type=Path,
+                        help="guest-speed and trees: an existing tiny project with a snapshot "
+                             "(its examples/hello is the shared folder) instead of a "
+                             "new one built from scratch")
     args = parser.parse_args()
     runs = args.runs
     parts = set(args.parts.split(","))
+    sizes = [int(n) for n in args.tree_sizes.split(",")]
+    if args.project is not None:
+        if not parts <= {"guest-speed", "trees"}:
+            sys.exit("--project goes with --parts guest-speed and trees only")
+        os.environ["REVIVE_CONFIG"] = str(args.project / "config.toml")
+        cfg = load(args.project / "config.toml")
+        paths = Paths(cfg)
+        meta = saved.read_meta(paths.snapshot)
+        print(f"QEMU {meta['qemu']}, {meta['accelerator']}, {meta['memory_mb']} MB tiny guest")
+        print(extra_parts(parts, paths, meta, cfg, args, sizes, args.project))
+        return
     with tempfile.TemporaryDirectory(prefix="revive-bench-") as tmp:
         tmp = Path(tmp)
         file_project = make_project(tmp / "file", "file")
@@ -255,8 +281,10 @@ def main() -> None:
         rows = {}
         if "ways" in parts:
             ways(rows, runs, zpaths, zmeta, zcfg, zwork, fpaths, fmeta, fcfg, fwork)
+        speed = extra_parts(parts, fpaths, fmeta, fcfg, args, sizes, file_project)
         if "builds" not in parts:
             print_ways(stages, rows, fmeta, runs)
+            print(speed)
             return
         fixed = []
         for _ in range(runs):
@@ -284,6 +312,7 @@ def main() -> None:
         pss_zstd = concurrent_pss(zpaths, zmeta, zcfg, zpaths.work / "bench", 2)
 
     print_ways(stages, rows, fmeta, runs)
+    print(speed)
     print(f"build fixed cost (result.json total − command, build:hello, agent, file, "
           f"median of {runs}): {fixed_cost:.3f} s; that run's phases: {fixed_phases}")
     print(f"\n| {BUILDS} builds of a CPU-bound command ({command_s:.1f} s each in the guest) "
@@ -292,6 +321,20 @@ def main() -> None:
           f"| speed-up | {parallel['1'] / parallel['2']:.2f}× |")
     print(f"\n| concurrent copies (agent, each answered a command) | host memory, sum of PSS |"
           f"\n|---|---|\n| 4 × `file` | {pss_file:.0f} MiB |\n| 2 × `zstd` | {pss_zstd:.0f} MiB |")
+
+
+def extra_parts(parts, paths, meta, cfg, args, sizes, project: Path) -> str:
+    """guest-speed (bench/guest_speed.py) and trees (bench/trees.py)."""
+    out = []
+    if "guest-speed" in parts:
+        import guest_speed
+        out.append(guest_speed.guest_speed(paths, meta, cfg, args.runs, args.baseline, project))
+    if "trees" in parts:
+        import trees
+        with tempfile.TemporaryDirectory(prefix="revive-trees-") as tmp:
+            out.append(trees.trees(paths, meta, cfg, args.runs, args.baseline, project, sizes,
+                                   not args.no_guest_trees, Path(tmp)))
+    return "\n".join(out)
 
 
 def ways(rows, runs, zpaths, zmeta, zcfg, zwork, fpaths, fmeta, fcfg, fwork) -> None:

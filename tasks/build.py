@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .common import (Paths, action, base_damage, files_under, say, settings, stage_inputs,
+from .common import (Paths, action, base_damage, say, settings, shared_folder, stage_inputs,
                      uptodate)
 from revive.core import interrupts
 from revive.core.errors import UserError
@@ -126,15 +126,24 @@ def outcome(result: dict) -> str:
 
 
 def input_files(paths: Paths, build) -> "list[str]":
-    """What a build reads on the host: the files of its shared folders, or
-    for a ``sources:NAME`` share the sources task's manifest (which hashes
-    every file, and makes doit fetch the sources first)."""
+    """The files a build reads on the host that doit checks one by one: for a
+    ``sources:NAME`` share the sources task's manifest (which hashes every
+    file, and makes doit fetch the sources first). Plain shared folders are
+    checked by ``folder_checks``."""
     from .sources import folder, manifest
     fetched = {folder(paths, name): manifest(paths, name) for name in build.sources}
-    found = []
-    for path in build.shares.values():
-        found += [str(fetched[path])] if path in fetched else files_under(path)
-    return found
+    return [str(fetched[path]) for path in build.shares.values() if path in fetched]
+
+
+def folder_checks(paths: Paths, build) -> "list[shared_folder]":
+    """One up-to-date check per plain shared folder: a digest in doit's
+    database and a record of its files in artifacts/trees/ (a no-op reads
+    stamps only, and `doit info` names the files that changed)."""
+    from .sources import folder
+    fetched = {folder(paths, name) for name in build.sources}
+    return [shared_folder(f"{build.name}.{share}", path,
+                          paths.artifacts / "trees" / f"{build.name}.{share}.record")
+            for share, path in sorted(build.shares.items()) if path not in fetched]
 
 
 def clean_build(paths: Paths, name: str) -> None:
@@ -156,6 +165,6 @@ def task_build():
                "actions": [(make_build, [inputs, paths])],
                "file_dep": [paths.snapshot_meta, *input_files(paths, build)],
                "targets": [paths.builds / build.name / "result.json"],
-               "uptodate": [uptodate(inputs)],
+               "uptodate": [uptodate(inputs), *folder_checks(paths, build)],
                "clean": [(clean_build, [paths, build.name])],
                "doc": f"build {build.name}: {build.command}"}

@@ -12,7 +12,7 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from revive import config as config_mod
-from revive.core import interrupts
+from revive.core import interrupts, tree
 from revive.core.errors import UserError, for_people
 from revive.core.files import matches_sha256, sweep_stale
 from revive.core.space import is_nospace, nospace_message
@@ -146,6 +146,76 @@ class config_slice:
     def __str__(self) -> str:
         what = "; ".join(self.changes) or "unchanged"
         return f"config.toml ({self.name}) changed: {what}"
+
+    __repr__ = __str__
+
+
+DIGEST = "\0digest"        # the folder's digest in its record (no file has this name)
+
+
+class shared_folder:
+    """doit uptodate check on a build's shared folder: the folder's digest
+    (``revive.core.tree``) in doit's database, every file's stamp and sha256
+    in ``record``, so that a no-op reads stamps only and ``doit info`` names
+    the files that changed since the last successful build."""
+
+    def __init__(self, key: str, folder: Path, record: Path):
+        self.key, self.folder, self.record = key, Path(folder), Path(record)
+        self.files: "dict[str, list] | None" = {}
+        self.listing: "str | None" = None
+        self.changes: "list[str]" = []
+
+    def configure_task(self, task) -> None:
+        task.value_savers.append(self._save)
+
+    def _save(self) -> dict:
+        if self.files is None:              # the fast path found it unchanged
+            self.files = tree.read_record(self.record)
+            self.files.pop(DIGEST, None)
+        digest = tree.digest(self.files)
+        self._remember(digest)
+        return {f"_tree_{self.key}": digest}
+
+    def _remember(self, digest: str) -> None:
+        tree.write_record(self.record, {**self.files, DIGEST: digest})
+        tree.write_summary(self.record, {"digest": digest, "listing": self.listing})
+
+    def __call__(self, task, values) -> bool:
+        recorded = values.get(f"_tree_{self.key}")
+        # Fast path: no stamp changed since the record (GNU find, one pass).
+        self.listing = tree.listing(self.folder)
+        summary = tree.read_summary(self.record)
+        if (recorded is not None and self.listing is not None
+                and summary.get("listing") == self.listing
+                and summary.get("digest") == recorded):
+            self.files, self.changes = None, []
+            return True
+        before = tree.read_record(self.record)
+        known = before.pop(DIGEST, None)
+        self.files = tree.scan(self.folder, before)
+        same = tree.unchanged(before, self.files)
+        now = known if same and known else tree.digest(self.files)
+        if recorded is None:
+            self.changes = ["no successful run recorded"]
+        elif recorded == now:
+            self.changes = []
+            if not same or summary.get("listing") != self.listing:
+                # Same content, new stamps (a touch, a checkout): remembered,
+                # so that the next no-op does not read these files again.
+                self._remember(now)
+        else:
+            # The record is what the last successful build read, unless a
+            # failed build's check got there first; the digest decides.
+            named = tree.differences(before, self.files) if before else []
+            self.changes = [f"{self.folder}/{change}" for change in named] or [
+                "its content differs from the last successful build's"]
+        return not self.changes
+
+    def __str__(self) -> str:
+        shown = self.changes[:20]
+        more = f"; and {len(self.changes) - 20} more" if len(self.changes) > 20 else ""
+        return (f"shared folder {self.folder} changed: "
+                f"{'; '.join(shown) or 'unchanged'}{more}")
 
     __repr__ = __str__
 

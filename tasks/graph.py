@@ -52,7 +52,7 @@ def _quote(text: str) -> str:
 
 def to_dot(tasks: list, root: Path) -> str:
     """The graph as DOT text, sorted so that the same graph gives the same text."""
-    from .common import config_slice
+    from .common import config_slice, shared_folder
     roots = [root, REPO]
     producer = {}
     for task in tasks:
@@ -82,6 +82,10 @@ def to_dot(tasks: list, root: Path) -> str:
         for check, _args, _kwargs in task.uptodate:
             if isinstance(check, config_slice):
                 edges.add(("config.toml", task.name, f"[{check.name}]"))
+            elif isinstance(check, shared_folder):
+                # A shared folder is checked as a whole (one digest).
+                parts = Path(_relative(str(check.folder / "x"), roots)).parent.parts[:2]
+                folders["/".join(parts) + "/"].add(task.name)
     for folder in sorted(folders):
         lines.append(f"  {_quote(folder)} [shape=folder, color=\"#777777\"];")
         for name in sorted(folders[folder]):

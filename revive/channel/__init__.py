@@ -10,7 +10,7 @@ VM still runs (``alive``), and says how it ended when it did.
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ..core.errors import UserError
@@ -23,6 +23,10 @@ class CommandResult:
     output: str                  # the tail of the output only
     seconds: float
     failure: Optional[str] = None   # why there is no exit code: "timeout" or how the VM ended
+    # Seconds measured inside the guest, when the channel can: "prepare" (the
+    # revived guest's clock, entropy and shares, run in the command's own
+    # process) and "command".
+    phases: "dict[str, float]" = field(default_factory=dict)
 
     @property
     def timed_out(self) -> bool:

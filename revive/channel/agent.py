@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..core.dirwatch import (IN_CLOSE_WRITE, IN_DELETE, IN_DELETE_SELF, IN_MOVED_FROM,
+                             IN_Q_OVERFLOW, DirWatch)
 from ..core.errors import UserError
 from ..core.wait import wait_for
 from . import Channel, CommandResult, vm_ended
@@ -41,6 +43,12 @@ STREAM_GUEST = "/run/revive-log"   # where the guest mounts it
 DELIMITER = b"\xff"
 SYNC_RETRY = 1.0                   # seconds before a new guest-sync is sent
 KILL_TIMEOUT = 10.0
+# While a build's command runs the host watches the stream share, not the
+# guest; guest-exec-status is asked only when the share says the command may
+# have ended, and every SAFETY_POLL seconds in case the command hid that (a
+# wakeup of qemu-ga every 5 s costs the command nothing measurable).
+SAFETY_POLL = 5.0
+CONFIRM_FIRST = 0.005              # seconds before asking again after a "not yet"
 TAIL = 1 << 20                     # bytes of a streamed output kept in the result
 
 # What a command sees over SSH as root (dropbear and OpenSSH set these):
@@ -210,6 +218,11 @@ class AgentSession(Channel):
         self.agent = agent
         self.stream_dir = stream_dir
         self.runs = 0
+        # What a revived guest must run before the first command (clock,
+        # entropy, shares), run in that command's own guest process: a
+        # separate first process pays TCG's translation cost again.
+        self.prelude: "Optional[Callable[[], str]]" = None
+        self.prelude_what = "preparing the revived guest"
 
     def close(self) -> None:
         self.agent.close()
@@ -247,64 +260,208 @@ class AgentSession(Channel):
             sink: Optional[Callable[[bytes], None]] = None) -> CommandResult:
         """Run ``command`` with /bin/sh as root; stream its combined output
         to ``sink``; stop at ``timeout`` (exit_code None, the command killed)."""
+        if sink is not None and self.stream_dir is not None:
+            return self._run_streamed(command, timeout, sink)
+        self.run_prelude()
+        return self._run_captured(command, timeout, sink)
+
+    def run_prelude(self, timeout: float = 60) -> None:
+        """Run the pending prelude on its own (a caller that needs the
+        guest prepared before it runs anything)."""
+        if self.prelude is not None:
+            script, self.prelude = self.prelude(), None
+            result = self._run_captured(script, timeout, None)
+            if result.exit_code != 0:
+                raise _prelude_failed(self.prelude_what, result.exit_code, result.output)
+
+    def _run_captured(self, command: str, timeout: float, sink) -> CommandResult:
+        """A short command whose output qemu-ga captures: its status is
+        asked for, backing off to 0.1 s (preparing a copy, small checks)."""
         start = time.monotonic()
         deadline = start + timeout
-        follower = None
-        if sink is not None and self.stream_dir is not None:
-            self.runs += 1
-            name = f"out-{os.getpid()}-{self.runs}"
-            follower = _Follower(self.stream_dir / name)
-            guest = shlex.quote(f"{STREAM_GUEST}/{name}")
-            script = (f"{mount_stream_command()} || exit 125; "
-                      f"exec >{guest} 2>&1 </dev/null; cd /root 2>/dev/null; {command}")
-        else:
-            script = f"exec 2>&1 </dev/null; cd /root 2>/dev/null; {command}"
-        pid = self._spawn(script, capture=follower is None)
-        output = bytearray()
+        pid = self._spawn(f"exec 2>&1 </dev/null; cd /root 2>/dev/null; {command}",
+                          capture=True)
         interval = 0.005
         try:
-          try:
             while True:
                 status = self._status(pid)
-                if follower is not None:
-                    _drain(follower, output, sink)
                 if status.get("exited"):
                     break
                 if time.monotonic() > deadline:
                     self._kill(pid)
-                    if follower is not None:
-                        _drain(follower, output, sink, limit=1 << 62)
-                    return CommandResult(command, None, output.decode(errors="replace"),
-                                         time.monotonic() - start, "timeout")
+                    return CommandResult(command, None, "", time.monotonic() - start,
+                                         "timeout")
                 time.sleep(interval)
                 interval = min(interval * 1.5, 0.1)
-            if follower is not None:
-                _drain(follower, output, sink, limit=1 << 62)
-          except AgentError:
-            # The VM ended under the command: a result (as over SSH), not an
-            # error. Its socket may close before QEMU can be reaped.
+        except AgentError:
+            # The VM ended under the command: a result, not an error. Its
+            # socket may close before QEMU can be reaped.
             dead = vm_ended(self.agent.alive)
             if not dead:
                 raise
-            if follower is not None:
-                _drain(follower, output, sink, limit=1 << 62)
+            return CommandResult(command, None, "", time.monotonic() - start, dead)
+        data = base64.b64decode(status.get("out-data", ""))
+        if sink and data:
+            sink(data)
+        return CommandResult(command, _exit_code(status), data.decode(errors="replace"),
+                             time.monotonic() - start)
+
+    def _run_streamed(self, command: str, timeout: float, sink) -> CommandResult:
+        """A build's command: its output goes to a file on the stream share,
+        and when it ends the wrapper shell leaves a status file beside it.
+        The host watches its own side of that folder (inotify), so the
+        guest is not woken while the command runs; ``guest-exec-status``
+        only confirms the end, when the folder says something happened
+        (status file, output closed or removed) and, as a safety net, every
+        SAFETY_POLL seconds (a command that unmounts the share or kills its
+        wrapper)."""
+        start = time.monotonic()
+        deadline = start + timeout
+        self.runs += 1
+        name = f"out-{os.getpid()}-{self.runs}"
+        done_name = f"{name}.done"
+        follower = _Follower(self.stream_dir / name)
+        done = self.stream_dir / done_name
+        prelude_file = self.stream_dir / f"{name}.prepare"
+        script = _wrapper(command, name, self.prelude() if self.prelude else None)
+        self.prelude = None
+        output = bytearray()
+        watch = DirWatch(self.stream_dir)
+        try:
+            pid = self._spawn(script, capture=False)
+            last_poll = time.monotonic()
+            next_poll = last_poll + SAFETY_POLL
+            interval = CONFIRM_FIRST
+            suspect = False      # the folder said the command may have ended
+            while True:
+                dead = self.agent.alive()
+                if dead:
+                    _drain(follower, output, sink, limit=1 << 62)
+                    return CommandResult(command, None, output.decode(errors="replace"),
+                                         time.monotonic() - start, dead)
+                now = time.monotonic()
+                if now > deadline:
+                    self._kill(pid)
+                    _drain(follower, output, sink, limit=1 << 62)
+                    return CommandResult(command, None, output.decode(errors="replace"),
+                                         time.monotonic() - start, "timeout")
+                events = watch.wait(min(0.2, deadline - now, max(0.0, next_poll - now)))
+                _drain(follower, output, sink)
+                if os.path.lexists(done) or any(_ends(mask, event, name)
+                                                for mask, event in events):
+                    suspect = True
+                    next_poll = min(next_poll, last_poll + interval)
+                if time.monotonic() < next_poll:
+                    continue
+                status = self._status(pid)
+                last_poll = time.monotonic()
+                if status.get("exited"):
+                    break
+                # Not ended yet (the wrapper about to exit, or a command that
+                # closed its output and goes on): ask again, backing off to
+                # the safety net's pace.
+                if suspect:
+                    interval = min(interval * 2, SAFETY_POLL)
+                next_poll = last_poll + (interval if suspect else SAFETY_POLL)
+            _drain(follower, output, sink, limit=1 << 62)
+            phases = _guest_phases(_small_file(done))
+            if phases is None:
+                raise _prelude_failed(self.prelude_what, _exit_code(status),
+                                      _small_file(prelude_file, 4096))
+        except AgentError:
+            # The VM ended under the command: a result (as over SSH), not an error.
+            dead = vm_ended(self.agent.alive)
+            if not dead:
+                raise
+            _drain(follower, output, sink, limit=1 << 62)
             return CommandResult(command, None, output.decode(errors="replace"),
                                  time.monotonic() - start, dead)
         finally:
-            if follower is not None:
-                follower.close()
-        if follower is None:
-            data = base64.b64decode(status.get("out-data", ""))
-            output += data
-            if sink and data:
-                sink(data)
-        if "exitcode" in status:
-            code = int(status["exitcode"])
-        else:
-            # Killed by a signal: what a shell would report for it.
-            code = 128 + int(status.get("signal", 0))
-        return CommandResult(command, code, output.decode(errors="replace"),
-                             time.monotonic() - start)
+            watch.close()
+            follower.close()
+            for leftover in (done, prelude_file):
+                try:
+                    leftover.unlink()
+                except OSError:
+                    pass
+        return CommandResult(command, _exit_code(status), output.decode(errors="replace"),
+                             time.monotonic() - start, phases=phases)
+
+
+def _wrapper(command: str, name: str, prelude: "str | None") -> str:
+    """The guest side of a streamed command: mount the stream share, run
+    the prelude (its output to NAME.prepare), then the command in a subshell
+    (on lines of its own: it may end in a comment; a subshell so the wrapper
+    outlives an `exit` or `exec` in it) with its output to NAME, then leave
+    NAME.done with the guest's uptime at each step, which tells the host the
+    command ended and how long each part took inside the guest (the stream
+    share's mount counts as preparation). `read` and `echo` are shell
+    builtins: the timing starts no process."""
+    def guest(suffix: str = "") -> str:
+        return shlex.quote(f"{STREAM_GUEST}/{name}{suffix}")
+    script = (f"read t0 _ </proc/uptime; {mount_stream_command()} || exit 125; "
+              "cd /root 2>/dev/null; ")
+    if prelude:
+        script += (f"(\n{prelude}\n) >{guest('.prepare')} 2>&1 </dev/null || "
+                   f"{{ rc=$?; echo prepare >{guest('.done')}; exit $rc; }}; "
+                   "read t1 _ </proc/uptime; ")
+    else:
+        script += "t1=$t0; "
+    return script + (f"(\n{command}\n) >{guest()} 2>&1 </dev/null; rc=$?; "
+                     f"read t2 _ </proc/uptime; echo \"$t0 $t1 $t2\" >{guest('.done')}; "
+                     "exit $rc")
+
+
+def _small_file(path: Path, limit: int = 256) -> str:
+    """A short file the guest wrote, read without following links."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, limit).decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
+def _guest_phases(done: str) -> "dict[str, float] | None":
+    """Seconds of the prelude and the command from the guest's uptimes in
+    NAME.done; {} when it is missing or garbled (the command removed it),
+    None when the prelude failed."""
+    if done.strip() == "prepare":
+        return None
+    try:
+        t0, t1, t2 = (float(v) for v in done.split())
+    except ValueError:
+        return {}
+    if not 0 <= t1 - t0 <= 1e6 or not 0 <= t2 - t1 <= 1e7:
+        return {}
+    return {"prepare": round(t1 - t0, 3), "command": round(t2 - t1, 3)}
+
+
+def _prelude_failed(what: str, code: "int | None", output: str) -> UserError:
+    why = "timed out" if code is None else f"exit {code}"
+    last = output.strip().splitlines()[-1:] or [""]
+    return UserError(f"{what} (clock, randomness, shares) failed ({why}): {last[0]}")
+
+
+def _exit_code(status: dict) -> int:
+    if "exitcode" in status:
+        return int(status["exitcode"])
+    # Killed by a signal: what a shell would report for it.
+    return 128 + int(status.get("signal", 0))
+
+
+def _ends(mask: int, event: str, name: str) -> bool:
+    """An event in the stream folder that may mean the command ended: its
+    output closed for writing (the command and its children are gone, or
+    the share was unmounted), a file removed or renamed, the folder gone,
+    or events lost."""
+    if mask & (IN_Q_OVERFLOW | IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF):
+        return True
+    return bool(mask & IN_CLOSE_WRITE) and event == name
 
 
 def mount_stream_command() -> str:

@@ -225,8 +225,14 @@ class Machine:
         except UserError as err:
             raise self.qemu.error_with_screen(err) from None
 
-    def after_revive(self) -> None:
-        """The kind's steps after each revive: the clock, the randomness, the shares."""
+    def after_revive(self, with_command: bool = False) -> None:
+        """The kind's steps after each revive: the clock, the randomness, the
+        shares. ``with_command``: over the guest agent they run in the next
+        command's own guest process (a separate first process pays TCG's
+        translation again), and that command's result times them."""
+        if with_command and isinstance(self.channel, agent.AgentSession):
+            self.channel.prelude = lambda: self.kind.after_revive(self.shares, time.time())
+            return
         with self.watch.phase("prepare"):
             self.check(self.kind.after_revive(self.shares, time.time()), timeout=60,
                        what="preparing the revived guest (clock, randomness, shares)")
@@ -308,16 +314,18 @@ class Machine:
 
 
 @contextlib.contextmanager
-def revived(folder: Path, *, started: "Callable[[Machine], None] | None" = None, **how):
+def revived(folder: Path, *, started: "Callable[[Machine], None] | None" = None,
+            prepare_with_command: bool = False, **how):
     """A ``Machine.revive`` copy launched, connected and prepared; closed
     (killed) on leaving. ``started`` is handed the machine before it
-    launches (to cancel it from another thread)."""
+    launches (to cancel it from another thread). ``prepare_with_command``:
+    see ``Machine.after_revive``."""
     with Machine.revive(folder, **how) as machine:
         if started is not None:
             started(machine)
         machine.launch()
         machine.connect()
-        machine.after_revive()
+        machine.after_revive(with_command=prepare_with_command)
         yield machine
 
 

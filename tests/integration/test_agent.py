@@ -36,6 +36,9 @@ CONFIG = configs.tiny(
         "code137": configs.build("sh -c 'kill -9 $$'; exit $?", timeout="1m"),
         "killed": configs.build("kill -9 $$", timeout="1m"),
         "slow": configs.build("echo started; sleep 60; echo finished", timeout="3s"),
+        "closes": configs.build("echo before; exec >&- 2>&-; sleep 1; exit 3", timeout="1m"),
+        "removes": configs.build("echo before; rm -f /run/revive-log/*; echo after; exit 4",
+                                 timeout="1m"),
     })
 
 
@@ -110,6 +113,64 @@ def test_exit_codes_come_back_as_the_command_gave_them(project):
     assert project.result("killed")["exit_code"] == 137
     assert (project.artifacts / "builds" / "code1" / "log").read_text() == "failing\n"
     assert "build code1: the command exited with code 1; log: " in proc.stderr + proc.stdout
+
+
+def test_a_command_that_closes_or_removes_its_output_still_ends(project):
+    """The host learns that a command ended from the stream share; a command
+    that hides that (closes its output, deletes the files) still ends with
+    its own exit code, well within the safety net's pace. (Unmounting the
+    share needs root: the next test.)"""
+    start = time.monotonic()
+    proc = project.doit("--continue", "build:closes", "build:removes", check=False)
+    assert proc.returncode != 0
+    assert [project.result(n)["exit_code"] for n in ("closes", "removes")] == [3, 4]
+    for name in ("closes", "removes"):
+        assert project.result(name)["timings"]["command"] < 4, project.result(name)
+    assert time.monotonic() - start < 120
+    assert (project.artifacts / "builds" / "closes" / "log").read_text() == "before\n"
+
+
+def test_the_guest_is_not_asked_while_a_command_runs(project):
+    """While a build's command runs the host watches its side of the stream
+    share; qemu-ga is asked only when the command ended (and every few
+    seconds as a safety net), not polled."""
+    from revive.machine import revived
+
+    artifacts = project.artifacts
+    work = artifacts / "work" / "quiet-agent"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    asked = []
+    try:
+        with revived(artifacts / "snapshot", artifacts=artifacts, name="quiet-agent",
+                     shares={"src": project.root / "hello"},
+                     key=artifacts / "keys" / "id_ed25519", work=work,
+                     logs=artifacts / "logs", timeout=20) as copy:
+            call = copy.channel.agent.call
+
+            def counting(command, *args, **kwargs):
+                asked.append((time.monotonic(), command))
+                return call(command, *args, **kwargs)
+            copy.channel.agent.call = counting
+            chunks = []
+            start = time.monotonic()
+            result = copy.run("echo one; sleep 4; echo two; exit 7", timeout=60,
+                              sink=chunks.append)
+            end = time.monotonic()
+            status = [t for t, c in asked if c == "guest-exec-status"]
+            # As root: a command that unmounts the stream share (its .done
+            # cannot arrive) still ends, when its output is closed.
+            hidden = copy.run("echo before; umount -l /run/revive-log; sleep 1; "
+                              "exit 5 # a comment", timeout=60, sink=lambda b: None)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert result.exit_code == 7
+    assert b"".join(chunks) == b"one\ntwo\n"
+    assert end - start < 4 + 3
+    # No question while it slept, then the confirmations.
+    assert [t for t in status if t < start + 3.5] == [], asked
+    assert len(status) <= 4, asked
+    assert hidden.exit_code == 5 and hidden.seconds < 4, hidden
 
 
 def test_a_command_past_its_deadline_is_stopped(project):

@@ -156,3 +156,46 @@ def test_the_agent_is_refused_for_windows_in_one_line():
 def test_an_unknown_channel_names_the_key():
     with pytest.raises(UserError, match=r"\[vm\] channel"):
         _config({"channel": "serial"})
+
+
+def run_wrapper(tmp_path, monkeypatch, command, prelude=None):
+    """The guest side of a streamed command, run by a real /bin/sh with the
+    stream share as a plain folder."""
+    import subprocess
+    monkeypatch.setattr(agent, "STREAM_GUEST", str(tmp_path))
+    monkeypatch.setattr(agent, "mount_stream_command", lambda: "true")
+    script = agent._wrapper(command, "out-1", prelude)
+    proc = subprocess.run(["/bin/sh", "-c", script], timeout=30)
+    done = agent._small_file(tmp_path / "out-1.done")
+    return proc.returncode, (tmp_path / "out-1").read_bytes() if (
+        tmp_path / "out-1").exists() else None, done
+
+
+@pytest.mark.parametrize("command, code, output", [
+    ("echo hi; exit 3", 3, b"hi\n"),
+    ("exec sh -c 'echo replaced; exit 4'", 4, b"replaced\n"),
+    ("echo err >&2 # a comment at the end", 0, b"err\n"),
+])
+def test_the_wrapper_outlives_exit_and_exec_and_leaves_the_done_file(
+        tmp_path, monkeypatch, command, code, output):
+    rc, out, done = run_wrapper(tmp_path, monkeypatch, command, prelude="echo prepared")
+    assert (rc, out) == (code, output)
+    phases = agent._guest_phases(done)
+    assert set(phases) == {"prepare", "command"} and all(v >= 0 for v in phases.values())
+    assert (tmp_path / "out-1.prepare").read_bytes() == b"prepared\n"
+
+
+def test_a_failed_prelude_stops_before_the_command(tmp_path, monkeypatch):
+    rc, out, done = run_wrapper(tmp_path, monkeypatch, "echo ran",
+                                prelude="echo 'revive: no clock'; exit 1")
+    assert rc == 1 and out is None
+    assert agent._guest_phases(done) is None
+    err = agent._prelude_failed("preparing the revived guest", rc,
+                                (tmp_path / "out-1.prepare").read_text())
+    assert str(err) == ("preparing the revived guest (clock, randomness, shares) failed "
+                        "(exit 1): revive: no clock")
+
+
+@pytest.mark.parametrize("done", ["", "garbage", "1 2", "5 4 3", "1 2 1e99", "nan nan nan"])
+def test_a_missing_or_garbled_done_file_gives_no_timings(done):
+    assert agent._guest_phases(done) == {}

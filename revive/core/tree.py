@@ -1,0 +1,145 @@
+"""What a shared folder holds, as one digest, hashing again only the files
+whose stamp changed.
+
+A build reads every file of its shared folders. Giving doit each file as a
+``file_dep`` made a no-op `doit build` with a 50,000-file share 2.4× slower
+than the demo's, and doit's database 6.3 MB. Instead the build's up-to-date
+check keeps one digest per folder in doit's database and a record of every
+file (stamp and sha256) in a file of its own; only files whose stamp differs
+from the record are read.
+"""
+
+import hashlib
+import marshal
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+from .files import sha256_file, write_atomic
+
+
+def _stamp(st: os.stat_result) -> "list[int]":
+    # ctime too: no user can set it back after a write.
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
+def scan(folder: Path, before: "dict[str, list]") -> "dict[str, list]":
+    """Every file and link below ``folder``: relative path → [kind, mode,
+    sha256 (of the content, or of a link's target), *stamp]. A file's sha256
+    is taken from ``before`` when its stamp is the same."""
+    folder = Path(folder)
+    found: "dict[str, list]" = {}
+    if not folder.is_dir():
+        return found
+    pending = [(str(folder), "")]
+    get = before.get
+    while pending:
+        path, rel = pending.pop()
+        with os.scandir(path) as entries:
+            for entry in entries:
+                name = rel + entry.name
+                # d_type: no system call for a folder; one lstat for a file.
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, name + "/"))
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                old = get(name)
+                mode = st.st_mode
+                if (old is not None and old[0] == "file" and old[3] == st.st_size
+                        and old[4] == st.st_mtime_ns and old[5] == st.st_ino
+                        and old[6] == st.st_ctime_ns and old[1] == stat.S_IMODE(mode)
+                        and stat.S_ISREG(mode)):
+                    found[name] = old      # the common case: nothing to do
+                    continue
+                if stat.S_ISLNK(mode):
+                    kind = "link"
+                    digest = hashlib.sha256(os.fsencode(os.readlink(entry.path))).hexdigest()
+                elif not stat.S_ISREG(mode):
+                    continue            # sockets, fifos: nothing a build reads
+                else:
+                    kind, digest = "file", sha256_file(Path(entry.path))
+                found[name] = [kind, stat.S_IMODE(mode), digest, *_stamp(st)]
+    return found
+
+
+def listing(folder: Path) -> "str | None":
+    """A sha256 of every entry's name, type, mode, size, mtime, inode, ctime
+    and link target, from GNU find (0.15 s of CPU for 50,000 files where
+    the same stamps through Python's scandir take 0.4 s); None without GNU
+    find. Equal listings mean no file's stamp changed, so the recorded
+    digest stands. Take it *before* ``scan``: a change between the two then
+    makes the next listing differ."""
+    try:
+        proc = subprocess.run(["find", str(folder), "-printf",
+                               "%P\\0%y%m %s %T@ %i %C@ %l\\0"],
+                              capture_output=True, timeout=600, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return hashlib.sha256(proc.stdout).hexdigest()
+
+
+def unchanged(before: "dict[str, list]", now: "dict[str, list]") -> bool:
+    """Whether ``scan`` found every file as recorded (it then reuses the
+    record's entries), so that the recorded digest still holds."""
+    return len(before) == len(now) and all(now.get(k) is v for k, v in before.items())
+
+
+def digest(files: "dict[str, list]") -> str:
+    """One sha256 of the folder's content: names, kinds, modes and content
+    hashes (not the stamps)."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        kind, mode, sha = files[name][:3]
+        h.update(f"{name}\0{kind}\0{mode:o}\0{sha}\n".encode())
+    return h.hexdigest()
+
+
+def differences(before: "dict[str, list]", now: "dict[str, list]") -> "list[str]":
+    """The files that changed, were added or removed (by content and mode)."""
+    changes = []
+    for name in sorted(set(before) | set(now)):
+        if name not in before:
+            changes.append(f"{name} added")
+        elif name not in now:
+            changes.append(f"{name} removed")
+        elif before[name][:3] != now[name][:3]:
+            changes.append(f"{name} changed")
+    return changes
+
+
+def read_summary(record: Path) -> dict:
+    """The small file beside a record: its digest and listing."""
+    try:
+        data = marshal.loads(summary_path(record).read_bytes())
+    except (OSError, ValueError, EOFError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_summary(record: Path, summary: dict) -> None:
+    write_atomic(summary_path(record), marshal.dumps(summary))
+
+
+def summary_path(record: Path) -> Path:
+    return Path(record).with_name(Path(record).name + ".sum")
+
+
+def read_record(record: Path) -> "dict[str, list]":
+    """The record written by ``write_record``; {} when it is missing or
+    unreadable (another Python's marshal format included): every file is
+    then hashed again, nothing worse."""
+    try:
+        data = marshal.loads(Path(record).read_bytes())
+    except (OSError, ValueError, EOFError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_record(record: Path, files: "dict[str, list]") -> None:
+    # marshal, not JSON: 50,000 entries load in a quarter of the time, and
+    # unlike pickle it runs no code.
+    Path(record).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(Path(record), marshal.dumps(files))

@@ -1,0 +1,120 @@
+"""The build's up-to-date check on a shared folder: one digest in doit's
+database, a record of stamps and hashes beside it, and the changed files
+named for `doit info`."""
+
+import os
+
+from revive.core import tree
+from tasks.common import shared_folder
+
+
+class Task:
+    def __init__(self):
+        self.value_savers = []
+
+
+def checked(folder, record, values):
+    check = shared_folder("hello.src", folder, record)
+    task = Task()
+    check.configure_task(task)
+    fresh = check(task, values)
+    return check, fresh, task
+
+
+def succeed(check, task):
+    """What doit does after a successful run: the value savers' values."""
+    values = {}
+    for save in task.value_savers:
+        values.update(save())
+    return values
+
+
+def recorded(tmp_path, files: dict):
+    """A shared folder holding ``files`` (name → text, or a link target for
+    names starting with '@'), checked once and recorded as a success."""
+    folder, record = tmp_path / "src", tmp_path / "r.json"
+    folder.mkdir()
+    for name, text in files.items():
+        if name.startswith("@"):
+            (folder / name[1:]).symlink_to(text)
+        else:
+            (folder / name).write_text(text)
+    check, _, task = checked(folder, record, {})
+    return folder, record, succeed(check, task)
+
+
+def test_a_change_to_one_file_among_many_is_found_and_named(tmp_path):
+    folder, record = tmp_path / "src", tmp_path / "trees" / "hello.src.json"
+    for i in range(300):
+        (folder / f"d{i % 7}").mkdir(parents=True, exist_ok=True)
+        (folder / f"d{i % 7}" / f"f{i}.c").write_text(f"int f{i};\n")
+    check, fresh, task = checked(folder, record, {})
+    assert not fresh and str(check).endswith("no successful run recorded")
+    values = succeed(check, task)
+    assert list(values) == ["_tree_hello.src"] and len(values["_tree_hello.src"]) == 64
+
+    check, fresh, _ = checked(folder, record, values)
+    assert fresh and check.changes == []
+
+    (folder / "d3" / "f10.c").write_text("int f10 = 1;\n")
+    (folder / "d0" / "new.h").write_text("")
+    os.unlink(folder / "d1" / "f1.c")
+    check, fresh, _ = checked(folder, record, values)
+    assert not fresh
+    assert check.changes == [f"{folder}/d0/new.h added", f"{folder}/d1/f1.c removed",
+                             f"{folder}/d3/f10.c changed"]
+    assert f"{folder}/d3/f10.c changed" in str(check)
+
+
+def test_a_touch_is_not_a_change_and_is_hashed_once(tmp_path, monkeypatch):
+    folder, record, values = recorded(tmp_path, {"a": "a", "run.sh": "echo"})
+    os.utime(folder / "a", ns=(1, 1))
+    check, fresh, _ = checked(folder, record, values)
+    assert fresh
+    read = []
+    real = tree.sha256_file
+    monkeypatch.setattr(tree, "sha256_file", lambda p: read.append(p) or real(p))
+    check, fresh, _ = checked(folder, record, values)
+    assert fresh and read == []          # the new stamp was remembered
+    # A mode change is a change (the guest sees it).
+    (folder / "run.sh").chmod(0o755)
+    check, fresh, _ = checked(folder, record, values)
+    assert not fresh and check.changes == [f"{folder}/run.sh changed"]
+
+
+def test_links_are_hashed_by_target_not_followed(tmp_path):
+    folder, record, values = recorded(tmp_path, {"@link": "/etc/passwd"})
+    assert tree.scan(folder, {})["link"][0] == "link"
+    (folder / "link").unlink()
+    (folder / "link").symlink_to("/etc/hostname")
+    check, fresh, _ = checked(folder, record, values)
+    assert not fresh and check.changes == [f"{folder}/link changed"]
+
+
+def test_a_damaged_record_means_hashing_again_not_a_wrong_answer(tmp_path):
+    folder, record, values = recorded(tmp_path, {"a": "a"})
+    record.write_bytes(b"\x00garbage")
+    check, fresh, _ = checked(folder, record, values)
+    assert fresh
+    (folder / "a").write_text("b")
+    record.write_bytes(b"")
+    check, fresh, _ = checked(folder, record, values)
+    assert not fresh and "content differs" in str(check)
+
+
+def test_a_no_op_takes_the_listing_and_reads_no_record(tmp_path, monkeypatch):
+    folder, record, values = recorded(tmp_path, {"a.c": "int a;\n"})
+    assert tree.listing(folder) is not None
+
+    def no_scan(*args):
+        raise AssertionError("scanned although nothing changed")
+    monkeypatch.setattr(tree, "scan", no_scan)
+    check, fresh, _ = checked(folder, record, values)
+    assert fresh
+    monkeypatch.undo()
+    # Rewritten with its size and mtime put back: the ctime still tells.
+    st = os.stat(folder / "a.c")
+    (folder / "a.c").write_text("int b;\n")
+    os.utime(folder / "a.c", ns=(st.st_atime_ns, st.st_mtime_ns))
+    check, fresh, _ = checked(folder, record, values)
+    assert not fresh and check.changes == [f"{folder}/a.c changed"]
