@@ -17,6 +17,7 @@ have held the job queue's lock, so doit stops in one line.
 import os
 import signal
 import threading
+import time
 from multiprocessing.connection import wait
 
 from doit import cmd_run
@@ -28,6 +29,8 @@ from revive.core.errors import for_people
 from revive.core.files import sweep_stale
 
 _LOST = "revive-lost-worker"
+# How long the watcher waits for a worker's exit status another thread reaped.
+EXIT_STATUS_WAIT = 5.0
 
 
 class WatchedRunner(MRunner):
@@ -67,8 +70,11 @@ class _Watcher:
         self.runner = runner
         self.result_q = result_q
         self._get = result_q.get
+        self._empty = result_q.empty
+        self._next = None               # a result read ahead by empty()
         # The runner's loop reads results through here, in doit's main thread.
         result_q.get = self.get
+        result_q.empty = self.empty
 
     def run(self) -> None:
         pending = b""
@@ -87,11 +93,10 @@ class _Watcher:
                     self.running[int(pid)] = name
             for sentinel in [s for s in ready if s in self.procs]:
                 proc = self.procs.pop(sentinel)
-                proc.join()
-                if proc.exitcode != 0:
+                code = _exit_code(proc)
+                if code != 0:
                     # After the pipe's last line from that worker: drain it.
-                    self.result_q.put({_LOST: (proc.pid, proc.exitcode,
-                                               self.running.get(proc.pid))})
+                    self.result_q.put({_LOST: (proc.pid, code, self.running.get(proc.pid))})
         if reader is not None:
             os.close(reader)
 
@@ -99,20 +104,40 @@ class _Watcher:
         """The next result for doit's loop; a lost worker's task becomes a
         failed result (unless its result came first: the worker died after)."""
         while True:
-            result = self._get(*args, **kwargs)
-            if _LOST not in result:
-                if "reporter" not in result and "name" in result:
-                    self.finished.add(result["name"])
+            if self._next is not None:
+                result, self._next = self._next, None
+            else:
+                result = self._get(*args, **kwargs)
+            result = self._translate(result)
+            if result is not None:
                 return result
-            pid, code, name = result[_LOST]
-            if name is None or name in self.finished:
-                if interrupts.interrupted():
-                    continue        # told to stop: its end is the interrupt's
-                return {"exit": InvalidTask, "exception": for_people(
-                    f"a doit worker (PID {pid}) died ({_how(code)}) between tasks; doit "
-                    "stops: rerun it")}
-            self.finished.add(name)
-            return self._failed(name, pid, code)
+
+    def empty(self) -> bool:
+        """doit's last loop reads results ``while not result_q.empty()``
+        (after joining its workers): a lost worker the interrupt explains
+        is no result, and ``get`` must not wait for one that never comes."""
+        while self._next is None:
+            if self._empty():
+                return True
+            self._next = self._translate(self._get())
+        return False
+
+    def _translate(self, result: dict) -> "dict | None":
+        """A result as doit's loop should see it; None for a lost worker
+        whose end says nothing (told to stop, or its task already done)."""
+        if _LOST not in result:
+            if "reporter" not in result and "name" in result:
+                self.finished.add(result["name"])
+            return result
+        pid, code, name = result[_LOST]
+        if name is None or name in self.finished:
+            if interrupts.interrupted():
+                return None         # told to stop: its end is the interrupt's
+            return {"exit": InvalidTask, "exception": for_people(
+                f"a doit worker (PID {pid}) died ({_how(code)}) between tasks; doit "
+                "stops: rerun it")}
+        self.finished.add(name)
+        return self._failed(name, pid, code)
 
     def _failed(self, name: str, pid: int, code: int) -> dict:
         task = self.runner.tasks[name]
@@ -137,7 +162,22 @@ class _Watcher:
                 "out": [None] * len(task.actions), "err": [None] * len(task.actions)}
 
 
-def _how(code: int) -> str:
+def _exit_code(proc) -> "int | None":
+    """A worker's exit status once its sentinel says it ended. Another
+    thread may reap it first (doit's own join; ``active_children()`` in the
+    signal handler): this thread's ``waitpid`` then fails and ``exitcode``
+    reads None until that thread stores the status, a moment later. None
+    only if nobody stored it within EXIT_STATUS_WAIT."""
+    proc.join()
+    deadline = time.monotonic() + EXIT_STATUS_WAIT
+    while proc.exitcode is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc.exitcode
+
+
+def _how(code: "int | None") -> str:
+    if code is None:
+        return "status unknown"
     if code < 0:
         try:
             return f"signal {signal.Signals(-code).name}"
