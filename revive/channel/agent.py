@@ -465,7 +465,12 @@ def _ends(mask: int, event: str, name: str) -> bool:
 
 
 def mount_stream_command() -> str:
-    return (f"{{ grep -q ' {STREAM_GUEST} ' /proc/mounts || {{ mkdir -p {STREAM_GUEST} && "
+    """Mount the stream share unless it is mounted. Shell builtins only
+    (read, test): after a revive every process the guest starts pays TCG's
+    translation again, so the check and the folder's creation start none."""
+    return (f"{{ __rv_m=; while read -r _ __rv_p _; do "
+            f"[ \"$__rv_p\" = {STREAM_GUEST} ] && __rv_m=1; done </proc/mounts; "
+            f"[ -n \"$__rv_m\" ] || {{ {{ [ -d {STREAM_GUEST} ] || mkdir -p {STREAM_GUEST}; }} && "
             f"mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,rw "
             f"{STREAM_TAG} {STREAM_GUEST}; }}; }}")
 

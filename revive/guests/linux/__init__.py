@@ -34,13 +34,13 @@ def mount_command(shares) -> str:
     for s in shares:
         guest = shlex.quote(s.guest)
         if s.transport == "9p":
-            steps.append(f"mkdir -p {guest} && mount -t 9p -o trans=virtio,version=9p2000.L,"
+            steps.append(f"{{ [ -d {guest} ] || mkdir -p {guest}; }} && mount -t 9p -o trans=virtio,version=9p2000.L,"
                          f"msize=262144,{s.mode} {s.name} {guest}")
         else:
             # QEMU's smbd serves one folder as \\10.0.2.4\qemu; each share is
             # a subfolder. No mount.cifs helper: the kernel wants username=
             # (an empty password makes it a guest logon) and the address.
-            steps.append(f"mkdir -p {guest} && mount -t cifs //10.0.2.4/qemu/{s.name} {guest} "
+            steps.append(f"{{ [ -d {guest} ] || mkdir -p {guest}; }} && mount -t cifs //10.0.2.4/qemu/{s.name} {guest} "
                          f"-o username=guest,password=,vers=3.0,ip=10.0.2.4,{s.mode},"
                          # Files show as root's; a non-root build user must still
                          # write and chmod in the exchange folder.
