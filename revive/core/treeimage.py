@@ -34,6 +34,10 @@ def mke2fs() -> str:
     return shutil.which("mke2fs") or "/usr/sbin/mke2fs"
 
 
+def debugfs() -> str:
+    return shutil.which("debugfs") or "/usr/sbin/debugfs"
+
+
 def entries(found: bytes) -> "list[tuple[str, str, int]]":
     """``tree.stamps`` parsed: (relative path, type letter, size) of each
     entry below the folder (the folder itself left out)."""
@@ -94,6 +98,11 @@ def image_for(folder: Path, images: Path, log: Path,
                  "-N", str(inodes), "-m", "0", "-E", "root_owner=0:0", "-L", "revive-tree",
                  "-d", folder, tmp, str(blocks)],
                 log=log, what=f"making an ext2 image of the shared folder {folder}")
+            if not any(name == "lost+found" for name, _, _ in listed):
+                # mke2fs's own: the share has no such folder (and a build
+                # user who is not root could not read it: `find` would fail).
+                run([debugfs(), "-w", "-R", "rmdir /lost+found", tmp], log=log,
+                    what=f"removing lost+found from the image of {folder}")
         prune(images, key, keep=image)
     return image
 
