@@ -200,8 +200,7 @@ class Machine:
         if not drives or self.images is None:
             return
         log = self.logs / f"{self.name}-tree-images.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("")   # this copy's only, as the overlay's
+        log.unlink(missing_ok=True)     # this copy's only; made when mke2fs runs
         with self.watch.phase("tree_images"):
             for name, n in sorted(drives.items()):
                 image = treeimage.image_for(self.folders[name], self.images, log)

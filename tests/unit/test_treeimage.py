@@ -144,3 +144,21 @@ def test_an_empty_tree_drive_takes_the_image_through_qmp(tmp_path):
         inserted = after[tree_drive(1)]["inserted"]
         assert inserted["file"] == str(image) and inserted["ro"] is True
         assert inserted["drv"] == "raw"
+
+
+def test_each_read_only_9p_share_has_a_drive_and_mounts_from_it_when_told():
+    from revive.config import Share
+    from revive.guests.linux import mount_command, tree_slots
+    shares = [Share("src", "/mnt/src", "ro", "9p", None),
+              Share("xchg", "/mnt/xchg", "rw", "9p", None),
+              Share("docs", "/mnt/docs", "ro", "smb", None),
+              Share("more", "/mnt/more", "ro", "9p", None)]
+    assert tree_slots(shares) == {"src": 0, "more": 1}
+    plain = mount_command(shares)
+    assert "mount -t ext2" not in plain and plain.count("-t 9p") == 3
+    from_image = mount_command(shares, {"more": 1})
+    assert from_image.count("-t 9p") == 2 and "more /mnt/more" not in from_image
+    assert "*:0:1:0/block" in from_image
+    assert "mount -t ext2 -o ro,nodev,nosuid /dev/" in from_image
+    argv = DeviceModel(tree_drives=tuple(tree_slots(shares))).render()
+    assert argv.count("-drive") == 2 and "scsi-id=1" in " ".join(argv)
