@@ -50,27 +50,21 @@ def baseline_project(old: Path, project: Path, into: Path) -> Path:
     into.mkdir(parents=True)
     shutil.copy(project / "config.toml", into / "config.toml")
     shutil.copytree(project / "examples", into / "examples", symlinks=True)
-    env = dict(os.environ, REVIVE_CACHE=str(REPO / "artifacts" / "cache"))
-    env.pop("REVIVE_CONFIG", None)
-    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(old / "dodo.py"), "-d",
-                           str(into), "build"], env=env, capture_output=True, text=True,
-                          timeout=3600, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        raise SystemExit(f"the baseline's project ({into}) did not build:\n"
-                         f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    build_project(old, into)
     return into / "artifacts"
 
 
-def current(project: Path) -> None:
-    """``project``'s stages up to date by this tree's code (a snapshot made
-    before the tree drives has none: its big shares would stay on 9p)."""
+def build_project(code: Path, project: Path) -> None:
+    """`doit build` in ``project`` by ``code``'s dodo.py: its stages up to
+    date (this tree's project too: a snapshot made before the tree drives
+    has none, and its big shares would stay on 9p)."""
     env = dict(os.environ, REVIVE_CACHE=str(REPO / "artifacts" / "cache"),
                REVIVE_CONFIG=str(project / "config.toml"))
-    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "-d",
+    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(code / "dodo.py"), "-d",
                            str(project), "build"], env=env, capture_output=True, text=True,
                           timeout=3600, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
-        raise SystemExit(f"{project} did not build:\n{proc.stdout[-3000:]}\n"
+        raise SystemExit(f"{project} did not build by {code}:\n{proc.stdout[-3000:]}\n"
                          f"{proc.stderr[-3000:]}")
 
 
@@ -148,7 +142,7 @@ def trees(paths, meta, cfg, runs: int, baseline: str, project: Path, sizes, gues
     old, commit = baseline_tree(baseline, tmp / "baseline-trees")
     old_artifacts = baseline_project(old, project, tmp / "baseline-project") if guest else None
     if guest:
-        current(project)
+        build_project(REPO, project)
     lines = []
     for files in sizes:
         tree = make_tree(tmp / "trees" / f"t{files}" / "tree", files)
