@@ -121,14 +121,31 @@ def prune(images: Path, key: str, keep: Path) -> None:
             remove(path)
 
 
-def link_into(image: Path, folder: Path, name: str) -> Path:
-    """``image`` hard-linked (else copied) into a copy's own work folder, so
-    that pruning the cache cannot take it away before QEMU opens it."""
-    target = Path(folder) / name
+def image_at(folder: Path, images: Path, log: Path, target: Path,
+             threshold: int = THRESHOLD) -> "Path | None":
+    """``image_for``'s image hard-linked (else copied) to ``target`` in a
+    copy's own work folder, so that pruning the cache cannot take it away
+    before QEMU opens it; None when the share stays on 9p. A parallel copy
+    that made a newer image of the folder may remove this one between the
+    two steps: then it is looked for (or made) once more."""
+    for attempt in (1, 2):
+        image = image_for(folder, images, log, threshold)
+        if image is None:
+            return None
+        try:
+            return _link(image, Path(target))
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+    return None
+
+
+def _link(image: Path, target: Path) -> Path:
     remove(target)
     try:
         os.link(image, target)
-    except OSError:
+    except FileNotFoundError:
+        raise
+    except OSError:                     # another filesystem
         shutil.copyfile(image, target)
     return target
-

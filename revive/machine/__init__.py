@@ -193,8 +193,8 @@ class Machine:
 
     def _tree_images(self) -> None:
         """A read-only share with a CD drive in the snapshot and a big folder
-        comes as an ext2 image (made, or reused from ``images``), linked
-        into this copy's work folder; ``launch`` puts it in the drive."""
+        comes as an ext2 image (made, or reused from ``images``) in this
+        copy's work folder; ``launch`` puts it in the drive."""
         drives = {name: s["tree_drive"] for name, s in self.meta.get("shares", {}).items()
                   if "tree_drive" in s}
         if not drives or self.images is None:
@@ -203,10 +203,10 @@ class Machine:
         log.unlink(missing_ok=True)     # this copy's only; made when mke2fs runs
         with self.watch.phase("tree_images"):
             for name, n in sorted(drives.items()):
-                image = treeimage.image_for(self.folders[name], self.images, log)
+                image = treeimage.image_at(self.folders[name], self.images, log,
+                                           self.work / f"tree-{name}{treeimage.SUFFIX}")
                 if image is not None:
-                    self.media[tree_drive(n)] = treeimage.link_into(
-                        image, self.work, f"tree-{name}{treeimage.SUFFIX}")
+                    self.media[tree_drive(n)] = image
                     self.trees[name] = n
 
     def _overlay(self) -> None:

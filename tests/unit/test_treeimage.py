@@ -110,7 +110,8 @@ def test_a_copy_keeps_its_image_when_the_cache_moves_on(tmp_path):
     images, work = tmp_path / "images", tmp_path / "work"
     work.mkdir()
     first = treeimage.image_for(tree, images, tmp_path / "log")
-    linked = treeimage.link_into(first, work, "tree-src.ext2")
+    linked = treeimage.image_at(tree, images, tmp_path / "log", work / "tree-src.ext2")
+    assert linked.stat().st_ino == first.stat().st_ino, "a link, not a copy"
     (tree / "d00" / "f0000.c").write_text("changed\n")
     treeimage.image_for(tree, images, tmp_path / "log")
     assert not first.exists() and linked.exists()
@@ -162,3 +163,25 @@ def test_each_read_only_9p_share_has_a_drive_and_mounts_from_it_when_told():
     assert "mount -t ext2 -o ro,nodev,nosuid /dev/" in from_image
     argv = DeviceModel(tree_drives=tuple(tree_slots(shares))).render()
     assert argv.count("-drive") == 2 and "scsi-id=1" in " ".join(argv)
+
+
+@needs_e2fsprogs
+def test_an_image_pruned_before_it_is_linked_is_made_again(tmp_path, monkeypatch):
+    """Another copy's newer image of the folder removed this one between
+    finding it and linking it: it is made again, not a failed build."""
+    tree = make_tree(tmp_path / "tree", 250)
+    images, work = tmp_path / "images", tmp_path / "work"
+    work.mkdir()
+    real = treeimage.image_for
+    calls = []
+
+    def pruned_once(*args):
+        image = real(*args)
+        if not calls:
+            image.unlink()          # what the other copy's prune did
+        calls.append(image)
+        return image
+    monkeypatch.setattr(treeimage, "image_for", pruned_once)
+    linked = treeimage.image_at(tree, images, tmp_path / "log", work / "tree-src.ext2")
+    assert len(calls) == 2 and linked.exists()
+    assert debugfs(linked, "cat /d00/f0000.c") == "/* file 0 */\n"
