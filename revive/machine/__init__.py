@@ -40,8 +40,7 @@ from typing import Callable, Optional
 from .. import guests
 from ..channel import Channel, CommandResult, agent, ssh
 from ..config import Share
-from ..core import interrupts
-from ..core import treeimage
+from ..core import interrupts, treeimage
 from ..core.errors import UserError
 from ..core.proc import run as run_process
 from ..qemu import saved
