@@ -1,11 +1,14 @@
 """The `trees` part of bench/revive_vs_boot.py: big read-only source trees.
 
 For each size in --tree-sizes (files of ~200 bytes, 100 per folder):
-- in the guest (this tree's code, a revived copy, the tree as the build's
-  read-only 9p share): listing it (`ls -R`) and reading every file
-  (`find -type f | xargs cat`), timed inside the guest, over 9p as mounted
-  today, over 9p remounted with cache=loose, and from a copy unpacked in the
-  guest's RAM from one tarball read over the share (unpacking included);
+- in the guest: a build (``run_build``, as `doit build` runs it) whose
+  command lists the tree (`ls -R`) and reads every file (`find -type f |
+  xargs cat`), timed inside the guest, by the baseline commit's code on its
+  own project (its own install and snapshot, made in this run with its own
+  dodo.py: its device model, its kernel modules) and by this tree's code on
+  ``--project``; this tree's code shares a big tree as an ext2 image on a
+  CD drive (the first build makes the image, the second reuses it), the
+  baseline's over 9p;
 - on the host: `doit build` with nothing to do when the build shares the
   tree, by the baseline commit's code and by this tree's, beside the demo's
   no-op (medians of --runs, interleaved; same project, one doit database
@@ -13,19 +16,19 @@ For each size in --tree-sizes (files of ~200 bytes, 100 per folder):
 """
 
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-LIST_READ = ('read a _ </proc/uptime; n=$(ls -R {dir} | wc -l); '
-             'b=$(find {dir} -type f | xargs cat | wc -c); read c _ </proc/uptime; '
-             'echo "TREE $a $c $n $b"')
+LIST_READ = ('read a _ </proc/uptime; n=$(ls -R /mnt/src | wc -l); '
+             'b=$(find /mnt/src -type f | xargs cat | wc -c); read c _ </proc/uptime; '
+             'echo "GUEST $a $c"; echo "TREE $n $b"; grep " /mnt/src " /proc/mounts')
 
 
 def make_tree(root: Path, files: int) -> Path:
@@ -39,44 +42,44 @@ def make_tree(root: Path, files: int) -> Path:
     return root
 
 
-def _timed(text: str) -> "tuple[float, int, int]":
-    for line in text.splitlines():
-        if line.startswith("TREE "):
-            a, c, n, b = line.split()[1:5]
-            return float(c) - float(a), int(n), int(b)
-    raise SystemExit(f"no timing in the guest's output: {text[-500:]}")
+def baseline_project(old: Path, project: Path, into: Path) -> Path:
+    """A copy of ``project``'s config and demo folder with artifacts of its
+    own, built from scratch by the baseline's code (install and snapshot
+    included): the baseline's snapshot has the baseline's device model and
+    guest, not this tree's."""
+    into.mkdir(parents=True)
+    shutil.copy(project / "config.toml", into / "config.toml")
+    shutil.copytree(project / "examples", into / "examples", symlinks=True)
+    build_project(old, into)
+    return into / "artifacts"
 
 
-def in_guest(paths, meta, cfg, work: Path, tree: Path) -> "dict[str, float]":
-    """Listing + reading the tree three ways in one revived copy."""
-    from revive.machine import revived
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    tarball = tree.parent / f"{tree.name}.tar"
-    if not tarball.exists():
-        with tarfile.open(tarball, "w") as tar:
-            tar.add(tree, arcname="tree")
-    share_dir = tree.parent
-    share = next(n for n, s in meta["shares"].items() if s["mode"] == "ro")
-    guest = meta["shares"][share]["guest"]
-    found = {}
-    with revived(paths.snapshot, artifacts=paths.artifacts, name="bench-trees",
-                 shares={share: share_dir}, key=paths.key, work=work, logs=paths.logs,
-                 timeout=cfg.timeouts.revive) as copy:
-        def run(label, command):
-            result = copy.run(command, timeout=3600)
-            assert result.exit_code == 0, (label, result.output[-2000:])
-            found[label] = _timed(result.output)
-        run("9p as today", LIST_READ.format(dir=f"{guest}/{tree.name}"))
-        run("9p, cache=loose", f"umount {guest} && mount -t 9p -o trans=virtio,"
-            f"version=9p2000.L,msize=262144,ro,cache=loose {share} {guest} && "
-            + LIST_READ.format(dir=f"{guest}/{tree.name}"))
-        run("tarball unpacked in the guest's RAM",
-            'read s _ </proc/uptime; mkdir -p /run/t && tar -xf '
-            f'{guest}/{tarball.name} -C /run/t && '
-            + LIST_READ.format(dir="/run/t/tree").replace("read a _ </proc/uptime; ", "a=$s; "))
-    shutil.rmtree(work, ignore_errors=True)
-    return found
+def build_project(code: Path, project: Path) -> None:
+    """`doit build` in ``project`` by ``code``'s dodo.py: its stages up to
+    date (this tree's project too: a snapshot made before the tree drives
+    has none, and its big shares would stay on 9p)."""
+    env = dict(os.environ, REVIVE_CACHE=str(REPO / "artifacts" / "cache"),
+               REVIVE_CONFIG=str(project / "config.toml"))
+    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(code / "dodo.py"), "-d",
+                           str(project), "build"], env=env, capture_output=True, text=True,
+                          timeout=3600, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise SystemExit(f"{project} did not build by {code}:\n{proc.stdout[-3000:]}\n"
+                         f"{proc.stderr[-3000:]}")
+
+
+def in_guest(code: Path, artifacts: Path, tree: Path, tmp: Path) -> dict:
+    """One build reading ``tree`` by ``code`` on ``artifacts``' snapshot."""
+    from guest_speed import build_with
+    result = build_with(code, artifacts, "bench-trees", LIST_READ, tree, tmp)
+    log = (tmp / "out" / "log").read_text(errors="replace")
+    found = re.search(r"TREE (\d+) (\d+)", log)
+    mount = re.search(r"^\S+ /mnt/src (\S+) ", log, re.M)
+    if not found or not mount:
+        raise SystemExit(f"bench-trees by {code}: unexpected output: {log[-1000:]!r}")
+    result["entries"], result["bytes"] = int(found.group(1)), int(found.group(2))
+    result["mounted"] = mount.group(1)
+    return result
 
 
 def noop(tree_dir: Path, project: Path, label_trees: "dict[str, Path]", runs: int,
@@ -137,17 +140,28 @@ def trees(paths, meta, cfg, runs: int, baseline: str, project: Path, sizes, gues
           tmp: Path) -> str:
     from guest_speed import baseline_tree
     old, commit = baseline_tree(baseline, tmp / "baseline-trees")
+    old_artifacts = baseline_project(old, project, tmp / "baseline-project") if guest else None
+    if guest:
+        build_project(REPO, project)
     lines = []
     for files in sizes:
         tree = make_tree(tmp / "trees" / f"t{files}" / "tree", files)
         if guest:
-            found = in_guest(paths, meta, cfg, paths.work / "bench" / "trees", tree)
-            lines.append(f"\n| {files} files: list + read in the guest | seconds | "
-                         "entries listed | bytes read |\n|---|---|---|---|")
-            base = found["9p as today"][0]
-            for label, (secs, n, b) in found.items():
-                lines.append(f"| {label} | {secs:.1f} ({base / secs:.1f}× faster) | {n} "
-                             f"| {b} |")
+            lines.append(f"\n| {files} files: list + read in the guest (a build) | mounted as "
+                         "| seconds in the guest | build total (host) | image made (host) "
+                         "| entries listed | bytes read |\n|---|---|---|---|---|---|---|")
+            rows = [(f"{commit} (baseline)", old, old_artifacts),
+                    ("this tree, first build", REPO, paths.artifacts),
+                    ("this tree, image reused", REPO, paths.artifacts)]
+            base = None
+            for label, code, artifacts in rows:
+                r = in_guest(code, artifacts, tree, paths.work / "bench" / "trees")
+                base = base or r["guest"]
+                made = r["timings"].get("tree_images")
+                lines.append(f"| {label} | {r['mounted']} | {r['guest']:.2f} "
+                             f"({base / r['guest']:.1f}× faster) | {r['timings']['total']:.2f} "
+                             f"| {'–' if made is None else f'{made:.2f}'} | {r['entries']} "
+                             f"| {r['bytes']} |")
         times = noop(tree, project, {f"{commit} (baseline)": old, "this tree": REPO},
                      runs, tmp / f"noop-{files}")
         lines.append(f"\n| {files} files: `doit build` with nothing to do (median of {runs}) "

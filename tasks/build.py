@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .common import (Paths, action, base_damage, say, settings, shared_folder, stage_inputs,
                      uptodate)
-from revive.core import interrupts
+from revive.core import interrupts, treeimage
 from revive.core.errors import UserError
 from revive.core.files import atomic_path, remove
 from revive.machine.job import BuildRequest, run_build, write_result
@@ -146,10 +146,14 @@ def folder_checks(paths: Paths, build) -> "list[shared_folder]":
             for share, path in sorted(build.shares.items()) if path not in fetched]
 
 
-def clean_build(paths: Paths, name: str) -> None:
-    """`doit clean build:NAME`: its results and its kept states, each named."""
-    from revive.machine import keep
-    for path in [paths.builds / name, *keep.kept_states(paths.artifacts, name)]:
+def clean_build(paths: Paths, name: str, folders=()) -> None:
+    """`doit clean build:NAME`: its results, its kept states and the ext2
+    images of its shared ``folders`` (a build sharing one too makes it
+    again), each named."""
+    from revive.machine import IMAGES, keep
+    images = [image for folder in folders
+              for image in treeimage.images_of(paths.artifacts / IMAGES, folder)]
+    for path in [paths.builds / name, *keep.kept_states(paths.artifacts, name), *images]:
         if path.exists():
             remove(path)
             print(f"removed {path}")
@@ -166,5 +170,5 @@ def task_build():
                "file_dep": [paths.snapshot_meta, *input_files(paths, build)],
                "targets": [paths.builds / build.name / "result.json"],
                "uptodate": [uptodate(inputs), *folder_checks(paths, build)],
-               "clean": [(clean_build, [paths, build.name])],
+               "clean": [(clean_build, [paths, build.name, sorted(build.shares.values())])],
                "doc": f"build {build.name}: {build.command}"}

@@ -97,7 +97,8 @@ def _snapshot_in(inputs, paths: Paths, kind, base: dict, arch, accel_name: str, 
                 "guest": inputs.kind, "guest_settings": plain(inputs.guest),
                 "host_key": base["host_key"], "ssh_user": kind.ssh_user(),
                 "user": kind.build_user(inputs),
-                "shares": {s.name: {"guest": s.guest, "mode": s.mode, "transport": s.transport}
+                "shares": {s.name: {"guest": s.guest, "mode": s.mode, "transport": s.transport,
+                                    **_tree_drive(devices, s.name)}
                            for s in shares},
                 "timings": timings, "channel": agent.meta(channel),
                 **({"expires": base["expires"]} if base.get("expires") else {})}
@@ -105,6 +106,13 @@ def _snapshot_in(inputs, paths: Paths, kind, base: dict, arch, accel_name: str, 
         saved.write_meta(folder, meta)
     say(f"snapshot saved in {paths.snapshot} ({method}; boot→SSH "
         f"{timings['boot_to_ssh']} s, save {timings['save']} s)")
+
+
+def _tree_drive(devices, share: str) -> dict:
+    """The CD drive a big folder of this share may come in as an image."""
+    if share in devices.tree_drives:
+        return {"tree_drive": devices.tree_drives.index(share)}
+    return {}
 
 
 class snapshot_intact:

@@ -120,8 +120,10 @@ CORE = (
     Setting("shares.NAME.host", STRING, "the default host folder of a ro share (relative "
             "to config.toml); read by the builds that use the default", stages=BUILD),
     Setting("shares.NAME.transport", choice(*TRANSPORTS), "9p (virtio-9p, the live host "
-            "folder) or smb (QEMU's smb= served by the host's smbd; a ro SMB share is a "
-            "copy made for each build)", "9p", stages=SNAPSHOT, check=_offered_transport),
+            "folder; on Linux guests a ro folder of 200 entries or more comes as an ext2 "
+            "image of it, made when it changed) or smb (QEMU's smb= served by the host's "
+            "smbd; a ro SMB share is a copy made for each build)", "9p", stages=SNAPSHOT,
+            check=_offered_transport),
     Setting("sources.NAME.debian", match(_PACKAGE, "a Debian source package name such as "
                                          "\"hello\""),
             "a Debian source package, fetched by apt-get source from the [guest] suite and "

@@ -79,7 +79,8 @@ def sweep_stale(artifacts: Path, only_pid: "int | None" = None) -> "list[Path]":
     lock = artifacts / ".lock"
     removed = []
     for folder in (artifacts, artifacts / "builds", artifacts / "media",
-                   artifacts / "keys", artifacts / "snapshot", artifacts / "work"):
+                   artifacts / "keys", artifacts / "snapshot", artifacts / "work",
+                   artifacts / "trees" / "images"):
         try:
             entries = list(os.scandir(folder))
         except OSError:

@@ -63,13 +63,11 @@ def scan(folder: Path, before: "dict[str, list]") -> "dict[str, list]":
     return found
 
 
-def listing(folder: Path) -> "str | None":
-    """A sha256 of every entry's name, type, mode, size, mtime, inode, ctime
-    and link target, from GNU find (0.15 s of CPU for 50,000 files where
-    the same stamps through Python's scandir take 0.4 s); None without GNU
-    find. Equal listings mean no file's stamp changed, so the recorded
-    digest stands. Take it *before* ``scan``: a change between the two then
-    makes the next listing differ."""
+def stamps(folder: Path) -> "bytes | None":
+    """``folder`` and every entry below it as GNU find prints them: the
+    path relative to ``folder``, then its type, mode, size, mtime, inode,
+    ctime and link target, each of the two NUL-terminated; None without
+    GNU find."""
     try:
         proc = subprocess.run(["find", str(folder), "-printf",
                                "%P\\0%y%m %s %T@ %i %C@ %l\\0"],
@@ -78,7 +76,17 @@ def listing(folder: Path) -> "str | None":
         return None
     if proc.returncode != 0:
         return None
-    return hashlib.sha256(proc.stdout).hexdigest()
+    return proc.stdout
+
+
+def listing(folder: Path) -> "str | None":
+    """A sha256 of ``stamps`` (0.15 s of CPU for 50,000 files where the
+    same stamps through Python's scandir take 0.4 s); None without GNU
+    find. Equal listings mean no file's stamp changed, so the recorded
+    digest stands. Take it *before* ``scan``: a change between the two then
+    makes the next listing differ."""
+    found = stamps(folder)
+    return None if found is None else hashlib.sha256(found).hexdigest()
 
 
 def unchanged(before: "dict[str, list]", now: "dict[str, list]") -> bool:

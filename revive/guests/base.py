@@ -161,8 +161,11 @@ class GuestKind:
         leave none mounted (migration is refused while 9p is mounted)."""
         raise NotImplementedError
 
-    def after_revive(self, shares, now: float) -> str:
-        """Shell command run after each revive: the clock, the shares."""
+    def after_revive(self, shares, now: float, trees: "dict[str, int] | None" = None) -> str:
+        """Shell command run after each revive: the clock, the shares.
+        ``trees``: the shares whose folder is an image in a CD drive of
+        the device model's ``tree_drives`` (share name → drive number), to
+        be mounted from there instead."""
         raise NotImplementedError
 
     def before_keep(self, shares) -> str:

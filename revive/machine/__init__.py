@@ -40,14 +40,16 @@ from typing import Callable, Optional
 from .. import guests
 from ..channel import Channel, CommandResult, agent, ssh
 from ..config import Share
-from ..core import interrupts
+from ..core import interrupts, treeimage
 from ..core.errors import UserError
 from ..core.proc import run as run_process
 from ..qemu import saved
+from ..qemu.devices import tree_drive
 from ..qemu.process import Qemu, launch_with_port
 from . import keep
 
 KEY = "keys/id_ed25519"      # the project's SSH key, relative to artifacts/
+IMAGES = "trees/images"      # big read-only shares as ext2 images, relative to artifacts/
 
 
 class Stopwatch:
@@ -108,6 +110,9 @@ class Machine:
         self.folders = folders or {}        # host folder behind each share
         self.state = state                  # the saved state launch() loads, if any
         self.meta = meta or {}              # the saved state's meta.json
+        self.images: "Path | None" = None   # where big read-only shares' images are kept
+        self.trees: "dict[str, int]" = {}   # shares mounted from an image: name → drive
+        self.media: "dict[str, Path]" = {}  # images put into the drives at revive
         self.watch = watch or Stopwatch()
         self.qemu: Optional[Qemu] = None
         self.port: Optional[int] = None     # loopback port forwarded to the guest's sshd
@@ -150,11 +155,13 @@ class Machine:
             # A kept copy reopens over SSH: its agent was in the middle of the
             # failed command's session when it was saved.
             channel = "agent" if agent.uses_agent(meta) and "kept" not in meta else "ssh"
-        return cls(kind=kind, template=meta["argv"] + ["-incoming", "defer", "-S"],
-                   values=values, name=name, logs=logs, work=work, channel=channel,
-                   login=Login(meta.get("ssh_user", "root"), key, meta["host_key"]),
-                   timeout=timeout, setting="[timeouts] revive", shares=in_guest,
-                   folders=folders, state=folder, meta=meta, watch=watch)
+        machine = cls(kind=kind, template=meta["argv"] + ["-incoming", "defer", "-S"],
+                      values=values, name=name, logs=logs, work=work, channel=channel,
+                      login=Login(meta.get("ssh_user", "root"), key, meta["host_key"]),
+                      timeout=timeout, setting="[timeouts] revive", shares=in_guest,
+                      folders=folders, state=folder, meta=meta, watch=watch)
+        machine.images = Path(artifacts) / IMAGES
+        return machine
 
     # -- lifecycle ---------------------------------------------------------
     def launch(self) -> "Machine":
@@ -166,6 +173,7 @@ class Machine:
         phase = "revive" if self.state is not None else "boot"
         if self.state is not None:
             self._overlay()
+            self._tree_images()
         # The emulator of the saved state's architecture, or the kind's.
         arch = saved.arch_of(self.meta) if self.meta else self.kind.arch()
         with self.watch.phase(phase):
@@ -178,8 +186,27 @@ class Machine:
         with self.watch.phase(phase):
             if self.channel_kind == "agent":
                 self.channel = self._agent(sync=False)
-            saved.incoming(self.qemu, self.state, self.meta["save_method"], self.timeout)
+            saved.incoming(self.qemu, self.state, self.meta["save_method"], self.timeout,
+                           media=self.media)
         return self
+
+    def _tree_images(self) -> None:
+        """A read-only share with a CD drive in the snapshot and a big folder
+        comes as an ext2 image (made, or reused from ``images``) in this
+        copy's work folder; ``launch`` puts it in the drive."""
+        drives = {name: s["tree_drive"] for name, s in self.meta.get("shares", {}).items()
+                  if "tree_drive" in s}
+        if not drives or self.images is None:
+            return
+        log = self.logs / f"{self.name}-tree-images.log"
+        log.unlink(missing_ok=True)     # this copy's only; made when mke2fs runs
+        with self.watch.phase("tree_images"):
+            for name, n in sorted(drives.items()):
+                image = treeimage.image_at(self.folders[name], self.images, log,
+                                           self.work / f"tree-{name}{treeimage.SUFFIX}")
+                if image is not None:
+                    self.media[tree_drive(n)] = image
+                    self.trees[name] = n
 
     def _overlay(self) -> None:
         log = self.logs / f"{self.name}-qemu-img.log"
@@ -231,10 +258,11 @@ class Machine:
         command's own guest process (a separate first process pays TCG's
         translation again), and that command's result times them."""
         if with_command and isinstance(self.channel, agent.AgentSession):
-            self.channel.prelude = lambda: self.kind.after_revive(self.shares, time.time())
+            self.channel.prelude = lambda: self.kind.after_revive(self.shares, time.time(),
+                                                                  self.trees)
             return
         with self.watch.phase("prepare"):
-            self.check(self.kind.after_revive(self.shares, time.time()), timeout=60,
+            self.check(self.kind.after_revive(self.shares, time.time(), self.trees), timeout=60,
                        what="preparing the revived guest (clock, randomness, shares)")
 
     def cancel(self, why: str = "cancelled") -> None:

@@ -140,6 +140,11 @@ class DeviceModel:
     floppy_controller: bool = False   # q35 has no built-in floppy controller
     nic: Optional[Nic] = None
     shares: "tuple[NinePShare, ...]" = ()
+    # Empty CD drives on one virtio-scsi controller, one per read-only share
+    # named, drive N at SCSI target N: a big share's ext2 image goes into its
+    # drive at revive (QMP blockdev-change-medium), so the saved state must
+    # have the drives already.
+    tree_drives: "tuple[str, ...]" = ()
     serial_ports: "tuple[SerialPort, ...]" = ()
     usb_tablet: Optional[str] = None  # "uhci" (pc) | "xhci" (q35)
     rtc: Optional[str] = None
@@ -186,6 +191,12 @@ class DeviceModel:
                 else "security_model=mapped-xattr"
             argv += ["-fsdev", f"local,id=fs_{share.tag},path={opt(share.path)},{access}",
                      "-device", f"virtio-9p-pci,fsdev=fs_{share.tag},mount_tag={share.tag}"]
+        if self.tree_drives:
+            argv += ["-device", "virtio-scsi,id=trees"]   # -pci or -ccw, as the board has
+            for n in range(len(self.tree_drives)):
+                argv += ["-drive", f"if=none,id=tree{n},media=cdrom,readonly=on",
+                         "-device", f"scsi-cd,bus=trees.0,channel=0,scsi-id={n},lun=0,"
+                                    f"drive=tree{n},id={tree_drive(n)}"]
         if self.serial_ports:
             argv += ["-device", "virtio-serial-pci,id=vserial0"]
             for n, port in enumerate(self.serial_ports):
@@ -278,6 +289,11 @@ class DeviceModel:
             device += f",mac={self.nic.mac}"
         return ["-netdev", netdev, "-device", device]
 
+
+
+def tree_drive(n: int) -> str:
+    """The qdev id of tree drive ``n`` (QMP's blockdev-change-medium names it)."""
+    return f"treecd{n}"
 
 
 def _virtio_readonly(name: str, format: str, file: str) -> "list[str]":

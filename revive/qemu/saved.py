@@ -109,8 +109,10 @@ def save(machine: Qemu, folder: Path, method: str, timeout: float) -> float:
     return time.monotonic() - start
 
 
-def incoming(machine: Qemu, folder: Path, method: str, timeout: float) -> None:
-    """Load the state into a machine started with ``-incoming defer -S``, then run it."""
+def incoming(machine: Qemu, folder: Path, method: str, timeout: float,
+             media: "dict[str, Path] | None" = None) -> None:
+    """Load the state into a machine started with ``-incoming defer -S``,
+    put ``media`` (drive's qdev id → image) into its empty drives, then run it."""
     if method == "file":
         machine.cmd("migrate-set-capabilities", capabilities=[
             {"capability": "x-ignore-shared", "state": True}])
@@ -144,7 +146,17 @@ def incoming(machine: Qemu, folder: Path, method: str, timeout: float) -> None:
                   "run `doit forget snapshot` then `doit snapshot` to make a new one")
         raise UserError(f"reviving the snapshot failed: {cause}; {advice}",
                         log=str(machine.qemu_log)) from None
+    insert_media(machine, media or {})
     machine.cmd("cont")
+
+
+def insert_media(machine: Qemu, media: "dict[str, Path]") -> None:
+    """Put a read-only raw image into each empty CD drive named (by its
+    qdev id), before the guest runs: the guest sees a medium that was
+    changed while it was stopped, as with a disc put into a closed tray."""
+    for drive, image in media.items():
+        machine.cmd("blockdev-change-medium", id=drive, filename=str(image), format="raw",
+                    **{"read-only-mode": "read-only"})
 
 
 def load_failure(machine: Qemu, wait: float = 5) -> "str | None":

@@ -4,6 +4,7 @@ real readers, builds collected, partial reruns, failures and Ctrl-C.
 Tests run in file order on one project; each puts back what it changes.
 """
 
+import hashlib
 import json
 import os
 import subprocess
@@ -97,6 +98,65 @@ def test_one_source_file_reruns_only_that_build(built):
     assert proc.executed == {"build:other"}
     out = built.artifacts / "builds" / "other" / "outputs" / "copy.txt"
     assert out.read_text() == "changed input\n"
+
+
+TREE_FILES = 5000
+
+
+def test_a_big_share_is_read_from_its_image_and_a_change_reruns_its_build(built):
+    """A read-only share of 5,000 files comes as an ext2 image on a CD drive
+    (the small shares above stay on 9p): the guest reads every file as the
+    host has it, and a changed file reruns the build and is named."""
+    tree = built.root / "tree"
+    for i in range(TREE_FILES):
+        folder = tree / f"d{i // 100:03d}"
+        if i % 100 == 0:
+            folder.mkdir(parents=True)
+        (folder / f"f{i:05d}.c").write_text(f"/* file {i} */\n" + "int x;\n" * (i % 40))
+    (tree / "link").symlink_to("d000/f00000.c")
+    before = built.config.read_text()
+    built.config.write_text(before + f"""
+[builds.tree]
+command = "cd /mnt/src && find . -type f | sort | xargs md5sum > /mnt/xchg/sums.txt && grep ' /mnt/src ' /proc/mounts > /mnt/xchg/mount.txt"
+outputs = ["sums.txt", "mount.txt"]
+timeout = "5m"
+shares = {{ src = "{tree}" }}
+""")
+    try:
+        assert built.doit("build:tree").executed == {"build:tree"}
+        out = built.artifacts / "builds" / "tree" / "outputs"
+        assert (out / "mount.txt").read_text().split()[1:3] == ["/mnt/src", "ext2"]
+        assert _sums(out / "sums.txt") == _host_sums(tree)
+        images = list((built.artifacts / "trees" / "images").glob("*.ext2"))
+        assert len(images) == 1
+
+        changed = tree / "d042" / "f04217.c"
+        changed.write_text("/* changed */\n")
+        info = built.doit("info", "build:tree", check=False)
+        assert f"{changed} changed" in info.stdout, info.stdout
+        assert built.doit("build").executed == {"build:tree"}
+        sums = _sums(out / "sums.txt")
+        assert sums["./d042/f04217.c"] == hashlib.md5(b"/* changed */\n").hexdigest()
+        assert sums == _host_sums(tree)
+        # The image of the tree as it was is gone; the new one is kept.
+        assert [p.name for p in (built.artifacts / "trees" / "images").glob("*.ext2")] \
+            != [p.name for p in images]
+        assert len(list((built.artifacts / "trees" / "images").glob("*.ext2"))) == 1
+        assert built.doit("build").executed == set()
+        built.doit("clean", "build:tree")
+        assert not list((built.artifacts / "trees" / "images").glob("*.ext2"))
+    finally:
+        built.config.write_text(before)
+
+
+def _sums(listing) -> "dict[str, str]":
+    return {name: digest for digest, name in
+            (line.split(None, 1) for line in listing.read_text().splitlines())}
+
+
+def _host_sums(tree) -> "dict[str, str]":
+    return {f"./{p.relative_to(tree)}": hashlib.md5(p.read_bytes()).hexdigest()
+            for p in tree.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
 def test_doit_info_names_the_changed_config_key(built):

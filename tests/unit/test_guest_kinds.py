@@ -175,7 +175,10 @@ def test_build_commands_parse_in_the_guest_shell(project):
     kind = kind_for(cfg)
     shell = "bash" if kind.drive_letters else "sh"
     shares = list(cfg.value("shares").values())
+    # A big read-only share comes from its image in tree drive 0.
+    trees = {s.name: 0 for s in shares if s.mode == "ro"}
     commands = [kind.after_revive(shares, 1764000000.25), kind.prepare_shares(shares),
+                kind.after_revive(shares, 1764000000.25, trees),
                 kind.before_keep(shares),
                 kind.command_line("make -j2 all && echo 'done; really'",
                                   {"CC": "gcc -O2", "A_B": "x'y"}, "builder", shares)]

@@ -28,12 +28,41 @@ BOOT_INITRD = "payload/boot/initrd.img"
 INSTALL_MEMORY_MB = 1024
 
 
-def mount_command(shares) -> str:
-    """Mount every share (9p by tag; SMB from QEMU's built-in server)."""
+def tree_slots(shares) -> "dict[str, int]":
+    """The read-only 9p shares, each with the empty CD drive (at SCSI target
+    N of the virtio-scsi controller) that its ext2 image goes into when its
+    folder is big (revive.core.treeimage)."""
+    readonly = [s.name for s in shares if s.mode == "ro" and s.transport == "9p"]
+    return {name: n for n, name in enumerate(readonly)}
+
+
+def tree_device(n: int) -> str:
+    """Shell: set $__rv_dev to the block device of tree drive ``n`` (sr0,
+    ...), found through the virtio-scsi controller's own SCSI host (a
+    board's IDE or SATA hosts have targets 0:N too), or to nothing. A glob
+    and builtins: no process (each pays TCG's translation after a revive)."""
+    return ("__rv_dev=; for __rv_b in /sys/bus/virtio/drivers/virtio_scsi/virtio*/host*/"
+            f"target*/*:0:{n}:0/block/*; do [ -e \"$__rv_b\" ] && __rv_dev=${{__rv_b##*/}}; done")
+
+
+def _tree_present(name: str, n: int) -> str:
+    return (f"{{ {tree_device(n)}; [ -n \"$__rv_dev\" ]; }} || {{ echo \"revive: share {name}: "
+            f"no CD drive at SCSI target {n} of the virtio-scsi controller (kernel modules "
+            f"virtio_scsi and sr_mod loaded?)\"; false; }}")
+
+
+def mount_command(shares, trees: "dict[str, int] | None" = None) -> str:
+    """Mount every share (9p by tag; SMB from QEMU's built-in server; a
+    share named in ``trees`` from the ext2 image in its CD drive)."""
     steps = []
+    trees = trees or {}
     for s in shares:
         guest = shlex.quote(s.guest)
-        if s.transport == "9p":
+        if s.name in trees:
+            n = trees[s.name]
+            steps.append(f"{_tree_present(s.name, n)} && {{ [ -d {guest} ] || mkdir -p {guest}; }} "
+                         f"&& mount -t ext2 -o ro,nodev,nosuid /dev/\"$__rv_dev\" {guest}")
+        elif s.transport == "9p":
             steps.append(f"{{ [ -d {guest} ] || mkdir -p {guest}; }} && mount -t 9p -o trans=virtio,version=9p2000.L,"
                          f"msize=262144,{s.mode} {s.name} {guest}")
         else:
@@ -137,7 +166,7 @@ class LinuxKind(GuestKind):
             nic=Nic("virtio-net-pci", forward_ssh="@port@", smb=smb, mac="52:54:00:12:34:56"),
             shares=tuple(NinePShare(s.name, f"@share.{s.name}@", readonly=s.mode == "ro")
                          for s in shares if s.transport == "9p") + self._agent_share(inputs),
-            serial_ports=self._agent_port(inputs))
+            tree_drives=tuple(tree_slots(shares)), serial_ports=self._agent_port(inputs))
 
     def revive_files(self) -> "tuple[str, ...]":
         return (BOOT_KERNEL, BOOT_INITRD)
@@ -155,14 +184,16 @@ class LinuxKind(GuestKind):
         return (NinePShare(agent.STREAM_TAG, "@agent-stream@", readonly=False),)
 
     def prepare_shares(self, shares) -> str:
-        return (f"{mount_command(shares)} && {unmount_command(shares)} && sync && "
-                "echo 3 > /proc/sys/vm/drop_caches")
+        # The tree drives are empty now; each must be there for its image.
+        present = [_tree_present(name, n) for name, n in tree_slots(shares).items()]
+        return (" && ".join([*present, mount_command(shares), unmount_command(shares)])
+                + " && sync && echo 3 > /proc/sys/vm/drop_caches")
 
-    def after_revive(self, shares, now: float) -> str:
+    def after_revive(self, shares, now: float, trees: "dict[str, int] | None" = None) -> str:
         # A revived guest's clock is where the snapshot left it, and its
         # random state is the snapshot's (vmgenid reseeds; host entropy too).
         return (f"{clock_command(now)}; {entropy_command(os.urandom(64))}; "
-                f"{mount_command(shares)}")
+                f"{mount_command(shares, trees)}")
 
     def before_keep(self, shares) -> str:
         return f"sync && {unmount_command(shares)}"

@@ -35,6 +35,7 @@ SYSTEM_MODULES = [
     # the templates' own parts are not declared anywhere in modinfo.
     "ctr", "ghash_generic",
     "virtio_console",                                    # qemu-ga's virtio-serial port
+    "virtio_scsi", "sr_mod",                             # big shares' images on CD drives
 ]
 
 # The system's programs, whose shared libraries are found like ldd would.

@@ -182,7 +182,7 @@ class WindowsKind(GuestKind):
     def prepare_shares(self, shares) -> str:
         return " && ".join(self._share_commands(shares)) or "true"
 
-    def after_revive(self, shares, now: float) -> str:
+    def after_revive(self, shares, now: float, trees=None) -> str:
         return setup_script.set_clock_command(now, self.s.ssh)
 
     def command_line(self, command: str, env: "dict[str, str]", user: str, shares=()) -> str:
