@@ -131,9 +131,10 @@ def test_a_host_without_the_emulator_is_told_which_package_has_it(project, tmp_p
     monkeypatch.setenv("PATH", str(tmp_path))      # nothing on it
     proc = project.doit("build:hello", check=False)
     assert proc.returncode != 0
-    line = next(l for l in proc.stdout.splitlines() if "not found" in l)
+    out = proc.stdout + proc.stderr
+    line = next(l for l in out.splitlines() if "not found" in l)
     assert f"{project.arch.qemu} not found" in line and project.arch.qemu_package in line
-    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "Traceback" not in out
 
 
 def test_a_failed_build_keeps_its_copy_and_the_shell_reopens_it(project):
