@@ -79,7 +79,7 @@ ARCHES = {
     "riscv64": Arch("riscv64", "riscv64", "qemu-system-riscv64", "qemu-system-misc", "virt",
                     "rv64", "ttyS0", "riscv64", "trixie", "riscv64-linux-gnu",
                     "virtio", (), vmgenid=False, kernel_image="vmlinux"),
-    # The 32-bit kernel with LPAE: the virt board's RAM and PCI sit above 4 GiB.
+    # The LPAE kernel flavour, made for Cortex-A15-class CPUs such as this one.
     "armhf": Arch("armhf", "armv7l", "qemu-system-arm", "qemu-system-arm", "virt",
                   "cortex-a15", "ttyAMA0", "armmp-lpae", "bookworm", "arm-linux-gnueabihf",
                   "virtio", (), vmgenid=False),

@@ -59,8 +59,7 @@ BY_ARCH = {
             "f5d9424b6f6a4518197202effc7e8eeaa90f8d73466c2dba2470f6ea7fb4f55c", "riscv64"),
         Pin("busybox-static", "1:1.37.0-6+b9",
             "4add476d2b185c5b487c285b38d790f0881a7e4a8e2ddde835f917e770eb8633", "riscv64")),
-    # bookworm, the same kernel version as amd64; LPAE: the virt board's
-    # memory map reaches above 4 GiB.
+    # bookworm, the same kernel version as amd64 (the LPAE flavour)
     "armhf": LinuxPins(
         "6.1.0-56-armmp-lpae",
         Pin("linux-image-6.1.0-56-armmp-lpae", "6.1.192-2",
