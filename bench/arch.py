@@ -6,7 +6,7 @@ of the installed disk (over SSH, as soon as dropbear answers) against a
 revive of the snapshot (over the guest agent, as a build does; and over
 SSH), medians of --runs. One table; docs/benchmarks.md keeps it.
 
-    /work/heavy .venv/bin/python bench/arch.py [--runs 5] [--arch arm64 riscv64 amd64]
+    /work/heavy .venv/bin/python bench/arch.py [--runs 5] [--arch ARCH ...]
 """
 
 import argparse

@@ -120,3 +120,6 @@ def test_an_arm64_project_needs_the_arm_emulator(tmp_path, monkeypatch):
     assert system.missing({"all", "tiny", "amd64"}) == []
     assert system.missing({"all", "tiny", "arm64"}) == ["qemu-system-arm"]
     assert system.missing({"all", "tiny", "riscv64"}) == ["qemu-system-misc"]
+    assert system.missing({"all", "tiny", "armhf"}) == ["qemu-system-arm"]
+    assert system.missing({"all", "tiny", "ppc64el"}) == ["qemu-system-ppc"]
+    assert system.missing({"all", "tiny", "s390x"}) == ["qemu-system-misc"]
