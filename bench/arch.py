@@ -6,7 +6,7 @@ of the installed disk (over SSH, as soon as dropbear answers) against a
 revive of the snapshot (over the guest agent, as a build does; and over
 SSH), medians of --runs. One table; docs/benchmarks.md keeps it.
 
-    /work/heavy .venv/bin/python bench/arch.py [--runs 5] [--arch arm64 riscv64 amd64]
+    /work/heavy .venv/bin/python bench/arch.py [--runs 5] [--arch ARCH ...]
 """
 
 import argparse
@@ -84,7 +84,10 @@ def main() -> None:
         for arch in args.arch:
             start = time.monotonic()
             rows.append(one(arch, args.runs, Path(tmp)))
-            print(f"{arch}: done in {time.monotonic() - start:.0f} s", file=sys.stderr)
+            # Each arch's numbers as soon as it is done: a later arch's
+            # failure does not lose them.
+            print(f"{arch}: done in {time.monotonic() - start:.0f} s: {rows[-1]}",
+                  file=sys.stderr)
     print(f"\nmedians of {args.runs}; launch → first command answered\n")
     print("| arch | empty project → first build | cold boot → SSH answer | "
           "revive → agent answer | revive → SSH answer | cold / revive (agent) |")

@@ -12,9 +12,14 @@ back; a change is made on the object and rendered again.
 The serial console, QMP and ``-display`` belong to ``qemu.process.Qemu``.
 
 ``ARCHES`` is the one table of what differs between guest architectures
-(QEMU binary, board, CPU, console, buses, how the installer boots, the
-kernel flavour and the Debian suite its packages come from): nothing else
-branches on the architecture, it reads a row of this table.
+(QEMU binary, board, CPU, console, buses and the virtio transport, how the
+installer boots, the kernel flavour and the Debian suite its packages come
+from): nothing else branches on the architecture, it reads a row of this
+table.
+
+Every virtio disk carries its drive id (disk0, cd0, floppy0) as its serial
+number: the guest finds it by that name (/sys/block/vdX/serial) whatever
+order the board enumerates its devices in.
 """
 
 from dataclasses import dataclass, replace
@@ -25,7 +30,7 @@ from .smb1 import PORTS as SMB1_PORTS, SERVER as SMB1_SERVER
 
 @dataclass(frozen=True)
 class Arch:
-    name: str                 # Debian's name: amd64, arm64, riscv64
+    name: str                 # Debian's name: amd64, arm64, riscv64, armhf, ppc64el, s390x
     uname: str                # what `uname -m` says in the guest
     qemu: str                 # the system emulator
     qemu_package: str         # the Debian package that has it
@@ -43,11 +48,21 @@ class Arch:
     media_modules: "tuple[str, ...]"   # kernel modules the installer needs for them
     vmgenid: bool             # the board has ACPI for a VM generation ID device
     kernel_image: str = "vmlinuz"   # boot/NAME-RELEASE in the kernel package
+    # How virtio devices attach: "pci" (virtio-blk-pci) or "ccw" (s390x's
+    # channel I/O: virtio-blk-ccw), and the kernel modules of that transport.
+    virtio: str = "pci"
+    virtio_modules: "tuple[str, ...]" = ("virtio_pci",)
+
+    def device(self, kind: str) -> str:
+        """The QEMU device of a virtio ``kind`` (blk, net, 9p, serial)."""
+        return f"virtio-{kind}-{self.virtio}"
 
     @property
     def media_devices(self) -> "tuple[str, str]":
-        """The (CD, answers) block devices as the installer sees them."""
-        return ("/dev/sr0", "/dev/fd0") if self.media_bus == "ide" else ("/dev/vdb", "/dev/vdc")
+        """The (CD, answers) block devices as the installer sees them: a
+        path, or serial:ID for a virtio disk (its drive id)."""
+        return ("/dev/sr0", "/dev/fd0") if self.media_bus == "ide" \
+            else ("serial:cd0", "serial:floppy0")
 
 
 ARCHES = {
@@ -64,6 +79,18 @@ ARCHES = {
     "riscv64": Arch("riscv64", "riscv64", "qemu-system-riscv64", "qemu-system-misc", "virt",
                     "rv64", "ttyS0", "riscv64", "trixie", "riscv64-linux-gnu",
                     "virtio", (), vmgenid=False, kernel_image="vmlinux"),
+    # The LPAE kernel flavour, made for Cortex-A15-class CPUs such as this one.
+    "armhf": Arch("armhf", "armv7l", "qemu-system-arm", "qemu-system-arm", "virt",
+                  "cortex-a15", "ttyAMA0", "armmp-lpae", "bookworm", "arm-linux-gnueabihf",
+                  "virtio", (), vmgenid=False),
+    "ppc64el": Arch("ppc64el", "ppc64le", "qemu-system-ppc64", "qemu-system-ppc", "pseries",
+                    "power9", "hvc0", "powerpc64le", "bookworm", "powerpc64le-linux-gnu",
+                    "virtio", (), vmgenid=False, kernel_image="vmlinux"),
+    # No PCI on this board by default: virtio over channel I/O, whose
+    # driver is built into the kernel (CONFIG_S390_GUEST, no module).
+    "s390x": Arch("s390x", "s390x", "qemu-system-s390x", "qemu-system-misc", "s390-ccw-virtio",
+                  "qemu", "ttysclp0", "s390x", "bookworm", "s390x-linux-gnu",
+                  "virtio", (), vmgenid=False, virtio="ccw", virtio_modules=()),
 }
 
 
@@ -183,6 +210,7 @@ class DeviceModel:
         argv += self._storage()
         argv += self._floppy()
         argv += self._network()
+        arch = ARCHES[self.arch]
         for share in self.shares:
             # Inputs are read as the host has them; the exchange folder keeps
             # the guest's owners and modes in xattrs (mapped-xattr), so a
@@ -190,15 +218,15 @@ class DeviceModel:
             access = "security_model=none,readonly=on" if share.readonly \
                 else "security_model=mapped-xattr"
             argv += ["-fsdev", f"local,id=fs_{share.tag},path={opt(share.path)},{access}",
-                     "-device", f"virtio-9p-pci,fsdev=fs_{share.tag},mount_tag={share.tag}"]
+                     "-device", f"{arch.device('9p')},fsdev=fs_{share.tag},mount_tag={share.tag}"]
         if self.tree_drives:
-            argv += ["-device", "virtio-scsi,id=trees"]   # -pci or -ccw, as the board has
+            argv += ["-device", f"{arch.device('scsi')},id=trees"]
             for n in range(len(self.tree_drives)):
                 argv += ["-drive", f"if=none,id=tree{n},media=cdrom,readonly=on",
                          "-device", f"scsi-cd,bus=trees.0,channel=0,scsi-id={n},lun=0,"
                                     f"drive=tree{n},id={tree_drive(n)}"]
         if self.serial_ports:
-            argv += ["-device", "virtio-serial-pci,id=vserial0"]
+            argv += ["-device", f"{arch.device('serial')},id=vserial0"]
             for n, port in enumerate(self.serial_ports):
                 argv += ["-chardev", f"socket,id=ch{n},path={opt(port.socket)},server=on,wait=off",
                          "-device", f"virtserialport,bus=vserial0.0,chardev=ch{n},"
@@ -221,15 +249,16 @@ class DeviceModel:
     def _storage(self) -> "list[str]":
         argv = []
         if self.storage == "virtio":
+            blk = ARCHES[self.arch].device("blk")
             for n, disk in enumerate(self.disks):
                 argv += ["-drive", f"if=none,id=disk{n},format={disk.format},file={opt(disk.file)}",
-                         "-device", f"virtio-blk-pci,drive=disk{n}"
+                         "-device", f"{blk},drive=disk{n},serial=disk{n}"
                          + (f",bootindex={disk.bootindex}" if disk.bootindex else "")]
             if ARCHES[self.arch].media_bus == "virtio":
                 # No IDE on these boards: the media are read-only virtio
-                # disks after the target disk (vdb, vdc).
+                # disks after the target disk, found by their serials.
                 for n, cd in enumerate(self.cdroms):
-                    argv += _virtio_readonly(f"cd{n}", cd.format, cd.file)
+                    argv += _virtio_readonly(blk, f"cd{n}", cd.format, cd.file)
                 return argv
             # CD-ROMs on the PIIX IDE controller's secondary master.
             for n, cd in enumerate(self.cdroms):
@@ -261,7 +290,8 @@ class DeviceModel:
         if self.floppy is None:
             return []
         if ARCHES[self.arch].media_bus == "virtio":
-            return _virtio_readonly("floppy0", "raw", self.floppy)
+            return _virtio_readonly(ARCHES[self.arch].device("blk"), "floppy0", "raw",
+                                    self.floppy)
         if self.firmware is not None:
             raise ValueError("no floppy under UEFI: OVMF has no floppy driver")
         if not self.floppy_controller:     # the pc machine has one built in
@@ -296,6 +326,6 @@ def tree_drive(n: int) -> str:
     return f"treecd{n}"
 
 
-def _virtio_readonly(name: str, format: str, file: str) -> "list[str]":
+def _virtio_readonly(device: str, name: str, format: str, file: str) -> "list[str]":
     return ["-drive", f"if=none,id={name},format={format},readonly=on,file={opt(file)}",
-            "-device", f"virtio-blk-pci,drive={name}"]
+            "-device", f"{device},drive={name},serial={name}"]

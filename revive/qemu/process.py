@@ -302,6 +302,9 @@ class Qemu:
 
 _features: "dict[str, dict]" = {}
 
+# Every board alias a guest may ask for: each arch's, and the x86 q35.
+BOARDS = sorted({"q35", *(a.machine for a in ARCHES.values())})
+
 
 def features(logdir: Path, name: str = BINARY) -> dict:
     """What this QEMU offers, asked of a short-lived QEMU once per process
@@ -315,7 +318,7 @@ def features(logdir: Path, name: str = BINARY) -> dict:
                      binary=name) as vm:
             vm.launch()
             machines = vm.cmd("query-machines")
-            for alias in ("pc", "q35", "virt"):
+            for alias in BOARDS:
                 found[alias] = next((m["name"] for m in machines
                                      if m.get("alias") == alias), alias)
             found["capabilities"] = {c["capability"] for c in

@@ -1,10 +1,12 @@
-"""The tiny guest on other architectures under real QEMU (TCG): arm64 and
-riscv64 from an empty project to a first build (payload, install with the
-installer booted directly and its media on virtio disks, snapshot), a
-binary of that architecture run from a 9p share, uname -m as the guest
-says it, and a snapshot refused in one line by a QEMU that cannot revive
-it. On arm64 also: the same build over SSH with both shares over SMB, and a
-failed build's kept copy reopened in `doit shell`.
+"""The tiny guest on other architectures under real QEMU (TCG): arm64,
+riscv64, armhf (32-bit), ppc64el and s390x (big-endian, virtio over
+channel I/O) from an empty project to a first build (payload, install with
+the installer booted directly and its media on virtio disks found by
+serial, snapshot), a binary of that architecture run from a 9p share,
+uname -m as the guest says it, a snapshot refused in one line by a QEMU
+that cannot revive it, and by a host without the emulator. On arm64 also:
+the same build over SSH with both shares over SMB, and a failed build's
+kept copy reopened in `doit shell`.
 
 One project per architecture (its own install and snapshot, about a minute
 under TCG); tests run in file order and put back what they change.
@@ -63,7 +65,7 @@ keep_failed = true
 """
 
 
-@pytest.fixture(scope="module", params=["arm64", "riscv64"])
+@pytest.fixture(scope="module", params=["arm64", "riscv64", "armhf", "ppc64el", "s390x"])
 def project(request, tmp_path_factory):
     arch = ARCHES[request.param]
     # Short: the agent socket below it must fit a unix socket path (107 bytes).
@@ -122,6 +124,17 @@ def test_a_snapshot_another_qemu_made_is_refused_in_one_line(project):
             f"{qemu.version(project.arch.qemu)}; run `doit snapshot`") in line
     assert "Traceback" not in proc.stdout + proc.stderr
     assert qemu_processes(str(project.root)) == []
+
+
+def test_a_host_without_the_emulator_is_told_which_package_has_it(project, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))      # nothing on it
+    proc = project.doit("build:hello", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    line = next(l for l in out.splitlines() if "not found" in l)
+    assert f"{project.arch.qemu} not found" in line and project.arch.qemu_package in line
+    assert "Traceback" not in out
 
 
 def test_a_failed_build_keeps_its_copy_and_the_shell_reopens_it(project):

@@ -21,7 +21,7 @@ def test_the_arch_key_is_checked_in_one_line():
         TinySettings.from_table({"kind": "tiny", "suite": "trixie"})
 
 
-@pytest.mark.parametrize("name", ["arm64", "riscv64"])
+@pytest.mark.parametrize("name", ["arm64", "riscv64", "armhf", "ppc64el", "s390x"])
 def test_a_foreign_guest_boots_its_installer_from_virtio_media(name, tmp_path):
     from types import SimpleNamespace
     kind = TinyKind(TinySettings(arch=name))
@@ -31,12 +31,35 @@ def test_a_foreign_guest_boots_its_installer_from_virtio_media(name, tmp_path):
     argv = devices.render()
     assert devices.binary == ARCHES[name].qemu and kind.iso_boot is None
     assert "-boot" not in argv and not any("if=ide" in a or "if=floppy" in a for a in argv)
-    assert argv.count("virtio-blk-pci,drive=disk0") == 1
-    # vda the target, vdb the ISO, vdc the answers: as the command line says.
-    order = [a.split("drive=")[1] for a in argv if a.startswith("virtio-blk-pci")]
-    assert order == ["disk0", "cd0", "floppy0"]
-    assert "revive.cd=/dev/vdb revive.answers=/dev/vdc" in devices.kernel.append
+    blk = "virtio-blk-ccw" if name == "s390x" else "virtio-blk-pci"
+    # Each virtio disk's serial is its drive id; the installer finds the
+    # ISO and the answers by it (the command line) and the target disk too
+    # (the answers), whatever order the board numbers them in.
+    drives = [a.split(",", 1)[1] for a in argv if a.startswith(blk)]
+    assert drives == ["drive=disk0,serial=disk0", "drive=cd0,serial=cd0",
+                      "drive=floppy0,serial=floppy0"]
+    assert not any("-pci" in a for a in argv) if name == "s390x" else True
+    assert "revive.cd=serial:cd0 revive.answers=serial:floppy0" in devices.kernel.append
     assert f"console={ARCHES[name].console}" in devices.kernel.append
+    answers = kind.floppy_files({"answers.hostname": "h", "answers.user": "u"},
+                                "ssh-ed25519 AAAA")["REVIVE.CFG"].decode()
+    assert "REVIVE_DISK='serial:disk0'" in answers
+
+
+def test_s390x_puts_every_virtio_device_on_channel_io_without_the_pci_driver():
+    from revive.guests.linux import installer
+    from revive.qemu.devices import NinePShare, Nic, SerialPort
+    argv = DeviceModel(arch="s390x", machine="s390-ccw-virtio", disks=(Disk("d.qcow2"),),
+                       nic=Nic(ARCHES["s390x"].device("net")),
+                       shares=(NinePShare("src", "/src", True),),
+                       serial_ports=(SerialPort("p", "/s"),)).render()
+    devices = [argv[i + 1].split(",")[0] for i, a in enumerate(argv) if a == "-device"]
+    assert devices == ["virtio-blk-ccw", "virtio-net-ccw", "virtio-9p-ccw",
+                       "virtio-serial-ccw", "virtserialport"]
+    assert installer.for_arch(installer.BOOT_MODULES, ARCHES["s390x"]) == \
+        ["virtio_blk", "ext4"]
+    assert installer.for_arch(installer.BOOT_MODULES, ARCHES["armhf"]) == \
+        installer.BOOT_MODULES
 
 
 def test_amd64_keeps_isolinux_the_ide_cd_and_the_floppy(tmp_path):
@@ -97,3 +120,6 @@ def test_an_arm64_project_needs_the_arm_emulator(tmp_path, monkeypatch):
     assert system.missing({"all", "tiny", "amd64"}) == []
     assert system.missing({"all", "tiny", "arm64"}) == ["qemu-system-arm"]
     assert system.missing({"all", "tiny", "riscv64"}) == ["qemu-system-misc"]
+    assert system.missing({"all", "tiny", "armhf"}) == ["qemu-system-arm"]
+    assert system.missing({"all", "tiny", "ppc64el"}) == ["qemu-system-ppc"]
+    assert system.missing({"all", "tiny", "s390x"}) == ["qemu-system-misc"]

@@ -1,8 +1,9 @@
 """ELF reading on real binaries of other architectures: armhf (32-bit,
-little-endian), s390x (64-bit, big-endian) and arm64, fetched as pinned
-packages through revive's private apt configuration (the host's apt state
-untouched), compared with what readelf says of the same files. Debian's
-archive carries no 32-bit big-endian architecture any more."""
+little-endian), s390x (64-bit, big-endian), ppc64el and arm64, the tiny
+guest's pinned dropbear of each fetched through revive's private apt
+configuration (the host's apt state untouched), compared with what readelf
+says of the same files. Debian's archive carries no 32-bit big-endian
+architecture any more."""
 
 import re
 import shutil
@@ -13,25 +14,25 @@ import pytest
 
 from revive.guests import debs
 from revive.guests.linux import elf
+from revive.guests.tiny import pins as tiny_pins
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / "artifacts" / "cache" / "debs"
 
+# The loader each names, its word size and byte order.
 DROPBEAR = {
-    "armhf": ("08ce9afbc253276d95c9353e1ee1182dc68b3e8e26cfbddc1748bc0f2826598a",
-              "/lib/ld-linux-armhf.so.3", 32, "<"),
-    "s390x": ("d72450304c6d870f7acfc89bc1d73c61fb459646e02a390e3094e336435b1b6a",
-              "/lib/ld64.so.1", 64, ">"),
-    "arm64": ("5ac2b0026ee47cbbb2378e339400a183196e9fe291d4794754b144b2dd8723e0",
-              "/lib/ld-linux-aarch64.so.1", 64, "<"),
+    "armhf": ("/lib/ld-linux-armhf.so.3", 32, "<"),
+    "s390x": ("/lib/ld64.so.1", 64, ">"),
+    "ppc64el": ("/lib64/ld64.so.2", 64, "<"),
+    "arm64": ("/lib/ld-linux-aarch64.so.1", 64, "<"),
 }
 
 
 @pytest.fixture(scope="module", params=sorted(DROPBEAR))
 def dropbear(request, tmp_path_factory):
     arch = request.param
-    sha256, loader, bits, endian = DROPBEAR[arch]
-    pin = debs.Pin("dropbear-bin", "2022.83-1+deb12u3", sha256, arch)
+    loader, bits, endian = DROPBEAR[arch]
+    pin = next(p for p in tiny_pins.BY_ARCH[arch] if p.package == "dropbear-bin")
     tmp = tmp_path_factory.mktemp(arch)
     deb = debs.fetch([pin], CACHE, tmp / "apt.log", suite="bookworm")["dropbear-bin"]
     debs.extract(deb, tmp / "root", ["usr/sbin/dropbear"])

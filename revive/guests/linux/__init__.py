@@ -125,7 +125,8 @@ class LinuxKind(GuestKind):
     def floppy_files(self, inputs, public_key: str) -> "dict[str, bytes]":
         return answers.answer_files({
             "hostname": inputs["answers.hostname"], "user": inputs["answers.user"],
-            "disk": {"device": "/dev/vda", "filesystem": "ext2"},
+            # The install's target disk, by its virtio serial (its drive id).
+            "disk": {"device": "serial:disk0", "filesystem": "ext2"},
             "ssh_public_key": public_key})
 
     # -- install -----------------------------------------------------------
@@ -163,7 +164,7 @@ class LinuxKind(GuestKind):
             kernel=Kernel(f"@artifacts@/{BOOT_KERNEL}", f"@artifacts@/{BOOT_INITRD}",
                           installer.boot_cmdline(arch)),
             disks=(Disk("@disk@"),), vmgenid=arch.vmgenid,
-            nic=Nic("virtio-net-pci", forward_ssh="@port@", smb=smb, mac="52:54:00:12:34:56"),
+            nic=Nic(arch.device("net"), forward_ssh="@port@", smb=smb, mac="52:54:00:12:34:56"),
             shares=tuple(NinePShare(s.name, f"@share.{s.name}@", readonly=s.mode == "ro")
                          for s in shares if s.transport == "9p") + self._agent_share(inputs),
             tree_drives=tuple(tree_slots(shares)), serial_ports=self._agent_port(inputs))

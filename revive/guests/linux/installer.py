@@ -49,13 +49,23 @@ def install_cmdline(arch: Arch) -> str:
 
 # Kernel modules by the names a person would look for; their dependencies
 # (and which of them are built into the kernel) come from the modules'
-# own metadata. The drivers of the media's bus come from the arch's row.
+# own metadata. The drivers of the media's bus and of the virtio transport
+# come from the arch's row.
 INSTALLER_MODULES = [
     "vfat", "nls_cp437", "nls_ascii",                    # the answer floppy
     "isofs",                                             # the install CD
     "virtio_pci", "virtio_blk", "ext4",                  # the target disk
 ]
 BOOT_MODULES = ["virtio_pci", "virtio_blk", "ext4"]
+
+
+def for_arch(modules: "list[str]", arch: Arch) -> "list[str]":
+    """``modules`` with the arch's virtio transport modules in virtio_pci's
+    place (none on s390x: its virtio_ccw is built in)."""
+    out: "list[str]" = []
+    for m in modules:
+        out += arch.virtio_modules if m == "virtio_pci" else [m]
+    return out
 
 ISOLINUX_BIN = "usr/lib/ISOLINUX/isolinux.bin"
 LDLINUX_C32 = "usr/lib/syslinux/modules/bios/ldlinux.c32"
@@ -93,9 +103,9 @@ def build(packages: "dict[str, Path]", out: Path, work: Path,
     busybox = _busybox(unpack(packages, [own.busybox], work / "busybox"))
     installer = Installer(packages, modules, busybox, own.kernel_release)
     initramfs(busybox, HERE / "installer-init", installer,
-              INSTALLER_MODULES + list(arch.media_modules),
+              for_arch(INSTALLER_MODULES, arch) + list(arch.media_modules),
               work / "installer-modules").write(out / "iso/install.img", compress=True)
-    initramfs(busybox, HERE / "boot-init", installer, BOOT_MODULES,
+    initramfs(busybox, HERE / "boot-init", installer, for_arch(BOOT_MODULES, arch),
               work / "boot-modules").write(out / "boot/initrd.img", compress=True)
     vmlinuz = kernel / "boot" / f"{arch.kernel_image}-{own.kernel_release}"
     shutil.copyfile(vmlinuz, out / "iso/vmlinuz")

@@ -59,6 +59,28 @@ BY_ARCH = {
             "f5d9424b6f6a4518197202effc7e8eeaa90f8d73466c2dba2470f6ea7fb4f55c", "riscv64"),
         Pin("busybox-static", "1:1.37.0-6+b9",
             "4add476d2b185c5b487c285b38d790f0881a7e4a8e2ddde835f917e770eb8633", "riscv64")),
+    # bookworm, the same kernel version as amd64 (the LPAE flavour)
+    "armhf": LinuxPins(
+        "6.1.0-56-armmp-lpae",
+        Pin("linux-image-6.1.0-56-armmp-lpae", "6.1.192-2",
+            "1f20776da77f0bd0a3e0bb986a1c306776ec579a7d4dd36546c827f6aa7df51b", "armhf"),
+        Pin("busybox-static", "1:1.35.0-4+deb12u1+b1",
+            "2f68dbeaebeda49f3cde34ac421d5add85fb1c837ff7c4a4971945340d9d66ff", "armhf")),
+    # bookworm, the same kernel version as amd64
+    "ppc64el": LinuxPins(
+        "6.1.0-56-powerpc64le",
+        Pin("linux-image-6.1.0-56-powerpc64le", "6.1.192-2",
+            "64fca1f8f914130746f22022e0133f559ebc1a552eabd12473ee5b11ceccc71a", "ppc64el"),
+        Pin("busybox-static", "1:1.35.0-4+deb12u1+b1",
+            "932deb885b840a8cf529708c03a1e87833dc64e66a70585721f8a356d9fe995b", "ppc64el")),
+    # bookworm; its security archive builds no s390x kernel, so the last
+    # point release's: ABI 50, 6.1.176.
+    "s390x": LinuxPins(
+        "6.1.0-50-s390x",
+        Pin("linux-image-6.1.0-50-s390x", "6.1.176-1",
+            "a9cbaa26e37f70caa41b66b23f82169eb82042471c1ee89592613b659b12c0dd", "s390x"),
+        Pin("busybox-static", "1:1.35.0-4+deb12u1+b1",
+            "65e29a4dea3ca365e9ee73a6b4fa2a42c8cbbd3b13753250e68b4835876fe316", "s390x")),
 }
 
 # The amd64 names other guests use (the Debian guest, the KVM probe kernel).

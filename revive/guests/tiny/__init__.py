@@ -4,7 +4,8 @@ without root.
 
 The system's ``etc/init.d/rcS`` starts dropbear and prints ``REVIVE-READY``.
 
-``[guest] arch``: "amd64" (default), "arm64" or "riscv64", a key of
+``[guest] arch``: "amd64" (default), "arm64", "riscv64", "armhf", "ppc64el"
+or "s390x", a key of
 ``devices.ARCHES``; other architectures run under TCG.
 """
 
@@ -53,8 +54,8 @@ SYSTEM_DIRS = {"proc": 0o555, "sys": 0o555, "dev": 0o755, "tmp": 0o1777,
 
 # Every stage that starts or describes the machine sees the architecture.
 KEYS = (
-    Setting("guest.arch", choice(*ARCHES), "the guest's architecture: amd64, arm64 or "
-            "riscv64 (emulated under TCG on an x86 host; docs/architectures.md)", "amd64",
+    Setting("guest.arch", choice(*ARCHES), "the guest's architecture: amd64, arm64, "
+            "riscv64, armhf, ppc64el or s390x (emulated under TCG on an x86 host; docs/architectures.md)", "amd64",
             stages=("payload", "iso", "install", "snapshot")),
 )
 
@@ -126,7 +127,8 @@ def _system(userland: Path, inst: installer.Installer, staging: Path,
         if not os.path.lexists(userland / loader.lstrip("/")):
             archive.symlink(loader.lstrip("/"), "/usr" + loader)
     _add_repo_files(archive, HERE / "etc", "etc")
-    installer.add_modules(archive, inst.modules, installer.BOOT_MODULES + SYSTEM_MODULES,
+    installer.add_modules(archive, inst.modules,
+                          installer.for_arch(installer.BOOT_MODULES, arch) + SYSTEM_MODULES,
                           staging, release=inst.release)
     return archive
 
