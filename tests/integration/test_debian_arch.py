@@ -32,11 +32,13 @@ E_MACHINE = {"arm64": 183, "riscv64": 243}
 
 BUILDS = """
 [builds.uname]
+shares = { src = "sources:hello" }     # the example's src share has no host folder
 command = "uname -m > /mnt/xchg/uname.txt"
 outputs = ["uname.txt"]
 timeout = "5m"
 
 [builds.c]
+shares = { src = "sources:hello" }
 command = \"\"\"
 set -eu
 cd /tmp
