@@ -6,6 +6,11 @@ import pytest
 
 
 def pytest_addoption(parser):
+    parser.getgroup("debian_arch", "the Debian guest on another architecture "
+                    "(marker: debian_arch)").addoption(
+        "--debian-arch", choices=("arm64", "riscv64"), default=None, metavar="ARCH",
+        help="run tests/integration/test_debian_arch.py for ARCH (arm64 or riscv64); "
+             "without it they are deselected (about 25 minutes each under TCG)")
     group = parser.getgroup("windows", "Windows acceptance run (marker: windows)")
     group.addoption("--windows-iso", metavar="PATH",
                     help="your Windows install ISO; without it the windows tests are skipped")
@@ -36,12 +41,19 @@ def pytest_addoption(parser):
 # module share its project and put back what they change); the unit tests
 # go wherever there is room. The Debian build's one emulated CPU then
 # overlaps the tiny guest's tests instead of following them.
-SLOW_ALONE = {"test_debian.py", "test_unprivileged.py", "test_arch.py",
+SLOW_ALONE = {"test_debian.py", "test_debian_arch.py", "test_unprivileged.py", "test_arch.py",
               "test_cluster_hosts.py", "test_install.py"}
 
 
 @pytest.hookimpl(tryfirst=True)    # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--debian-arch"):
+        # The foreign Debian guests only when asked for (CI's suite would
+        # pass its 20 minutes): --debian-arch ARCH.
+        gone = [i for i in items if i.get_closest_marker("debian_arch")]
+        if gone:
+            config.hook.pytest_deselected(items=gone)
+            items[:] = [i for i in items if i not in gone]
     for item in items:
         parts = item.nodeid.split("::", 1)[0].split("/")
         if "integration" not in parts:

@@ -107,7 +107,9 @@ CORE = (
     Setting("vm.channel", choice(*CHANNELS), "how builds talk to the guest: agent (QEMU's "
             "guest agent on virtio-serial) or ssh", "agent", stages=SNAPSHOT,
             check=_offered_channel),
-    Setting("timeouts.install", DURATION, "the whole unattended install", "20m",
+    Setting("timeouts.install", DURATION, "the whole unattended install (a Debian guest of "
+            "another architecture than amd64: 60m by default, its packages are configured "
+            "under TCG at install)", "20m",
             limits=("install",)),
     Setting("timeouts.boot", DURATION, "boot → SSH, and saving, at the snapshot stage", "5m",
             limits=SNAPSHOT),

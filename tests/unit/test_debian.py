@@ -215,3 +215,64 @@ def test_the_installer_hooks_parse_in_busybox_sh():
         assert step in text
     # busybox runs its own applet for a bare name it knows (depmod).
     assert "in_target /sbin/depmod" in text
+
+
+# --- another architecture ---------------------------------------------------
+
+def test_the_arch_picks_the_suite_and_a_longer_install():
+    assert debian.from_table({"arch": "riscv64"}).suite == "trixie"
+    assert debian.from_table({"arch": "arm64"}).suite == "bookworm"
+    assert debian.from_table({"arch": "riscv64", "suite": "sid"}).suite == "sid"
+    assert config('kind = "debian"').value("timeouts.install") == 20 * 60
+    assert config('kind = "debian"\narch = "arm64"').value("timeouts.install") == 60 * 60
+    with pytest.raises(UserError, match=r"^config.toml: \[guest\] arch: 's390x' is not an "
+                                        r"architecture of the Debian guest; use one of: amd64"):
+        debian.from_table({"arch": "s390x"})
+
+
+def test_the_root_maker_follows_the_host_and_is_hashed():
+    assert rootfs.maker("amd64", "x86_64") == rootfs.MMDEBSTRAP
+    assert rootfs.maker("arm64", "x86_64") == rootfs.FOREIGN
+    assert rootfs.maker("arm64", "aarch64") == rootfs.MMDEBSTRAP
+    assert rootfs.maker("riscv64", "x86_64") == rootfs.FOREIGN
+    record = inputs.for_stage(config('kind = "debian"\narch = "arm64"\n'
+                                     'mirror = "http://archive.example/debian"'),
+                              "payload").plain()
+    assert record["host.root_maker"] == rootfs.maker("arm64")
+    # The arch shapes the machine: the install and the snapshot hash it.
+    assert inputs.for_stage(config('kind = "debian"\narch = "arm64"'),
+                            "install").plain()["guest.arch"] == "arm64"
+
+
+def test_amd64_keeps_its_cache_key_and_a_foreign_root_has_its_own():
+    src = [apt.Source("http://mirror.example/debian", "bookworm", ("main",))]
+    plain = rootfs.recipe("bookworm", src, ["a"])
+    assert plain == rootfs.recipe("bookworm", src, ["a"], "amd64", rootfs.MMDEBSTRAP)
+    assert "arch" not in plain and "maker" not in plain
+    foreign = rootfs.recipe("bookworm", src, ["a"], "arm64", rootfs.FOREIGN)
+    assert rootfs.cache_key(foreign) != rootfs.cache_key(plain)
+    assert rootfs.folder_for("bookworm", src, ["a"], Path("/c"), "arm64", rootfs.FOREIGN) \
+        .name.startswith("bookworm-arm64-")
+
+
+def test_a_foreign_root_records_what_debootstrap_fetched(tmp_path):
+    (tmp_path / "debootstrap").mkdir()
+    (tmp_path / "debootstrap/debpaths").write_text(
+        "gcc /var/cache/apt/archives/gcc_4%3a12.2.0-3_arm64.deb\n"
+        "adduser /var/cache/apt/archives/adduser_3.134_all.deb\n")
+    lists = tmp_path / "var/lib/apt/lists"
+    lists.mkdir(parents=True)
+    (lists / "m_debian_dists_bookworm_Release").write_text(
+        "Origin: Debian\nSuite: stable\nCodename: bookworm\nDate: Sat, 10 May 2025\n"
+        "MD5Sum:\n abc 1 main/Release\n")
+    (lists / "m_debian_dists_bookworm_main_binary-arm64_Packages").write_text("Date: no\n")
+    rootfs._foreign_records(tmp_path)
+    records = tmp_path / rootfs.RECORDS
+    assert (records / "packages").read_text() == "adduser\t3.134\ngcc\t4:12.2.0-3\n"
+    assert rootfs.parse_releases((records / "releases").read_text()) == {
+        "m_debian_dists_bookworm_Release": {"Origin": "Debian", "Suite": "stable",
+                                            "Codename": "bookworm",
+                                            "Date": "Sat, 10 May 2025"}}
+    # dpkg reads the options at the second stage, in the guest.
+    options = (tmp_path / "etc/dpkg/dpkg.cfg.d/revive-nodoc").read_text().splitlines()
+    assert options == rootfs.DPKG_OPTIONS

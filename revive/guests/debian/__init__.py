@@ -5,7 +5,9 @@ Payload: the tiny guest's installer, kernel, boot initramfs and isolinux,
 unchanged, plus on the ISO:
 
 - ``system.tar.gz``: the Debian root, made on the host from Debian packages
-  by mmdebstrap (``rootfs``), cached by suite, sources and packages;
+  (``rootfs``): by mmdebstrap when the host runs the guest's architecture,
+  else by ``debootstrap --foreign``, whose second stage the installer runs
+  inside the emulated guest; cached by suite, sources and packages;
 - ``system.cpio``: revive's files for it, the pinned kernel's modules
   (network, 9p, SMB, autofs) and the settings beside this module in
   ``system/`` (SSH, network, the REVIVE-READY unit);
@@ -17,7 +19,8 @@ Debian system's /sbin/init (systemd). The root carries no linux-image and
 no grub: the kernel that runs is exactly the pinned one, the same as the
 installer's, and there is nothing to update inside the image.
 
-``[guest]`` keys: ``suite`` ("bookworm"), ``mirror`` ("host": the host's apt
+``[guest]`` keys: ``arch`` ("amd64", "arm64", "riscv64"), ``suite`` (the
+arch row's Debian release: "bookworm", "trixie" on riscv64), ``mirror`` ("host": the host's apt
 sources; or an archive URL), ``packages`` (["build-essential"]: added to
 ``REQUIRED``, which revive itself needs).
 """
@@ -30,12 +33,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from revive.core.rows import Invalid, Setting, read
+from revive.core.rows import Invalid, Setting, read, shown
 from revive.core.errors import UserError
 from revive.core.files import sha256_file
 from revive.formats.cpio import Archive
 from revive.guests import debs, tiny
 from revive.guests.linux import LinuxKind, installer, kmod, pins
+from revive.qemu.devices import ARCHES
 
 from . import apt, rootfs
 
@@ -48,6 +52,11 @@ HERE = Path(__file__).resolve().parent
 REQUIRED = ("systemd-sysv", "udev", "openssh-server", "qemu-guest-agent", "kmod", "iproute2")
 DEFAULT_PACKAGES = ("build-essential",)
 DEFAULT_SUITE = "bookworm"
+# The architectures the Debian guest is tested on (docs/architectures.md).
+ARCHITECTURES = ("amd64", "arm64", "riscv64")
+# A foreign guest configures its packages under TCG at install time
+# (arm64: about 12 minutes here).
+FOREIGN_INSTALL_TIMEOUT = "60m"
 
 # Modules of the pinned kernel the system loads at boot (dependencies come
 # from the modules' metadata): the tiny guest's disk, network and share
@@ -64,14 +73,17 @@ class DebianSettings:
     suite: str
     mirror: str                   # "host" or an archive URL
     packages: "tuple[str, ...]"   # the user's; REQUIRED is always added
-    arch: str = "amd64"           # only amd64 so far (its root is made by mmdebstrap on the host)
+    arch: str = "amd64"           # a key of ARCHES, one of ARCHITECTURES
 
     @property
     def all_packages(self) -> "list[str]":
         return sorted(set(REQUIRED) | set(self.packages))
 
     def sources(self) -> "list[apt.Source]":
-        return apt.sources_for(self.suite, self.mirror)
+        # Another architecture's packages come from the host's Debian
+        # archive at that release, as the tiny guest's do (a bookworm host
+        # fetching trixie for riscv64).
+        return apt.sources_for(self.suite, self.mirror, rebase=self.arch != "amd64")
 
     @classmethod
     def from_table(cls, table: dict, root: "Path | None" = None) -> "DebianSettings":
@@ -104,19 +116,26 @@ def _packages(value, seen=None) -> "tuple[str, ...]":
 
 
 def _arch(value, seen=None) -> str:
-    if value != "amd64":
-        # mmdebstrap makes the root on the host; for another architecture
-        # that needs binfmt_misc and qemu-user (root to register). The tiny
-        # guest runs arm64 and riscv64 (docs/architectures.md).
-        raise Invalid(f"{value!r}: the Debian guest is amd64 only for now; remove the key, "
-                      "or use kind = \"tiny\" for arm64 and riscv64")
+    if value not in ARCHITECTURES:
+        raise Invalid(f"{value!r} is not an architecture of the Debian guest; use one of: "
+                      f"{', '.join(ARCHITECTURES)}")
     return value
 
 
+@shown("the arch's Debian release: `\"bookworm\"`, `\"trixie\"` on riscv64")
+def _default_suite(values: dict) -> str:
+    return ARCHES[values.get("arch") or "amd64"].suite
+
+
 # The suite and mirror are also what [sources.NAME] debian fetches from.
+# arch first: the suite's default comes from its row in ARCHES.
 KEYS = (
+    Setting("guest.arch", _arch, "the guest's architecture: amd64, arm64 or riscv64 (the "
+            "other two emulated under TCG on an x86 host, their root made by debootstrap "
+            "--foreign; docs/architectures.md)", "amd64",
+            stages=("payload", "iso", "install", "snapshot")),
     Setting("guest.suite", _suite, "the Debian suite (code name) the root is made from",
-            DEFAULT_SUITE, stages=("payload", "sources:NAME")),
+            _default_suite, stages=("payload", "sources:NAME")),
     Setting("guest.mirror", _mirror, "\"host\": the archive URIs, suites and keys of the "
             "host's own apt sources (/etc/apt/sources.list, sources.list.d/*.list and "
             "deb822 *.sources): the suite and its -updates and -security companions. Or an "
@@ -125,8 +144,6 @@ KEYS = (
     Setting("guest.packages", _packages, "Debian packages installed on top of what revive "
             "needs (systemd, udev, OpenSSH, qemu-guest-agent, kmod, iproute2)",
             list(DEFAULT_PACKAGES), stages=("payload",)),
-    Setting("guest.arch", _arch, "the guest's architecture: amd64 only for the Debian "
-            "guest so far (docs/architectures.md)", "amd64", stages=("payload",)),
 )
 
 
@@ -159,7 +176,10 @@ class DebianKind(LinuxKind):
     @classmethod
     def defaults(cls, settings) -> dict:
         # A root with build-essential needs more room than the tiny guest.
-        return {**super().defaults(settings), "answers.disk_size": "4G", "vm.memory": "1G"}
+        found = {**super().defaults(settings), "answers.disk_size": "4G", "vm.memory": "1G"}
+        if settings is not None and settings.arch != "amd64":
+            found["timeouts.install"] = FOREIGN_INSTALL_TIMEOUT
+        return found
 
     @classmethod
     def minimums(cls, settings) -> dict:
@@ -171,26 +191,32 @@ class DebianKind(LinuxKind):
     def host_facts(self) -> dict:
         # The resolved sources: a change in the host's apt sources makes
         # another root, so the payload must be rebuilt.
-        return {"apt_sources": self.settings.sources()}
+        # Who makes the root (mmdebstrap, or debootstrap --foreign and a
+        # second stage at install) follows from the host: hashed too.
+        return {"apt_sources": self.settings.sources(),
+                "root_maker": rootfs.maker(self.settings.arch)}
 
     def build_payload(self, inputs, paths, out: Path, log: Path) -> None:
-        build_payload(paths.cache, out, log, inputs.guest, list(inputs.host["apt_sources"]))
+        build_payload(paths.cache, out, log, inputs.guest, list(inputs.host["apt_sources"]),
+                      inputs.host["root_maker"])
 
 
 # --- the payload ----------------------------------------------------------
 
 def build_payload(cache: Path, out: Path, log: Path, settings: DebianSettings,
-                  sources: "list[apt.Source]") -> None:
+                  sources: "list[apt.Source]", made_by: str = rootfs.MMDEBSTRAP) -> None:
     """Write into the empty folder ``out``: the tiny guest's payload (its
     installer, kernel, boot initramfs and isolinux), with the Debian system
     on the ISO in place of the tiny one, debian-packages.txt and
     manifest.json."""
     cache, out = Path(cache), Path(out)
-    tiny.build_payload(cache / "debs", out, log)   # the installer, kernel and boot
-    root = rootfs.build(settings.suite, sources, settings.all_packages, cache, log)
+    arch = ARCHES[settings.arch]
+    tiny.build_payload(cache / "debs", out, log, arch)   # the installer, kernel and boot
+    root = rootfs.build(settings.suite, sources, settings.all_packages, cache, log,
+                        arch.name, made_by)
     iso = out / "iso"
     _link_or_copy(root.tarball, iso / "system.tar.gz")
-    _overlay(cache / "debs", log).write(iso / "system.cpio")
+    _overlay(cache / "debs", log, arch).write(iso / "system.cpio")
     shutil.copyfile(HERE / "installer-hooks.sh", iso / "installer-hooks.sh")
     (out / "debian-packages.txt").write_text(rootfs.packages_listing(root.info))
     _write_manifest(out / "manifest.json", settings, root)
@@ -205,7 +231,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _overlay(debs_cache: Path, log: Path) -> Archive:
+def _overlay(debs_cache: Path, log: Path, arch=ARCHES["amd64"]) -> Archive:
     """revive's files for the Debian root: ``system/`` and the modules."""
     archive = Archive()
     system = HERE / "system"
@@ -213,11 +239,13 @@ def _overlay(debs_cache: Path, log: Path) -> Archive:
         if path.is_file():
             mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
             archive.file(path.relative_to(system).as_posix(), path.read_bytes(), mode)
-    release = pins.KERNEL_RELEASE
-    kernel = debs.fetch([pins.KERNEL], debs_cache, log, pinned_in="revive/guests/linux/pins.py")
+    own = pins.BY_ARCH[arch.name]
+    release = own.kernel_release
+    kernel = debs.fetch([own.kernel], debs_cache, log, suite=arch.suite,
+                        pinned_in="revive/guests/linux/pins.py")
     with tempfile.TemporaryDirectory(prefix="debian-modules-", dir=debs_cache) as tmp:
         unpacked, staging = Path(tmp, "kernel"), Path(tmp, "staging")
-        debs.extract(kernel[pins.KERNEL.package], unpacked, [f"lib/modules/{release}"])
+        installer.unpack_kernel(kernel, unpacked, own, arch.kernel_image)
         index = kmod.ModuleIndex(unpacked / "lib/modules" / release)
         try:
             # Under usr/: in a merged-/usr system /lib is a symlink, which
@@ -238,8 +266,9 @@ def _write_manifest(target: Path, settings: DebianSettings, root: rootfs.Root) -
     tiny_manifest = json.loads(target.read_text())
     manifest = {
         "guest": "debian",
-        "kernel_release": pins.KERNEL_RELEASE,
-        "boot_cmdline": installer.BOOT_CMDLINE,
+        "arch": settings.arch,
+        "kernel_release": pins.BY_ARCH[settings.arch].kernel_release,
+        "boot_cmdline": installer.boot_cmdline(ARCHES[settings.arch]),
         "installer_packages": tiny_manifest["packages"],
         "suite": settings.suite,
         "mirror": settings.mirror,
@@ -247,7 +276,8 @@ def _write_manifest(target: Path, settings: DebianSettings, root: rootfs.Root) -
         "releases": root.info["releases"],
         "requested": settings.all_packages,
         "packages": dict(root.info["installed"]),
-        "root": {"sha256": root.info["sha256"], "made_by": root.info["mmdebstrap"]},
+        "root": {"sha256": root.info["sha256"],
+                 "made_by": root.info.get("made_by") or root.info["mmdebstrap"]},
         # Every file the ISO and the boot get: the ISO task depends on this
         # manifest alone, so any change to them must show here.
         "files": {p.relative_to(target.parent).as_posix(): sha256_file(p)

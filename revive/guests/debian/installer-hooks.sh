@@ -4,22 +4,27 @@
 # partitioning, the answers, the console report and the power-off are the
 # tiny installer's own (say, fail, install_key and write_shares come from it).
 #
-# The CD carries system.tar.gz (the root made by mmdebstrap on the host) and
-# system.cpio (revive's files: the pinned kernel's modules, SSH, network and
-# systemd settings), unpacked in that order.
+# The CD carries system.tar.gz (the root made on the host: by mmdebstrap, or
+# for another architecture than the host's by debootstrap --foreign, whose
+# second stage runs here) and system.cpio (revive's files: the pinned
+# kernel's modules, SSH, network and systemd settings), unpacked in that
+# order.
 
 # Units that would only cost boot time or wake up in the middle of a build:
 # timers that clean, scrub or update, and a login prompt on the serial
-# console that the host reads.
+# console that the host reads (ttyS0, ttyAMA0: the console= of the kernel
+# command line, which the installed system boots with too).
+REVIVE_CONSOLE=$(sed -n 's/.*console=\([A-Za-z0-9]*\).*/\1/p' /proc/cmdline)
 REVIVE_MASKED="apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer
     e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer
     systemd-tmpfiles-clean.timer systemd-networkd-wait-online.service
-    serial-getty@ttyS0.service"
+    serial-getty@${REVIVE_CONSOLE:-ttyS0}.service"
 REVIVE_ENABLED="systemd-networkd.service revive-ready.service"
 
 copy_system() {
     say "unpacking the Debian system"
     tar -x -z -f "$CDROM/system.tar.gz" -C "$TARGET" || fail "unpacking system.tar.gz"
+    second_stage
     say "adding revive's files"
     (cd "$TARGET" && cpio -i -d -m -u <"$CDROM/system.cpio") 2>/dev/null \
         || fail "unpacking system.cpio"
@@ -37,6 +42,25 @@ in_target() {
 leave_target() {
     umount "$TARGET/proc" "$TARGET/dev" 2>/dev/null
     return 0
+}
+
+# A root made by debootstrap --foreign (another architecture than the
+# host's) has its packages unpacked but not configured: debootstrap's second
+# stage configures them here, natively in the guest. Its log is kept in
+# /var/log/revive-second-stage.log of the installed system.
+second_stage() {
+    [ -x "$TARGET/debootstrap/debootstrap" ] || return 0
+    say "configuring the Debian packages (debootstrap --second-stage)"
+    log=/tmp/second-stage.log
+    if ! in_target /debootstrap/debootstrap --second-stage >"$log" 2>&1; then
+        tail -n 15 "$log" "$TARGET/debootstrap/debootstrap.log" 2>/dev/null >/dev/console
+        fail "debootstrap --second-stage"
+    fi
+    leave_target
+    mkdir -p "$TARGET/var/log" && cp "$log" "$TARGET/var/log/revive-second-stage.log"
+    # As mmdebstrap leaves a root: no SSH host key (make_host_key makes
+    # this install's own) and no apt lists.
+    rm -f "$TARGET"/etc/ssh/ssh_host_* "$TARGET"/var/lib/apt/lists/*_*
 }
 
 apply_answers() {

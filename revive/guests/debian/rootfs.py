@@ -1,5 +1,11 @@
 """The Debian guest's root filesystem, made on the host from Debian packages
-by mmdebstrap, without a VM, and cached by its recipe.
+without a VM, and cached by its recipe.
+
+Who makes it (``maker``): mmdebstrap when the host runs the guest's
+architecture; else ``debootstrap --foreign`` (under fakeroot when not
+root), which only downloads and unpacks, so no binfmt_misc and no
+qemu-user are needed: the packages are configured inside the emulated
+guest at install time (``second_stage`` in installer-hooks.sh).
 
 The recipe is the suite, the sources (deb822 text), the package list and
 mmdebstrap's options; a root made from the same recipe is reused, so the
@@ -14,17 +20,23 @@ default Debian) or ``fakechroot``.
 
 import hashlib
 import json
+import os
 import shutil
 import tarfile
 import time
+from urllib.parse import unquote
 from dataclasses import dataclass
 from pathlib import Path
 
 from revive.core.errors import UserError
 from revive.core.files import atomic_path, sha256_file
 from revive.core.proc import run
+from revive.qemu.devices import ARCHES
 
 from . import apt
+
+MMDEBSTRAP = "mmdebstrap"
+FOREIGN = "debootstrap --foreign"
 
 VARIANT = "minbase"
 RECORDS = "usr/share/revive"
@@ -61,9 +73,21 @@ class Root:
     info: dict
 
 
-def recipe(suite: str, sources: "list[apt.Source]", packages: "list[str]") -> dict:
-    return {"suite": suite, "sources": apt.deb822(sources), "packages": sorted(set(packages)),
+def maker(arch: str, host_machine: "str | None" = None) -> str:
+    """How the root of a guest of ``arch`` is made on this host: mmdebstrap
+    when the host's ``uname -m`` is the guest's, else debootstrap --foreign."""
+    host_machine = host_machine or os.uname().machine
+    return MMDEBSTRAP if ARCHES[arch].uname == host_machine else FOREIGN
+
+
+def recipe(suite: str, sources: "list[apt.Source]", packages: "list[str]",
+           arch: str = "amd64", made_by: str = MMDEBSTRAP) -> dict:
+    spec = {"suite": suite, "sources": apt.deb822(sources), "packages": sorted(set(packages)),
             "variant": VARIANT, "dpkg_options": DPKG_OPTIONS, "hooks": HOOKS}
+    if made_by != MMDEBSTRAP or arch != "amd64":
+        # (amd64 by mmdebstrap keeps the key it always had.)
+        spec.update(arch=arch, maker=made_by)
+    return spec
 
 
 def cache_key(recipe_: dict) -> str:
@@ -72,18 +96,22 @@ def cache_key(recipe_: dict) -> str:
 
 
 def folder_for(suite: str, sources: "list[apt.Source]", packages: "list[str]",
-               cache: Path) -> Path:
+               cache: Path, arch: str = "amd64", made_by: str = MMDEBSTRAP) -> Path:
     """Where the root of this recipe is (or will be) cached."""
-    return Path(cache) / "debian-root" / f"{suite}-{cache_key(recipe(suite, sources, packages))}"
+    spec = recipe(suite, sources, packages, arch, made_by)
+    name = suite if arch == "amd64" else f"{suite}-{arch}"
+    return Path(cache) / "debian-root" / f"{name}-{cache_key(spec)}"
 
 
 def build(suite: str, sources: "list[apt.Source]", packages: "list[str]",
-          cache: Path, log: Path) -> Root:
+          cache: Path, log: Path, arch: str = "amd64", made_by: str = MMDEBSTRAP) -> Root:
     """The cached root for this recipe, made first if need be."""
-    spec = recipe(suite, sources, packages)
-    folder = folder_for(suite, sources, packages, cache)
+    spec = recipe(suite, sources, packages, arch, made_by)
+    folder = folder_for(suite, sources, packages, cache, arch, made_by)
     if (folder / INFO).is_file() and (folder / ROOT_TAR).is_file():
         return Root(folder / ROOT_TAR, json.loads((folder / INFO).read_text()))
+    if made_by == FOREIGN:
+        return _build_foreign(spec, arch, sources, folder, log)
     mmdebstrap = shutil.which("mmdebstrap")
     if not mmdebstrap:
         raise UserError("mmdebstrap not found: run ./setup.sh (or apt-get install "
@@ -101,9 +129,94 @@ def build(suite: str, sources: "list[apt.Source]", packages: "list[str]",
         seconds = round(time.monotonic() - start, 1)
         version = run([mmdebstrap, "--version"]).strip()
         info = {**spec, **read_records(tmp / ROOT_TAR), "mmdebstrap": version,
+                "made_by": version,
                 "seconds": seconds, "sha256": sha256_file(tmp / ROOT_TAR)}
         (tmp / INFO).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
     return Root(folder / ROOT_TAR, info)
+
+
+def _build_foreign(spec: dict, arch: str, sources: "list[apt.Source]", folder: Path,
+                   log: Path) -> Root:
+    """``debootstrap --foreign``: the packages downloaded, checked and
+    unpacked into a tree with debootstrap's second stage in /debootstrap;
+    the records written from what it fetched; then one tarball."""
+    debootstrap = shutil.which("debootstrap", path=os.pathsep.join(
+        [os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin"]))
+    if not debootstrap:
+        raise UserError("debootstrap not found: run ./setup.sh (or apt-get install "
+                        "debootstrap) to make a Debian guest's root for another architecture")
+    main = next((s for s in sources if s.suite == spec["suite"]), None)
+    if main is None:
+        raise UserError(f"config.toml: [guest] mirror: no source carries {spec['suite']!r} "
+                        "for debootstrap; set [guest] mirror to an archive URL that has it")
+    # Not root: fakeroot records the owners and device nodes debootstrap
+    # makes, and the tar of the same session writes them.
+    fake = [] if os.geteuid() == 0 else [_need("fakeroot")]
+    with atomic_path(folder) as tmp:
+        tmp.mkdir(parents=True)
+        (tmp / "sources.sources").write_text(spec["sources"])
+        target, state = tmp / "root", tmp / "fakeroot.state"
+        keyring = [f"--keyring={main.signed_by}"] \
+            if main.signed_by and main.signed_by.startswith("/") else []
+        start = time.monotonic()
+        run([*fake, *(["-s", state] if fake else []), debootstrap, "--foreign",
+             f"--arch={arch}", f"--variant={VARIANT}",
+             f"--include={','.join(spec['packages'])}", *keyring,
+             spec["suite"], target, main.uri],
+            log=log, timeout=3600, what=f"debootstrap --foreign --arch={arch} (the Debian root)")
+        _foreign_records(target)
+        run([*fake, *(["-i", state, "-s", state] if fake else []), "tar", "-C", target,
+             "--numeric-owner", "-czf", tmp / ROOT_TAR, "."],
+            log=log, timeout=1800, what="tar of the Debian root")
+        seconds = round(time.monotonic() - start, 1)
+        shutil.rmtree(target, ignore_errors=True)
+        if fake:
+            state.unlink(missing_ok=True)
+        version = "debootstrap " + _debootstrap_version(debootstrap)
+        info = {**spec, **read_records(tmp / ROOT_TAR), "made_by": version,
+                "seconds": seconds, "sha256": sha256_file(tmp / ROOT_TAR)}
+        (tmp / INFO).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+    return Root(folder / ROOT_TAR, info)
+
+
+def _need(command: str) -> str:
+    found = shutil.which(command)
+    if not found:
+        raise UserError(f"{command} not found: run ./setup.sh (or apt-get install {command}) "
+                        "to make a Debian guest's root for another architecture as a user")
+    return found
+
+
+def _debootstrap_version(debootstrap: str) -> str:
+    # debootstrap has no --version; the script carries VERSION='1.0.128+nmu2'.
+    for line in Path(debootstrap).read_text(errors="replace").splitlines():
+        if line.startswith("VERSION="):
+            return line.split("=", 1)[1].strip("'\"")
+    return "(version unknown)"
+
+
+def _foreign_records(target: Path) -> None:
+    """What mmdebstrap's hooks record, for a root whose packages are not
+    configured yet: the Release files debootstrap read, and the packages
+    it fetched (debootstrap/debpaths: NAME PATH/NAME_VERSION_ARCH.deb).
+    The dpkg options go where dpkg reads them at the second stage."""
+    records = target / RECORDS
+    records.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for path in sorted((target / "var/lib/apt/lists").glob("*Release")):
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith(("Origin:", "Suite:", "Codename:", "Date:")):
+                lines.append(f"{path.name}:{line}")
+    (records / "releases").write_text("".join(f"{l}\n" for l in lines))
+    installed = []
+    for line in (target / "debootstrap/debpaths").read_text().splitlines():
+        name, _, deb = line.partition(" ")
+        version = unquote(Path(deb).name[:-len(".deb")].split("_")[1])
+        installed.append(f"{name}\t{version}\n")
+    (records / "packages").write_text("".join(sorted(installed)))
+    (target / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True, exist_ok=True)
+    (target / "etc/dpkg/dpkg.cfg.d/revive-nodoc").write_text(
+        "".join(f"{o}\n" for o in DPKG_OPTIONS))
 
 
 def read_records(tarball: Path) -> dict:
@@ -141,7 +254,9 @@ def parse_releases(text: str) -> "dict[str, dict[str, str]]":
 def packages_listing(info: dict) -> str:
     """artifacts/payload/debian-packages.txt: the mirror state, then
     ``dpkg-query -W`` of the root."""
-    lines = [f"# The Debian guest's root: suite {info['suite']}, made by {info['mmdebstrap']}",
+    made_by = info.get("made_by") or info["mmdebstrap"]
+    arch = f" {info['arch']}" if "arch" in info else ""
+    lines = [f"# The Debian guest's root: suite {info['suite']}{arch}, made by {made_by}",
              f"# requested: {' '.join(info['packages'])}", "# from:"]
     lines += [f"#   {l}" for l in info["sources"].splitlines() if l.startswith(("URIs", "Suites"))]
     for source, fields in sorted(info["releases"].items()):

@@ -117,8 +117,7 @@ class LinuxKind(GuestKind):
         return installer.ISO_BOOT if self.arch().media_bus == "ide" else None
 
     def arch(self) -> Arch:
-        # Stages that see no [guest] arch (the Debian guest's after its
-        # payload) are amd64.
+        # A kind without a [guest] arch key is amd64.
         return ARCHES[getattr(self.settings, "arch", None) or "amd64"]
 
     # -- media -------------------------------------------------------------
