@@ -10,7 +10,7 @@ def pytest_addoption(parser):
                     "(marker: debian_arch)").addoption(
         "--debian-arch", choices=("arm64", "riscv64"), default=None, metavar="ARCH",
         help="run tests/integration/test_debian_arch.py for ARCH (arm64 or riscv64); "
-             "without it they are deselected (about 25 minutes each under TCG)")
+             "without it they are deselected (25-35 minutes each under TCG)")
     group = parser.getgroup("windows", "Windows acceptance run (marker: windows)")
     group.addoption("--windows-iso", metavar="PATH",
                     help="your Windows install ISO; without it the windows tests are skipped")

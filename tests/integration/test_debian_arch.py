@@ -5,10 +5,10 @@ inside the emulated guest at install, snapshotted, and three builds in
 revived copies: `uname -m`, a C program compiled and run, and GNU hello
 from its Debian source package with `make check`.
 
-Not in the default run (about 25 minutes on arm64 here): marker
+Not in the default run (35 minutes on arm64, 28 on riscv64 here): marker
 `debian_arch`, selected by the architecture to test:
 
-    /work/heavy .venv/bin/pytest -p no:xdist tests/integration/test_debian_arch.py \\
+    /work/heavy .venv/bin/pytest -n 0 tests/integration/test_debian_arch.py \\
         --debian-arch arm64 -q
 """
 
