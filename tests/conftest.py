@@ -11,6 +11,11 @@ def pytest_addoption(parser):
         "--debian-arch", choices=("arm64", "riscv64"), default=None, metavar="ARCH",
         help="run tests/integration/test_debian_arch.py for ARCH (arm64 or riscv64); "
              "without it they are deselected (25-35 minutes each under TCG)")
+    parser.getgroup("tiny_arches", "the tiny guest on other architectures").addoption(
+        "--tiny-arches", default="arm64,riscv64", metavar="ARCH,...|all",
+        help="the architectures tests/integration/test_arch.py runs a project for "
+             "(default arm64,riscv64, what CI runs; 'all' adds armhf, ppc64el and s390x, "
+             "about 3 minutes more)")
     group = parser.getgroup("windows", "Windows acceptance run (marker: windows)")
     group.addoption("--windows-iso", metavar="PATH",
                     help="your Windows install ISO; without it the windows tests are skipped")
@@ -51,6 +56,17 @@ def pytest_collection_modifyitems(config, items):
         # The foreign Debian guests only when asked for (CI's suite would
         # pass its 20 minutes): --debian-arch ARCH.
         gone = [i for i in items if i.get_closest_marker("debian_arch")]
+        if gone:
+            config.hook.pytest_deselected(items=gone)
+            items[:] = [i for i in items if i not in gone]
+    arches = config.getoption("--tiny-arches")
+    if arches != "all":
+        # test_arch's projects of the architectures not asked for (CI runs
+        # arm64 and riscv64; the others cost 40-80 s each under TCG).
+        wanted = set(arches.split(","))
+        gone = [i for i in items if i.nodeid.split("::")[0].endswith("test_arch.py")
+                and getattr(i, "callspec", None) is not None
+                and i.callspec.params.get("project", None) not in (None, *wanted)]
         if gone:
             config.hook.pytest_deselected(items=gone)
             items[:] = [i for i in items if i not in gone]
