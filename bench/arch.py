@@ -81,6 +81,9 @@ def debian_config(arch: str, project: Path) -> str:
 def one(arch: str, runs: int, root: Path, kind: str = "tiny", hello: bool = False,
         project: "Path | None" = None) -> dict:
     first = None
+    # The previous arch's project must not be this one's config (doit runs
+    # below inherit the environment).
+    os.environ.pop("REVIVE_CONFIG", None)
     if project is None:
         project = root / arch
         project.mkdir()
