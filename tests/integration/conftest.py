@@ -4,6 +4,7 @@ file order and put back what they change)."""
 
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -35,8 +36,8 @@ class Project:
         self.artifacts = root / "artifacts"
         self.config = root / "config.toml"
 
-    def doit(self, *args, check=True, timeout=900):
-        env = dict(os.environ, REVIVE_CACHE=str(REPO / "artifacts" / "cache"))
+    def doit(self, *args, check=True, timeout=900, env=None):
+        env = dict(os.environ, REVIVE_CACHE=str(REPO / "artifacts" / "cache"), **(env or {}))
         proc = subprocess.run([*DOIT, "-d", str(self.root), *args], env=env,
                               capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
@@ -145,3 +146,23 @@ def no_qemu_left_behind(request):
 def interrupt(proc: subprocess.Popen, sig=signal.SIGINT) -> None:
     """What a terminal's Ctrl-C does: the signal to the whole process group."""
     os.killpg(proc.pid, sig)
+
+
+def system_user(name: str) -> "pwd.struct_passwd":
+    """A plain user of this machine, made if missing. One name per module:
+    a module's teardown kills every process of its user (pkill -u), which
+    must not reach another module's test running meanwhile on the other
+    xdist worker (test_windows_smb1's smbd once lost its helpers so, and
+    its tree connect failed with NT_STATUS_NO_MEMORY)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+        # useradd fails while another one holds /etc/passwd's lock.
+        made = subprocess.run(["useradd", "--create-home", name], capture_output=True, text=True)
+        if made.returncode != 0 and time.monotonic() > deadline:
+            raise AssertionError(f"useradd {name} failed for 30 s: {made.stderr.strip()}")
+        if made.returncode != 0:
+            time.sleep(0.5)

@@ -19,7 +19,7 @@ import pytest
 
 from tests import configs
 
-from .conftest import CONFIG, REPO, executed, qemu_processes
+from .conftest import CONFIG, REPO, executed, qemu_processes, system_user
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a user")]
@@ -29,11 +29,7 @@ USER = "revive-plain"
 
 @pytest.fixture(scope="module")
 def plain_user():
-    try:
-        pwd.getpwnam(USER)
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", USER], check=True)
-    return pwd.getpwnam(USER)
+    return system_user(USER)
 
 
 @pytest.fixture

@@ -32,8 +32,7 @@ from revive.machine import share_folders
 from revive.qemu import Qemu, saved
 from tasks.common import Paths
 
-from .conftest import REPO, processes_mentioning
-from .test_unprivileged import plain_user  # noqa: F401 (a fixture)
+from .conftest import REPO, processes_mentioning, system_user
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not shutil.which("smbclient"), reason="needs smbclient")]
@@ -179,6 +178,11 @@ def test_xp_shares_are_served_over_smb1_to_a_real_smb1_client(xp_vm, tmp_path):
     assert len(served.children) >= 5      # one smbd per connection, as slirp starts it
     # nothing of this VM's Samba outlives it (samba-dcerpcd, rpcd_* helpers)
     assert processes_mentioning(str(work)) == []
+
+
+@pytest.fixture
+def plain_user():
+    return system_user("revive-smb1")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a user")
