@@ -8,6 +8,7 @@ goes to a log file whose tail every error carries.
 
 import ctypes
 import functools
+import os
 import re
 import shlex
 import shutil
@@ -78,8 +79,14 @@ class Qemu:
     QMP channel, the serial console and the process plumbing."""
 
     def __init__(self, args: "list[str]", *, name: str, logdir: Path,
-                 quit_timeout: float = 10, binary: str = BINARY):
+                 quit_timeout: float = 10, binary: str = BINARY,
+                 tmpdir: "Path | None" = None):
         self.args = [str(a) for a in args]
+        # QEMU's own temporary files (smb='s qemu-smb.XXXXXX: smbd's
+        # configuration, databases and log) go here and are removed with
+        # it: QEMU only removes them itself when it quits, and a revived
+        # copy is killed.
+        self.tmpdir = Path(tmpdir) if tmpdir is not None else None
         self.binary = binary
         self.name = name
         self.serial_log = Path(logdir) / f"{name}-serial.log"
@@ -102,6 +109,10 @@ class Qemu:
                      "-mon", "chardev=qmp,mode=control",
                      "-chardev", f"file,id=serial0,path={self.serial_log}",
                      "-serial", "chardev:serial0", *self.args]
+        env = None
+        if self.tmpdir is not None:
+            self.tmpdir.mkdir(parents=True, exist_ok=True)
+            env = dict(os.environ, TMPDIR=str(self.tmpdir))
         with open(self.qemu_log, "w") as log:
             log.write("+ " + shlex.join(self.argv) + "\n")
             log.flush()
@@ -109,7 +120,7 @@ class Qemu:
                 self.proc = subprocess.Popen(
                     self.argv, stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, pass_fds=[theirs.fileno()],
-                    preexec_fn=_die_with_parent)
+                    preexec_fn=_die_with_parent, env=env)
             finally:
                 theirs.close()
         self._sock = ours
@@ -163,6 +174,8 @@ class Qemu:
             if self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait()
+            if self.tmpdir is not None:
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
             if self.qmp is not None:
                 # The library's close() waits without a deadline for its
                 # reader to finish; a socket shut down here ends it at once.
@@ -340,11 +353,11 @@ def port_in_use(machine: Qemu) -> bool:
 
 
 def launch_with_port(make_args, *, name: str, logdir: Path, tries: int = 5,
-                     binary: str = BINARY) -> "tuple[Qemu, int]":
+                     binary: str = BINARY, tmpdir: "Path | None" = None) -> "tuple[Qemu, int]":
     """Launch a machine whose argv needs a host port, retrying on collision."""
     for attempt in range(tries):
         port = free_port()
-        machine = Qemu(make_args(port), name=name, logdir=logdir, binary=binary)
+        machine = Qemu(make_args(port), name=name, logdir=logdir, binary=binary, tmpdir=tmpdir)
         try:
             machine.launch()
             return machine, port

@@ -274,14 +274,17 @@ def test_killing_doit_outright_still_takes_qemu_down(built):
     assert qemu_processes(str(built.root)) == []
 
 
-def test_smb_shares_work_on_the_linux_guest(built):
+def test_smb_shares_work_on_the_linux_guest(built, tmp_path):
     text = built.config.read_text()
     text = text[:text.index("[builds.fails]")]
     for guest in ('guest = "/mnt/src"\n', 'guest = "/mnt/exchange"\n'):
         text = text.replace(guest, guest + 'transport = "smb"\n', 1)
     built.config.write_text(text)
-    proc = built.doit("build")
+    proc = built.doit("build", env={"TMPDIR": str(tmp_path)})
     assert proc.executed == {"snapshot", "build:hello", "build:other"}
+    # QEMU's smb= writes smbd's files to a qemu-smb.XXXXXX of its TMPDIR and
+    # removes them only when it quits; a revived copy is killed.
+    assert list(tmp_path.glob("qemu-smb.*")) == []
     meta = json.loads((built.artifacts / "snapshot" / "meta.json").read_text())
     assert any(",smb=@smb@" in arg for arg in meta["argv"])
     # Only the guest agent's output share is 9p.
