@@ -4,24 +4,36 @@ channel I/O) from an empty project to a first build (payload, install with
 the installer booted directly and its media on virtio disks found by
 serial, snapshot), a binary of that architecture run from a 9p share,
 uname -m as the guest says it, a snapshot refused in one line by a QEMU
-that cannot revive it, and by a host without the emulator. On arm64 also:
-the same build over SSH with both shares over SMB, and a failed build's
-kept copy reopened in `doit shell`.
+that cannot revive it, and by a host without the emulator; the build sent
+to a real Dask cluster (a `dask scheduler` and `python -m
+revive.cluster.worker` processes on loopback), where only the worker that
+has the arch's emulator is given it, and without that worker it fails in
+one line after `[cluster] wait_for_worker`; the same build over SSH with
+both shares over SMB, and a failed build's kept copy reopened in `doit
+shell`.
 
 One project per architecture (its own install and snapshot, about a minute
-under TCG); tests run in file order and put back what they change.
+under TCG) and one cluster for them all; tests run in file order and put
+back what they change.
 """
 
+import contextlib
 import json
+import os
+import shutil
+import signal
 import time
 
 import pytest
 
+from revive.cluster import certs
 from revive.guests import debs
 from revive.guests.linux import installer, pins as linux_pins
 from revive.qemu import process as qemu
 from revive.qemu.devices import ARCHES
+from tests import configs
 
+from .cluster import Cluster, running
 from .conftest import REPO, Project, qemu_processes
 from .terminal import PROMPT, Terminal
 
@@ -137,9 +149,112 @@ def test_a_host_without_the_emulator_is_told_which_package_has_it(project, tmp_p
     assert "Traceback" not in out
 
 
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A real `dask scheduler` and two workers on loopback, shared by every
+    architecture's project: "any", which offers every emulator installed
+    here, and "x86", whose PATH has qemu-system-x86_64 alone, so that it
+    offers amd64 snapshots only."""
+    root = tmp_path_factory.mktemp("cl")
+    certs.make(root / "certs")
+    x86 = root / "x86-only"
+    x86.mkdir()
+    for tool in ("qemu-system-x86_64", "qemu-img"):
+        (x86 / tool).symlink_to(shutil.which(tool))
+    with running(Cluster(root)) as c:
+        c.start_scheduler()
+        c.start_worker("any", 1)
+        c.start_worker("x86", 1, env=dict(os.environ, PATH=str(x86)))
+        c.wait_workers(["any", "x86"])
+        yield c
+
+
+@contextlib.contextmanager
+def on_the_cluster(project, cluster):
+    """The project's builds go to ``cluster`` inside the block (``[cluster]``
+    in its config.toml, REVIVE_SCHEDULER), to this host again after it."""
+    before = configs.edit(project.config, {"cluster": {
+        "scheduler": "tls://127.0.0.1:9", "store": f"file://{cluster.root / 'store'}",
+        "certs": str(cluster.root / "certs"), "wait_for_worker": "8s"}})
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("REVIVE_SCHEDULER", cluster.address)
+            yield
+    finally:
+        configs.write(project.root, before)
+
+
+def fetched(cluster, label: str) -> list:
+    """What the worker ``label`` fetched from the store into its cache."""
+    objects = cluster.root / label / "objects"
+    return sorted(objects.iterdir()) if objects.exists() else []
+
+
+def wanted(project) -> str:
+    return f"qemu-{qemu.version(project.arch.qemu)}-tcg-{project.arch.uname}"
+
+
+def test_the_build_lands_on_the_worker_that_can_revive_its_architecture(project, cluster):
+    if "any" not in cluster.procs:          # the previous architecture's test below stopped it
+        cluster.names.pop("any", None)
+        cluster.start_worker("any", 1)
+        cluster.wait_workers(["any", "x86"])
+    with on_the_cluster(project, cluster):
+        assert project.doit("forget", "build:hello").returncode == 0
+        proc = project.doit("build:hello")
+    assert proc.executed == {"build:hello"}          # the snapshot made here is the one sent
+    # What each worker said it offers, as it started.
+    assert f'"{wanted(project)}": 1' in (cluster.root / "any.log").read_text()
+    assert wanted(project) not in (cluster.root / "x86.log").read_text()
+    name = cluster.names["any"]
+    assert f"build hello: placed on {name} (tls://" in proc.stdout
+    remote = project.result("hello")
+    assert remote["exit_code"] == 0 and remote["worker"]["name"] == name
+    out = project.artifacts / "builds" / "hello" / "outputs"
+    remote_out = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert remote_out["arch.txt"].decode().strip() == project.arch.uname
+    assert (project.artifacts / "builds" / "hello" / "log").read_text().startswith(
+        "src /mnt/src 9p ro,")
+    # The worker fetched the snapshot into its own cache; the other never did.
+    assert fetched(cluster, "any") and fetched(cluster, "x86") == []
+
+    # The same build on this host: the same outputs and result, but where it ran.
+    assert project.doit("forget", "build:hello").returncode == 0
+    local = project.doit("build:hello")
+    assert "placed on" not in local.stdout
+    here = project.result("hello")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == remote_out
+    assert set(remote) - set(here) == {"worker"}
+    assert {k: remote[k] for k in here if k != "timings"} == \
+        {k: here[k] for k in here if k != "timings"}
+
+
+def test_no_worker_that_can_revive_the_architecture_is_one_line(project, cluster):
+    cluster.kill("any", signal.SIGTERM)      # "x86" is left: it offers x86_64 only
+    with on_the_cluster(project, cluster):
+        assert project.doit("forget", "build:hello").returncode == 0
+        start = time.monotonic()
+        proc = project.doit("build:hello", check=False, timeout=120)
+        took = time.monotonic() - start
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "placed on" not in out, out
+    assert (f"revive: build hello: no worker of {cluster.address} offered {wanted(project)}, vm "
+            f"within 8 s ([cluster] wait_for_worker); workers offer: {cluster.names['x86']}: "
+            f"qemu-{qemu.version()}-tcg-x86_64. Start one") in out, out
+    assert 8 <= took < 40 and "Traceback" not in out
+    assert fetched(cluster, "x86") == []
+
+
+# Open: a riscv64 copy kept after a build over the guest agent stops answering
+# in `doit shell` once the first command is typed (the prompt comes; nothing
+# after it, twice in two runs); kept after a build over SSH it answers, and so
+# does a shell in a fresh copy. Cause not found yet (docs/architectures.md).
+KEPT_SHELL_OPEN = {"riscv64"}
+
+
 def test_a_failed_build_keeps_its_copy_and_the_shell_reopens_it(project):
-    if project.arch.name != "arm64":
-        pytest.skip("once, on arm64: the suite stays lean")
+    if project.arch.name in KEPT_SHELL_OPEN:
+        pytest.skip(f"open on {project.arch.name}: its kept copy stalls in the shell")
     project.config.write_text(project.config.read_text() + FAILS_KEPT)
     proc = project.doit("build:post-mortem", check=False)
     assert proc.returncode != 0
@@ -159,8 +274,6 @@ def test_a_failed_build_keeps_its_copy_and_the_shell_reopens_it(project):
 
 
 def test_the_same_build_over_ssh_with_both_shares_over_smb(project):
-    if project.arch.name != "arm64":
-        pytest.skip("once, on arm64: the suite stays lean")
     text = project.config.read_text().replace('memory = "256M"',
                                               'memory = "256M"\nchannel = "ssh"')
     for guest in ('guest = "/mnt/src"\n', 'guest = "/mnt/xchg"\n'):
