@@ -166,37 +166,69 @@ class Agent:
             return {}          # garbage from a previous client: skip it
         return answer if isinstance(answer, dict) else {}
 
-    def sync(self, timeout: float, setting: str = "[timeouts] revive") -> None:
+    def sync(self, timeout: float, setting: str = "[timeouts] revive",
+             then: "dict | None" = None) -> Optional[dict]:
         """Flush the agent's parser and our buffer: 0xFF, guest-sync-delimited
         with a random id, drop everything until its answer. Resent every
-        SYNC_RETRY seconds (a request may land before the agent reads)."""
+        SYNC_RETRY seconds (a request may land before the agent reads).
+
+        ``then``: a request sent in the same write right behind the first
+        sync (a revived guest's first command: one round trip less). The
+        agent reads in order, so when it answers that sync, the next answer
+        is the request's, returned; None when the first sync went unanswered
+        and was resent (the request was lost with it: the caller sends it)."""
         deadline = time.monotonic() + timeout
+        first = None                  # the id of the sync sent with ``then``
         while True:
             ident = random.randrange(1, 2 ** 31)
-            self.buffer = b""
-            self._send(DELIMITER + json.dumps(
-                {"execute": "guest-sync-delimited", "arguments": {"id": ident}}).encode())
+            message = DELIMITER + json.dumps(
+                {"execute": "guest-sync-delimited", "arguments": {"id": ident}}).encode()
+            if then is not None and first is None:
+                first = ident
+                message += json.dumps(then).encode() + b"\n"
+            self._send(message)
             retry = min(deadline, time.monotonic() + SYNC_RETRY)
             while True:
-                # Skip to the delimiter the agent sends before its answer.
-                if DELIMITER in self.buffer:
-                    self.buffer = self.buffer[self.buffer.rindex(DELIMITER) + 1:]
-                answer = self._line(retry)
-                if answer is None:
+                got = self._synced({ident, first})
+                if got is not None or time.monotonic() >= retry:
                     break
-                if answer.get("return") == ident:
-                    return
+                self._read_some(retry)
+            if got is not None and got == first:
+                return self._answer(then["execute"], 30)
+            if got is not None:
+                return None
             if time.monotonic() >= deadline:
                 raise AgentError(f"the guest agent did not answer within {timeout:.0f} s "
                                  f"({setting}); the guest's console: {self.log}")
 
+    def _synced(self, idents: set) -> Optional[int]:
+        """Consume the buffer up to the answer of a sync with one of
+        ``idents``, which is returned; None (the rest kept) when it is not
+        there yet. A sync's answer starts with 0xFF: stale answers and a
+        garbled line left by an earlier client are skipped."""
+        while DELIMITER in self.buffer:
+            rest = self.buffer[self.buffer.index(DELIMITER) + 1:]
+            line, newline, after = rest.partition(b"\n")
+            if not newline:
+                self.buffer = DELIMITER + rest
+                return None
+            self.buffer = after
+            # A line cut by a later delimiter: what follows the last one.
+            line = line.rsplit(DELIMITER, 1)[-1]
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(answer, dict) and answer.get("return") in idents:
+                return answer["return"]
+        return None
+
     def call(self, command: str, timeout: float = 30, **arguments):
-        request = {"execute": command}
-        if arguments:
-            request["arguments"] = arguments
-        self._send(json.dumps(request).encode() + b"\n")
-        deadline = time.monotonic() + timeout
-        answer = self._line(deadline)
+        self._send(json.dumps(request(command, **arguments)).encode() + b"\n")
+        return self._answer(command, timeout)
+
+    def _answer(self, command: str, timeout: float):
+        answer = self._line(time.monotonic() + timeout)
         if answer is None:
             raise AgentError(f"the guest agent did not answer {command} within "
                              f"{timeout:.0f} s", log=self.log)
@@ -208,6 +240,13 @@ class Agent:
             raise AgentError(f"guest agent {command}: unexpected answer {answer!r:.200}",
                              log=self.log)
         return answer["return"]
+
+
+def request(command: str, **arguments) -> dict:
+    out: dict = {"execute": command}
+    if arguments:
+        out["arguments"] = arguments
+    return out
 
 
 class AgentSession(Channel):
@@ -223,22 +262,44 @@ class AgentSession(Channel):
         # separate first process pays TCG's translation cost again.
         self.prelude: "Optional[Callable[[], str]]" = None
         self.prelude_what = "preparing the revived guest"
+        # False when the stream share is known not to be mounted (a revived
+        # copy: QEMU saves no state with a 9p mount), so the wrapper does
+        # not look; None: unknown.
+        self.stream_mounted: Optional[bool] = None
+        # A sync to send with the first guest-exec (sync_with_first_command).
+        self.pending_sync: "Optional[tuple[float, str, Callable[[UserError], UserError]]]" = None
 
     def close(self) -> None:
         self.agent.close()
 
     def sync(self, timeout: float, setting: str = "[timeouts] revive") -> None:
+        self.pending_sync = None
         self.agent.sync(timeout, setting)
+
+    def sync_with_first_command(self, timeout: float, setting: str,
+                                wrap: Callable[[UserError], UserError]) -> None:
+        """Sync (``sync``) in the same write as the next guest-exec, not now:
+        a revived guest's agent answers its first request slowly, and the
+        command's request rides along with the sync instead of waiting for
+        its answer. ``wrap`` makes the error of a failed sync the caller's."""
+        self.pending_sync = (timeout, setting, wrap)
 
     # -- commands ----------------------------------------------------------
     def _spawn(self, script: str, capture: bool) -> int:
         # setsid: the command gets its own process group, so a deadline kills
         # all of it (qemu-ga's children are not group leaders, so setsid does
         # not fork and the pid stays the command's).
-        answer = self.agent.call("guest-exec", path="/usr/bin/setsid",
-                                 arg=["/bin/sh", "-c", script],
-                                 env=[f"{k}={v}" for k, v in BASE_ENV.items()],
-                                 **{"capture-output": capture})
+        args = {"path": "/usr/bin/setsid", "arg": ["/bin/sh", "-c", script],
+                "env": [f"{k}={v}" for k, v in BASE_ENV.items()], "capture-output": capture}
+        answer = None
+        if self.pending_sync is not None:
+            (timeout, setting, wrap), self.pending_sync = self.pending_sync, None
+            try:
+                answer = self.agent.sync(timeout, setting, then=request("guest-exec", **args))
+            except UserError as err:
+                raise wrap(err) from None
+        if answer is None:
+            answer = self.agent.call("guest-exec", **args)
         return int(answer["pid"])
 
     def _status(self, pid: int) -> dict:
@@ -323,8 +384,9 @@ class AgentSession(Channel):
         follower = _Follower(self.stream_dir / name)
         done = self.stream_dir / done_name
         prelude_file = self.stream_dir / f"{name}.prepare"
-        script = _wrapper(command, name, self.prelude() if self.prelude else None)
-        self.prelude = None
+        script = _wrapper(command, name, self.prelude() if self.prelude else None,
+                          fresh=self.stream_mounted is False)
+        self.prelude, self.stream_mounted = None, None
         output = bytearray()
         watch = DirWatch(self.stream_dir)
         try:
@@ -347,6 +409,13 @@ class AgentSession(Channel):
                                          time.monotonic() - start, "timeout")
                 events = watch.wait(min(0.2, deadline - now, max(0.0, next_poll - now)))
                 _drain(follower, output, sink)
+                if os.path.lexists(done):
+                    # The wrapper's last word: the command ended, with this
+                    # exit code (the wrapper's own, when it exits next).
+                    code = _done_exit(_small_file(done))
+                    if code is not None:
+                        status = {"exitcode": code}
+                        break
                 if os.path.lexists(done) or any(_ends(mask, event, name)
                                                 for mask, event in events):
                     suspect = True
@@ -388,18 +457,20 @@ class AgentSession(Channel):
                              time.monotonic() - start, phases=phases)
 
 
-def _wrapper(command: str, name: str, prelude: "str | None") -> str:
-    """The guest side of a streamed command: mount the stream share, run
+def _wrapper(command: str, name: str, prelude: "str | None", fresh: bool = False) -> str:
+    """The guest side of a streamed command: mount the stream share
+    (``fresh``: without looking whether it is mounted), run
     the prelude (its output to NAME.prepare), then the command in a subshell
     (on lines of its own: it may end in a comment; a subshell so the wrapper
     outlives an `exit` or `exec` in it) with its output to NAME, then leave
-    NAME.done with the guest's uptime at each step, which tells the host the
-    command ended and how long each part took inside the guest (the stream
+    NAME.done with the guest's uptime at each step and the exit code, which
+    tells the host the command ended, how, and how long each part took
+    inside the guest (the stream
     share's mount counts as preparation). `read` and `echo` are shell
     builtins: the timing starts no process."""
     def guest(suffix: str = "") -> str:
         return shlex.quote(f"{STREAM_GUEST}/{name}{suffix}")
-    script = (f"read t0 _ </proc/uptime; {mount_stream_command()} || exit 125; "
+    script = (f"read t0 _ </proc/uptime; {mount_stream_command(fresh)} || exit 125; "
               "cd /root 2>/dev/null; ")
     if prelude:
         script += (f"(\n{prelude}\n) >{guest('.prepare')} 2>&1 </dev/null || "
@@ -408,7 +479,7 @@ def _wrapper(command: str, name: str, prelude: "str | None") -> str:
     else:
         script += "t1=$t0; "
     return script + (f"(\n{command}\n) >{guest()} 2>&1 </dev/null; rc=$?; "
-                     f"read t2 _ </proc/uptime; echo \"$t0 $t1 $t2\" >{guest('.done')}; "
+                     f"read t2 _ </proc/uptime; echo \"$t0 $t1 $t2 $rc\" >{guest('.done')}; "
                      "exit $rc")
 
 
@@ -433,12 +504,21 @@ def _guest_phases(done: str) -> "dict[str, float] | None":
     if done.strip() == "prepare":
         return None
     try:
-        t0, t1, t2 = (float(v) for v in done.split())
+        t0, t1, t2 = (float(v) for v in done.split()[:3])
     except ValueError:
         return {}
     if not 0 <= t1 - t0 <= 1e6 or not 0 <= t2 - t1 <= 1e7:
         return {}
     return {"prepare": round(t1 - t0, 3), "command": round(t2 - t1, 3)}
+
+
+def _done_exit(done: str) -> "int | None":
+    """The command's exit code from a complete NAME.done, else None (not
+    written yet, the prelude failed, or garbled: guest-exec-status says)."""
+    fields = done.split()
+    if len(fields) != 4 or not fields[3].isdigit() or int(fields[3]) > 255:
+        return None
+    return int(fields[3])
 
 
 def _prelude_failed(what: str, code: "int | None", output: str) -> UserError:
@@ -464,13 +544,17 @@ def _ends(mask: int, event: str, name: str) -> bool:
     return bool(mask & IN_CLOSE_WRITE) and event == name
 
 
-def mount_stream_command() -> str:
-    """Mount the stream share unless it is mounted. Shell builtins only
-    (read, test): after a revive every process the guest starts pays TCG's
-    translation again, so the check and the folder's creation start none."""
-    return (f"{{ __rv_m=; while read -r _ __rv_p _; do "
-            f"[ \"$__rv_p\" = {STREAM_GUEST} ] && __rv_m=1; done </proc/mounts; "
-            f"[ -n \"$__rv_m\" ] || {{ {{ [ -d {STREAM_GUEST} ] || mkdir -p {STREAM_GUEST}; }} && "
+def mount_stream_command(fresh: bool = False) -> str:
+    """Mount the stream share unless it is mounted (``fresh``: known not to
+    be; /proc/mounts is not read, which `read` does a byte per system
+    call). Shell builtins only (read, test): after a revive every process
+    the guest starts pays TCG's translation again, so the check and the
+    folder's creation start none."""
+    check = ("" if fresh else
+             f"__rv_m=; while read -r _ __rv_p _; do "
+             f"[ \"$__rv_p\" = {STREAM_GUEST} ] && __rv_m=1; done </proc/mounts; "
+             f"[ -n \"$__rv_m\" ] || ")
+    return (f"{{ {check}{{ {{ [ -d {STREAM_GUEST} ] || mkdir -p {STREAM_GUEST}; }} && "
             f"mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,rw "
             f"{STREAM_TAG} {STREAM_GUEST}; }}; }}")
 

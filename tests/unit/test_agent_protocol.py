@@ -85,6 +85,30 @@ def test_sync_resends_with_a_new_id_until_the_agent_answers():
     assert len(seen) == 2 and seen[0] != seen[1]
 
 
+def test_a_request_sent_with_the_sync_is_answered_once_it_is_synced():
+    stale = b'{"return": {"pid": 7}}\n\xff{"retu'
+    client, peer = pair(lambda r: sync_answer(r, prefix=stale))
+    assert client.sync(5, then=agent.request("guest-exec", path="/bin/true")) == {"pid": 42}
+    assert [r["execute"] for r in peer.requests] == ["guest-sync-delimited", "guest-exec"]
+
+
+def test_a_request_lost_with_the_first_sync_is_the_callers_to_resend():
+    seen = []
+
+    def reply(request):
+        seen.append(request["execute"])
+        # The first write (sync and request) is lost.
+        return sync_answer(request) if len(seen) > 2 else None
+    client, peer = pair(reply)
+    old = agent.SYNC_RETRY
+    agent.SYNC_RETRY = 0.2
+    try:
+        assert client.sync(5, then=agent.request("guest-exec", path="/bin/true")) is None
+    finally:
+        agent.SYNC_RETRY = old
+    assert seen == ["guest-sync-delimited", "guest-exec", "guest-sync-delimited"]
+
+
 def test_an_agent_that_never_answers_is_one_line_naming_the_console():
     client, _ = pair(lambda r: None)
     start = time.monotonic()
@@ -163,7 +187,7 @@ def run_wrapper(tmp_path, monkeypatch, command, prelude=None):
     stream share as a plain folder."""
     import subprocess
     monkeypatch.setattr(agent, "STREAM_GUEST", str(tmp_path))
-    monkeypatch.setattr(agent, "mount_stream_command", lambda: "true")
+    monkeypatch.setattr(agent, "mount_stream_command", lambda fresh=False: "true")
     script = agent._wrapper(command, "out-1", prelude)
     proc = subprocess.run(["/bin/sh", "-c", script], timeout=30)
     done = agent._small_file(tmp_path / "out-1.done")
@@ -182,6 +206,7 @@ def test_the_wrapper_outlives_exit_and_exec_and_leaves_the_done_file(
     assert (rc, out) == (code, output)
     phases = agent._guest_phases(done)
     assert set(phases) == {"prepare", "command"} and all(v >= 0 for v in phases.values())
+    assert agent._done_exit(done) == code       # the host needs no guest-exec-status
     assert (tmp_path / "out-1.prepare").read_bytes() == b"prepared\n"
 
 
@@ -189,7 +214,7 @@ def test_a_failed_prelude_stops_before_the_command(tmp_path, monkeypatch):
     rc, out, done = run_wrapper(tmp_path, monkeypatch, "echo ran",
                                 prelude="echo 'revive: no clock'; exit 1")
     assert rc == 1 and out is None
-    assert agent._guest_phases(done) is None
+    assert agent._guest_phases(done) is None and agent._done_exit(done) is None
     err = agent._prelude_failed("preparing the revived guest", rc,
                                 (tmp_path / "out-1.prepare").read_text())
     assert str(err) == ("preparing the revived guest (clock, randomness, shares) failed "
@@ -199,3 +224,9 @@ def test_a_failed_prelude_stops_before_the_command(tmp_path, monkeypatch):
 @pytest.mark.parametrize("done", ["", "garbage", "1 2", "5 4 3", "1 2 1e99", "nan nan nan"])
 def test_a_missing_or_garbled_done_file_gives_no_timings(done):
     assert agent._guest_phases(done) == {}
+
+
+@pytest.mark.parametrize("done", ["", "prepare", "1 2 3", "1 2 3 -1", "1 2 3 256", "1 2 3 x",
+                                  "1 2 3 0 0"])
+def test_an_incomplete_done_file_leaves_the_exit_code_to_the_agent(done):
+    assert agent._done_exit(done) is None
