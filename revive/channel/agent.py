@@ -48,7 +48,10 @@ KILL_TIMEOUT = 10.0
 # have ended, and every SAFETY_POLL seconds in case the command hid that (a
 # wakeup of qemu-ga every 5 s costs the command nothing measurable).
 SAFETY_POLL = 5.0
-CONFIRM_FIRST = 0.005              # seconds before asking again after a "not yet"
+# Seconds from the first sign of an end to the first guest-exec-status, then
+# doubling: a complete NAME.done (no status needed) follows the output's
+# close within milliseconds.
+CONFIRM_FIRST = 0.05
 TAIL = 1 << 20                     # bytes of a streamed output kept in the result
 
 # What a command sees over SSH as root (dropbear and OpenSSH set these):
@@ -395,6 +398,7 @@ class AgentSession(Channel):
             next_poll = last_poll + SAFETY_POLL
             interval = CONFIRM_FIRST
             suspect = False      # the folder said the command may have ended
+            since = 0.0          # when it first said so
             while True:
                 dead = self.agent.alive()
                 if dead:
@@ -418,8 +422,9 @@ class AgentSession(Channel):
                         break
                 if os.path.lexists(done) or any(_ends(mask, event, name)
                                                 for mask, event in events):
-                    suspect = True
-                    next_poll = min(next_poll, last_poll + interval)
+                    if not suspect:
+                        suspect, since = True, time.monotonic()
+                    next_poll = min(next_poll, max(last_poll, since) + interval)
                 if time.monotonic() < next_poll:
                     continue
                 status = self._status(pid)
