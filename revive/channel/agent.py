@@ -169,69 +169,37 @@ class Agent:
             return {}          # garbage from a previous client: skip it
         return answer if isinstance(answer, dict) else {}
 
-    def sync(self, timeout: float, setting: str = "[timeouts] revive",
-             then: "dict | None" = None) -> Optional[dict]:
+    def sync(self, timeout: float, setting: str = "[timeouts] revive") -> None:
         """Flush the agent's parser and our buffer: 0xFF, guest-sync-delimited
         with a random id, drop everything until its answer. Resent every
-        SYNC_RETRY seconds (a request may land before the agent reads).
-
-        ``then``: a request sent in the same write right behind the first
-        sync (a revived guest's first command: one round trip less). The
-        agent reads in order, so when it answers that sync, the next answer
-        is the request's, returned; None when the first sync went unanswered
-        and was resent (the request was lost with it: the caller sends it)."""
+        SYNC_RETRY seconds (a request may land before the agent reads)."""
         deadline = time.monotonic() + timeout
-        first = None                  # the id of the sync sent with ``then``
         while True:
             ident = random.randrange(1, 2 ** 31)
-            message = DELIMITER + json.dumps(
-                {"execute": "guest-sync-delimited", "arguments": {"id": ident}}).encode()
-            if then is not None and first is None:
-                first = ident
-                message += json.dumps(then).encode() + b"\n"
-            self._send(message)
+            self.buffer = b""
+            self._send(DELIMITER + json.dumps(
+                {"execute": "guest-sync-delimited", "arguments": {"id": ident}}).encode())
             retry = min(deadline, time.monotonic() + SYNC_RETRY)
             while True:
-                got = self._synced({ident, first})
-                if got is not None or time.monotonic() >= retry:
+                # Skip to the delimiter the agent sends before its answer.
+                if DELIMITER in self.buffer:
+                    self.buffer = self.buffer[self.buffer.rindex(DELIMITER) + 1:]
+                answer = self._line(retry)
+                if answer is None:
                     break
-                self._read_some(retry)
-            if got is not None and got == first:
-                return self._answer(then["execute"], 30)
-            if got is not None:
-                return None
+                if answer.get("return") == ident:
+                    return
             if time.monotonic() >= deadline:
                 raise AgentError(f"the guest agent did not answer within {timeout:.0f} s "
                                  f"({setting}); the guest's console: {self.log}")
 
-    def _synced(self, idents: set) -> Optional[int]:
-        """Consume the buffer up to the answer of a sync with one of
-        ``idents``, which is returned; None (the rest kept) when it is not
-        there yet. A sync's answer starts with 0xFF: stale answers and a
-        garbled line left by an earlier client are skipped."""
-        while DELIMITER in self.buffer:
-            rest = self.buffer[self.buffer.index(DELIMITER) + 1:]
-            line, newline, after = rest.partition(b"\n")
-            if not newline:
-                self.buffer = DELIMITER + rest
-                return None
-            self.buffer = after
-            # A line cut by a later delimiter: what follows the last one.
-            line = line.rsplit(DELIMITER, 1)[-1]
-            try:
-                answer = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(answer, dict) and answer.get("return") in idents:
-                return answer["return"]
-        return None
-
     def call(self, command: str, timeout: float = 30, **arguments):
-        self._send(json.dumps(request(command, **arguments)).encode() + b"\n")
-        return self._answer(command, timeout)
-
-    def _answer(self, command: str, timeout: float):
-        answer = self._line(time.monotonic() + timeout)
+        request = {"execute": command}
+        if arguments:
+            request["arguments"] = arguments
+        self._send(json.dumps(request).encode() + b"\n")
+        deadline = time.monotonic() + timeout
+        answer = self._line(deadline)
         if answer is None:
             raise AgentError(f"the guest agent did not answer {command} within "
                              f"{timeout:.0f} s", log=self.log)
@@ -243,13 +211,6 @@ class Agent:
             raise AgentError(f"guest agent {command}: unexpected answer {answer!r:.200}",
                              log=self.log)
         return answer["return"]
-
-
-def request(command: str, **arguments) -> dict:
-    out: dict = {"execute": command}
-    if arguments:
-        out["arguments"] = arguments
-    return out
 
 
 class AgentSession(Channel):
@@ -269,40 +230,22 @@ class AgentSession(Channel):
         # copy: QEMU saves no state with a 9p mount), so the wrapper does
         # not look; None: unknown.
         self.stream_mounted: Optional[bool] = None
-        # A sync to send with the first guest-exec (sync_with_first_command).
-        self.pending_sync: "Optional[tuple[float, str, Callable[[UserError], UserError]]]" = None
 
     def close(self) -> None:
         self.agent.close()
 
     def sync(self, timeout: float, setting: str = "[timeouts] revive") -> None:
-        self.pending_sync = None
         self.agent.sync(timeout, setting)
-
-    def sync_with_first_command(self, timeout: float, setting: str,
-                                wrap: Callable[[UserError], UserError]) -> None:
-        """Sync (``sync``) in the same write as the next guest-exec, not now:
-        a revived guest's agent answers its first request slowly, and the
-        command's request rides along with the sync instead of waiting for
-        its answer. ``wrap`` makes the error of a failed sync the caller's."""
-        self.pending_sync = (timeout, setting, wrap)
 
     # -- commands ----------------------------------------------------------
     def _spawn(self, script: str, capture: bool) -> int:
         # setsid: the command gets its own process group, so a deadline kills
         # all of it (qemu-ga's children are not group leaders, so setsid does
         # not fork and the pid stays the command's).
-        args = {"path": "/usr/bin/setsid", "arg": ["/bin/sh", "-c", script],
-                "env": [f"{k}={v}" for k, v in BASE_ENV.items()], "capture-output": capture}
-        answer = None
-        if self.pending_sync is not None:
-            (timeout, setting, wrap), self.pending_sync = self.pending_sync, None
-            try:
-                answer = self.agent.sync(timeout, setting, then=request("guest-exec", **args))
-            except UserError as err:
-                raise wrap(err) from None
-        if answer is None:
-            answer = self.agent.call("guest-exec", **args)
+        answer = self.agent.call("guest-exec", path="/usr/bin/setsid",
+                                 arg=["/bin/sh", "-c", script],
+                                 env=[f"{k}={v}" for k, v in BASE_ENV.items()],
+                                 **{"capture-output": capture})
         return int(answer["pid"])
 
     def _status(self, pid: int) -> dict:

@@ -217,21 +217,14 @@ class Machine:
                      "-b", self.state / saved.DISK, self.work / "disk.qcow2"],
                     log=log, what="qemu-img create")
 
-    def connect(self, channel: "str | None" = None, *, phase: str = "connect",
-                with_command: bool = False) -> Channel:
+    def connect(self, channel: "str | None" = None, *, phase: str = "connect") -> Channel:
         """Open the channel (``channel``, else the machine's own), closing
         any other first: SSH waits for the guest's sshd, the agent answers a
-        sync. Within the machine's deadline, watching QEMU. ``with_command``:
-        the agent's sync goes out with the first command (one round trip
-        less; ``AgentSession.sync_with_first_command``), which then times it."""
+        sync. Within the machine's deadline, watching QEMU."""
         channel = channel or self.channel_kind
         with self.watch.phase(phase):
             if channel == "agent" and isinstance(self.channel, agent.AgentSession):
-                if with_command:
-                    self.channel.sync_with_first_command(
-                        self.timeout, self.setting, lambda err: self.qemu.error(str(err)))
-                else:
-                    self.channel.sync(self.timeout, setting=self.setting)
+                self.channel.sync(self.timeout, setting=self.setting)
                 return self.channel
             self.disconnect()
             self.channel = self._agent(sync=True) if channel == "agent" else self.ssh()
@@ -360,7 +353,7 @@ def revived(folder: Path, *, started: "Callable[[Machine], None] | None" = None,
         if started is not None:
             started(machine)
         machine.launch()
-        machine.connect(with_command=prepare_with_command)
+        machine.connect()
         machine.after_revive(with_command=prepare_with_command)
         yield machine
 

@@ -85,30 +85,6 @@ def test_sync_resends_with_a_new_id_until_the_agent_answers():
     assert len(seen) == 2 and seen[0] != seen[1]
 
 
-def test_a_request_sent_with_the_sync_is_answered_once_it_is_synced():
-    stale = b'{"return": {"pid": 7}}\n\xff{"retu'
-    client, peer = pair(lambda r: sync_answer(r, prefix=stale))
-    assert client.sync(5, then=agent.request("guest-exec", path="/bin/true")) == {"pid": 42}
-    assert [r["execute"] for r in peer.requests] == ["guest-sync-delimited", "guest-exec"]
-
-
-def test_a_request_lost_with_the_first_sync_is_the_callers_to_resend():
-    seen = []
-
-    def reply(request):
-        seen.append(request["execute"])
-        # The first write (sync and request) is lost.
-        return sync_answer(request) if len(seen) > 2 else None
-    client, peer = pair(reply)
-    old = agent.SYNC_RETRY
-    agent.SYNC_RETRY = 0.2
-    try:
-        assert client.sync(5, then=agent.request("guest-exec", path="/bin/true")) is None
-    finally:
-        agent.SYNC_RETRY = old
-    assert seen == ["guest-sync-delimited", "guest-exec", "guest-sync-delimited"]
-
-
 def test_an_agent_that_never_answers_is_one_line_naming_the_console():
     client, _ = pair(lambda r: None)
     start = time.monotonic()
