@@ -48,7 +48,10 @@ KILL_TIMEOUT = 10.0
 # have ended, and every SAFETY_POLL seconds in case the command hid that (a
 # wakeup of qemu-ga every 5 s costs the command nothing measurable).
 SAFETY_POLL = 5.0
-CONFIRM_FIRST = 0.005              # seconds before asking again after a "not yet"
+# Seconds from the first sign of an end to the first guest-exec-status, then
+# doubling: a complete NAME.done (no status needed) follows the output's
+# close within milliseconds.
+CONFIRM_FIRST = 0.05
 TAIL = 1 << 20                     # bytes of a streamed output kept in the result
 
 # What a command sees over SSH as root (dropbear and OpenSSH set these):
@@ -223,6 +226,10 @@ class AgentSession(Channel):
         # separate first process pays TCG's translation cost again.
         self.prelude: "Optional[Callable[[], str]]" = None
         self.prelude_what = "preparing the revived guest"
+        # False when the stream share is known not to be mounted (a revived
+        # copy: QEMU saves no state with a 9p mount), so the wrapper does
+        # not look; None: unknown.
+        self.stream_mounted: Optional[bool] = None
 
     def close(self) -> None:
         self.agent.close()
@@ -323,8 +330,9 @@ class AgentSession(Channel):
         follower = _Follower(self.stream_dir / name)
         done = self.stream_dir / done_name
         prelude_file = self.stream_dir / f"{name}.prepare"
-        script = _wrapper(command, name, self.prelude() if self.prelude else None)
-        self.prelude = None
+        script = _wrapper(command, name, self.prelude() if self.prelude else None,
+                          fresh=self.stream_mounted is False)
+        self.prelude, self.stream_mounted = None, None
         output = bytearray()
         watch = DirWatch(self.stream_dir)
         try:
@@ -333,6 +341,7 @@ class AgentSession(Channel):
             next_poll = last_poll + SAFETY_POLL
             interval = CONFIRM_FIRST
             suspect = False      # the folder said the command may have ended
+            since = 0.0          # when it first said so
             while True:
                 dead = self.agent.alive()
                 if dead:
@@ -347,10 +356,18 @@ class AgentSession(Channel):
                                          time.monotonic() - start, "timeout")
                 events = watch.wait(min(0.2, deadline - now, max(0.0, next_poll - now)))
                 _drain(follower, output, sink)
+                if os.path.lexists(done):
+                    # The wrapper's last word: the command ended, with this
+                    # exit code (the wrapper's own, when it exits next).
+                    code = _done_exit(_small_file(done))
+                    if code is not None:
+                        status = {"exitcode": code}
+                        break
                 if os.path.lexists(done) or any(_ends(mask, event, name)
                                                 for mask, event in events):
-                    suspect = True
-                    next_poll = min(next_poll, last_poll + interval)
+                    if not suspect:
+                        suspect, since = True, time.monotonic()
+                    next_poll = min(next_poll, max(last_poll, since) + interval)
                 if time.monotonic() < next_poll:
                     continue
                 status = self._status(pid)
@@ -388,18 +405,20 @@ class AgentSession(Channel):
                              time.monotonic() - start, phases=phases)
 
 
-def _wrapper(command: str, name: str, prelude: "str | None") -> str:
-    """The guest side of a streamed command: mount the stream share, run
+def _wrapper(command: str, name: str, prelude: "str | None", fresh: bool = False) -> str:
+    """The guest side of a streamed command: mount the stream share
+    (``fresh``: without looking whether it is mounted), run
     the prelude (its output to NAME.prepare), then the command in a subshell
     (on lines of its own: it may end in a comment; a subshell so the wrapper
     outlives an `exit` or `exec` in it) with its output to NAME, then leave
-    NAME.done with the guest's uptime at each step, which tells the host the
-    command ended and how long each part took inside the guest (the stream
+    NAME.done with the guest's uptime at each step and the exit code, which
+    tells the host the command ended, how, and how long each part took
+    inside the guest (the stream
     share's mount counts as preparation). `read` and `echo` are shell
     builtins: the timing starts no process."""
     def guest(suffix: str = "") -> str:
         return shlex.quote(f"{STREAM_GUEST}/{name}{suffix}")
-    script = (f"read t0 _ </proc/uptime; {mount_stream_command()} || exit 125; "
+    script = (f"read t0 _ </proc/uptime; {mount_stream_command(fresh)} || exit 125; "
               "cd /root 2>/dev/null; ")
     if prelude:
         script += (f"(\n{prelude}\n) >{guest('.prepare')} 2>&1 </dev/null || "
@@ -408,7 +427,7 @@ def _wrapper(command: str, name: str, prelude: "str | None") -> str:
     else:
         script += "t1=$t0; "
     return script + (f"(\n{command}\n) >{guest()} 2>&1 </dev/null; rc=$?; "
-                     f"read t2 _ </proc/uptime; echo \"$t0 $t1 $t2\" >{guest('.done')}; "
+                     f"read t2 _ </proc/uptime; echo \"$t0 $t1 $t2 $rc\" >{guest('.done')}; "
                      "exit $rc")
 
 
@@ -433,12 +452,21 @@ def _guest_phases(done: str) -> "dict[str, float] | None":
     if done.strip() == "prepare":
         return None
     try:
-        t0, t1, t2 = (float(v) for v in done.split())
+        t0, t1, t2 = (float(v) for v in done.split()[:3])
     except ValueError:
         return {}
     if not 0 <= t1 - t0 <= 1e6 or not 0 <= t2 - t1 <= 1e7:
         return {}
     return {"prepare": round(t1 - t0, 3), "command": round(t2 - t1, 3)}
+
+
+def _done_exit(done: str) -> "int | None":
+    """The command's exit code from a complete NAME.done, else None (not
+    written yet, the prelude failed, or garbled: guest-exec-status says)."""
+    fields = done.split()
+    if len(fields) != 4 or not fields[3].isdigit() or int(fields[3]) > 255:
+        return None
+    return int(fields[3])
 
 
 def _prelude_failed(what: str, code: "int | None", output: str) -> UserError:
@@ -464,13 +492,17 @@ def _ends(mask: int, event: str, name: str) -> bool:
     return bool(mask & IN_CLOSE_WRITE) and event == name
 
 
-def mount_stream_command() -> str:
-    """Mount the stream share unless it is mounted. Shell builtins only
-    (read, test): after a revive every process the guest starts pays TCG's
-    translation again, so the check and the folder's creation start none."""
-    return (f"{{ __rv_m=; while read -r _ __rv_p _; do "
-            f"[ \"$__rv_p\" = {STREAM_GUEST} ] && __rv_m=1; done </proc/mounts; "
-            f"[ -n \"$__rv_m\" ] || {{ {{ [ -d {STREAM_GUEST} ] || mkdir -p {STREAM_GUEST}; }} && "
+def mount_stream_command(fresh: bool = False) -> str:
+    """Mount the stream share unless it is mounted (``fresh``: known not to
+    be; /proc/mounts is not read, which `read` does a byte per system
+    call). Shell builtins only (read, test): after a revive every process
+    the guest starts pays TCG's translation again, so the check and the
+    folder's creation start none."""
+    check = ("" if fresh else
+             f"__rv_m=; while read -r _ __rv_p _; do "
+             f"[ \"$__rv_p\" = {STREAM_GUEST} ] && __rv_m=1; done </proc/mounts; "
+             f"[ -n \"$__rv_m\" ] || ")
+    return (f"{{ {check}{{ {{ [ -d {STREAM_GUEST} ] || mkdir -p {STREAM_GUEST}; }} && "
             f"mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,rw "
             f"{STREAM_TAG} {STREAM_GUEST}; }}; }}")
 

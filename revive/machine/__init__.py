@@ -186,6 +186,7 @@ class Machine:
         with self.watch.phase(phase):
             if self.channel_kind == "agent":
                 self.channel = self._agent(sync=False)
+                self.channel.stream_mounted = False     # QEMU saves no 9p mount
             saved.incoming(self.qemu, self.state, self.meta["save_method"], self.timeout,
                            media=self.media)
         return self

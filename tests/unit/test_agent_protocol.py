@@ -163,7 +163,7 @@ def run_wrapper(tmp_path, monkeypatch, command, prelude=None):
     stream share as a plain folder."""
     import subprocess
     monkeypatch.setattr(agent, "STREAM_GUEST", str(tmp_path))
-    monkeypatch.setattr(agent, "mount_stream_command", lambda: "true")
+    monkeypatch.setattr(agent, "mount_stream_command", lambda fresh=False: "true")
     script = agent._wrapper(command, "out-1", prelude)
     proc = subprocess.run(["/bin/sh", "-c", script], timeout=30)
     done = agent._small_file(tmp_path / "out-1.done")
@@ -182,6 +182,7 @@ def test_the_wrapper_outlives_exit_and_exec_and_leaves_the_done_file(
     assert (rc, out) == (code, output)
     phases = agent._guest_phases(done)
     assert set(phases) == {"prepare", "command"} and all(v >= 0 for v in phases.values())
+    assert agent._done_exit(done) == code       # the host needs no guest-exec-status
     assert (tmp_path / "out-1.prepare").read_bytes() == b"prepared\n"
 
 
@@ -189,7 +190,7 @@ def test_a_failed_prelude_stops_before_the_command(tmp_path, monkeypatch):
     rc, out, done = run_wrapper(tmp_path, monkeypatch, "echo ran",
                                 prelude="echo 'revive: no clock'; exit 1")
     assert rc == 1 and out is None
-    assert agent._guest_phases(done) is None
+    assert agent._guest_phases(done) is None and agent._done_exit(done) is None
     err = agent._prelude_failed("preparing the revived guest", rc,
                                 (tmp_path / "out-1.prepare").read_text())
     assert str(err) == ("preparing the revived guest (clock, randomness, shares) failed "
@@ -199,3 +200,9 @@ def test_a_failed_prelude_stops_before_the_command(tmp_path, monkeypatch):
 @pytest.mark.parametrize("done", ["", "garbage", "1 2", "5 4 3", "1 2 1e99", "nan nan nan"])
 def test_a_missing_or_garbled_done_file_gives_no_timings(done):
     assert agent._guest_phases(done) == {}
+
+
+@pytest.mark.parametrize("done", ["", "prepare", "1 2 3", "1 2 3 -1", "1 2 3 256", "1 2 3 x",
+                                  "1 2 3 0 0"])
+def test_an_incomplete_done_file_leaves_the_exit_code_to_the_agent(done):
+    assert agent._done_exit(done) is None
