@@ -12,7 +12,7 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from revive import config as config_mod
-from revive.core import interrupts, tree
+from revive.core import interrupts, tree, treeimage
 from revive.core.errors import UserError, for_people
 from revive.core.files import matches_sha256, sweep_stale
 from revive.core.space import is_nospace, nospace_message
@@ -161,6 +161,8 @@ class shared_folder:
 
     def __init__(self, key: str, folder: Path, record: Path):
         self.key, self.folder, self.record = key, Path(folder), Path(record)
+        # The listing starts now, in a thread: the check below waits for it.
+        tree.list_early(self.folder)
         self.files: "dict[str, list] | None" = {}
         self.listing: "str | None" = None
         self.changes: "list[str]" = []
@@ -183,16 +185,25 @@ class shared_folder:
     def __call__(self, task, values) -> bool:
         recorded = values.get(f"_tree_{self.key}")
         # Fast path: no stamp changed since the record (GNU find, one pass).
-        self.listing = tree.listing(self.folder)
+        found, since = tree.listed(self.folder)
+        self.listing = tree.listing_of(found)
         summary = tree.read_summary(self.record)
         if (recorded is not None and self.listing is not None
                 and summary.get("listing") == self.listing
                 and summary.get("digest") == recorded):
             self.files, self.changes = None, []
+            # A build that runs anyway (another input changed) reads what
+            # these stamps hold, the recorded content: its revive takes its
+            # image by this listing instead of listing the folder again.
+            treeimage.remember(self.folder, found)
             return True
         before = tree.read_record(self.record)
         known = before.pop(DIGEST, None)
         self.files = tree.scan(self.folder, before)
+        if tree.settled(self.files, found, since):
+            # What the scan hashed is what the listing lists (so what the
+            # image made or found by it holds); else the revive lists again.
+            treeimage.remember(self.folder, found)
         same = tree.unchanged(before, self.files)
         now = known if same and known else tree.digest(self.files)
         if recorded is None:

@@ -75,14 +75,31 @@ def key_of(folder: Path) -> str:
     return hashlib.sha256(os.fsencode(str(Path(folder).resolve()))).hexdigest()[:16]
 
 
+# Listings a build's up-to-date check took in this process, for its
+# revive: resolved folder → ``tree.stamps``.
+_remembered: "dict[Path, bytes]" = {}
+
+
+def remember(folder: Path, found: "bytes | None") -> None:
+    """``found`` is the listing a build's up-to-date check just took of
+    ``folder`` (before it hashed any file): the next ``image_for`` of the
+    folder in this process takes it instead of listing the folder again.
+    The image it names was made from a folder with exactly these stamps
+    (made now: from the folder as it is now; a change since the check
+    gives the next check another listing, so the build runs again)."""
+    if found is not None:
+        _remembered[Path(folder).resolve()] = found
+
+
 def image_for(folder: Path, images: Path, log: Path,
               threshold: int = THRESHOLD) -> "Path | None":
     """The ext2 image of ``folder`` in ``images``: reused when the folder's
     listing is the one it was made from, else made now (older images of
     the folder removed). None when the folder has fewer than ``threshold``
-    entries (or no GNU find lists it): the share stays on 9p."""
+    entries (or no GNU find lists it): the share stays on 9p. The listing
+    is the one ``remember`` was given (used once), else taken now."""
     folder = Path(folder).resolve()
-    found = tree.stamps(folder)
+    found = _remembered.pop(folder, None) or tree.stamps(folder)
     if found is None:
         return None
     listed = entries(found)

@@ -3,8 +3,9 @@ database, a record of stamps and hashes beside it, and the changed files
 named for `doit info`."""
 
 import os
+import time
 
-from revive.core import tree
+from revive.core import tree, treeimage
 from tasks.common import shared_folder
 
 
@@ -118,3 +119,32 @@ def test_a_no_op_takes_the_listing_and_reads_no_record(tmp_path, monkeypatch):
     os.utime(folder / "a.c", ns=(st.st_atime_ns, st.st_mtime_ns))
     check, fresh, _ = checked(folder, record, values)
     assert not fresh and check.changes == [f"{folder}/a.c changed"]
+
+
+def test_the_revive_takes_the_check_s_listing_only_of_the_files_it_hashed(tmp_path, monkeypatch):
+    folder, record = tmp_path / "src", tmp_path / "r.record"
+    folder.mkdir()
+    for name in ("a.c", "b.c"):
+        (folder / name).write_text(name)
+    time.sleep(1.1)                       # older than the listing's margin
+    treeimage._remembered.clear()
+    check, fresh, task = checked(folder, record, {})
+    assert not fresh
+    assert treeimage._remembered.pop(folder.resolve()) == tree.stamps(folder)
+    values = succeed(check, task)
+    check, fresh, _ = checked(folder, record, values)
+    assert fresh and treeimage._remembered.pop(folder.resolve()) == tree.stamps(folder)
+
+    real = tree.scan
+    for between in (lambda: (folder / "a.c").write_text("new"),
+                    lambda: (folder / "b.c").unlink()):
+        (folder / "c.c").write_text("c")  # a change the listing sees
+        time.sleep(1.1)
+
+        def scan_after_a_change(*args):
+            between()                     # after the listing, before the hashing
+            return real(*args)
+        monkeypatch.setattr(tree, "scan", scan_after_a_change)
+        check, fresh, _ = checked(folder, record, values)
+        assert not fresh and folder.resolve() not in treeimage._remembered
+        (folder / "c.c").unlink()
