@@ -102,12 +102,14 @@ def image_for(folder: Path, images: Path, log: Path,
     found = _remembered.pop(folder, None) or tree.stamps(folder)
     if found is None:
         return None
-    listed = entries(found)
-    if len(listed) < threshold:
+    # Two NUL-ended fields an entry, the folder's own first: counted, not
+    # parsed (50,000 entries parse in 0.1 s, needed only to make an image).
+    if found.count(b"\0") // 2 - 1 < threshold:
         return None
     key = key_of(folder)
     image = Path(images) / f"{key}-{hashlib.sha256(found).hexdigest()[:32]}{SUFFIX}"
     if not image.exists():
+        listed = entries(found)
         blocks, inodes = size_for(listed)
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(image) as tmp:
