@@ -179,7 +179,7 @@ class Machine:
         with self.watch.phase(phase):
             self.qemu, self.port = launch_with_port(
                 lambda port: saved.fill(self.template, {**self.values, "port": port}),
-                name=self.name, logdir=self.logs, binary=arch.qemu, tmpdir=self.work / "tmp")
+                name=self.name, logdir=self.logs, binary=arch.qemu, private_tmp=True)
         self._refuse_if_cancelled()     # cancelled while QEMU started
         if self.state is None:
             return self

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -80,13 +81,16 @@ class Qemu:
 
     def __init__(self, args: "list[str]", *, name: str, logdir: Path,
                  quit_timeout: float = 10, binary: str = BINARY,
-                 tmpdir: "Path | None" = None):
+                 private_tmp: bool = False):
         self.args = [str(a) for a in args]
-        # QEMU's own temporary files (smb='s qemu-smb.XXXXXX: smbd's
-        # configuration, databases and log) go here and are removed with
-        # it: QEMU only removes them itself when it quits, and a revived
-        # copy is killed.
-        self.tmpdir = Path(tmpdir) if tmpdir is not None else None
+        # private_tmp: QEMU's own temporary files (smb='s qemu-smb.XXXXXX:
+        # smbd's configuration, databases, log and sockets) go to a folder
+        # of their own, removed with QEMU: QEMU only removes them itself
+        # when it quits, and a revived copy is killed. Under the system's
+        # temporary folder, not the project: smbd's socket paths below it
+        # must stay within a UNIX socket's 108 bytes.
+        self.private_tmp = private_tmp
+        self.tmpdir: Optional[Path] = None
         self.binary = binary
         self.name = name
         self.serial_log = Path(logdir) / f"{name}-serial.log"
@@ -110,8 +114,8 @@ class Qemu:
                      "-chardev", f"file,id=serial0,path={self.serial_log}",
                      "-serial", "chardev:serial0", *self.args]
         env = None
-        if self.tmpdir is not None:
-            self.tmpdir.mkdir(parents=True, exist_ok=True)
+        if self.private_tmp:
+            self.tmpdir = Path(tempfile.mkdtemp(prefix="revive-qemu-"))
             env = dict(os.environ, TMPDIR=str(self.tmpdir))
         with open(self.qemu_log, "w") as log:
             log.write("+ " + shlex.join(self.argv) + "\n")
@@ -353,11 +357,12 @@ def port_in_use(machine: Qemu) -> bool:
 
 
 def launch_with_port(make_args, *, name: str, logdir: Path, tries: int = 5,
-                     binary: str = BINARY, tmpdir: "Path | None" = None) -> "tuple[Qemu, int]":
+                     binary: str = BINARY, private_tmp: bool = False) -> "tuple[Qemu, int]":
     """Launch a machine whose argv needs a host port, retrying on collision."""
     for attempt in range(tries):
         port = free_port()
-        machine = Qemu(make_args(port), name=name, logdir=logdir, binary=binary, tmpdir=tmpdir)
+        machine = Qemu(make_args(port), name=name, logdir=logdir, binary=binary,
+                       private_tmp=private_tmp)
         try:
             machine.launch()
             return machine, port

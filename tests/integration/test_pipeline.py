@@ -7,9 +7,12 @@ Tests run in file order on one project; each puts back what it changes.
 import hashlib
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -274,17 +277,27 @@ def test_killing_doit_outright_still_takes_qemu_down(built):
     assert qemu_processes(str(built.root)) == []
 
 
-def test_smb_shares_work_on_the_linux_guest(built, tmp_path):
+@pytest.fixture
+def short_tmp():
+    """A TMPDIR for doit as short as /tmp's: smbd's sockets below it (in
+    QEMU's qemu-smb.XXXXXX) must fit a UNIX socket's 108 bytes, which
+    pytest's own temporary folders under xdist do not leave room for."""
+    folder = Path(tempfile.mkdtemp(prefix="rv-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_smb_shares_work_on_the_linux_guest(built, short_tmp):
     text = built.config.read_text()
     text = text[:text.index("[builds.fails]")]
     for guest in ('guest = "/mnt/src"\n', 'guest = "/mnt/exchange"\n'):
         text = text.replace(guest, guest + 'transport = "smb"\n', 1)
     built.config.write_text(text)
-    proc = built.doit("build", env={"TMPDIR": str(tmp_path)})
+    proc = built.doit("build", env={"TMPDIR": str(short_tmp)})
     assert proc.executed == {"snapshot", "build:hello", "build:other"}
     # QEMU's smb= writes smbd's files to a qemu-smb.XXXXXX of its TMPDIR and
     # removes them only when it quits; a revived copy is killed.
-    assert list(tmp_path.glob("qemu-smb.*")) == []
+    assert list(short_tmp.iterdir()) == []
     meta = json.loads((built.artifacts / "snapshot" / "meta.json").read_text())
     assert any(",smb=@smb@" in arg for arg in meta["argv"])
     # Only the guest agent's output share is 9p.
