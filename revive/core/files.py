@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 
@@ -95,6 +96,18 @@ def sweep_stale(artifacts: Path, only_pid: "int | None" = None) -> "list[Path]":
             if pid != os.getpid() and not _holds(pid, lock):
                 remove(Path(entry.path))
                 removed.append(Path(entry.path))
+    # QEMU's own temporary folders (revive.qemu.process), named by the PID
+    # of the process that started QEMU: shared by every project, so only
+    # those of processes that no longer exist.
+    temp = Path(tempfile.gettempdir())
+    for entry in temp.glob("revive-qemu-*-*"):
+        m = re.match(r"^revive-qemu-(\d+)-", entry.name)
+        pid = int(m.group(1)) if m else None
+        if pid is None or (only_pid is not None and pid != only_pid):
+            continue
+        if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
     # The snapshot stage's scratch folder has a fixed name.
     if only_pid is None and (artifacts / "work" / "snapshot").exists():
         remove(artifacts / "work" / "snapshot")

@@ -88,7 +88,8 @@ class Qemu:
         # of their own, removed with QEMU: QEMU only removes them itself
         # when it quits, and a revived copy is killed. Under the system's
         # temporary folder, not the project: smbd's socket paths below it
-        # must stay within a UNIX socket's 108 bytes.
+        # must stay within a UNIX socket's 108 bytes. Named by this PID: a
+        # killed doit's are swept by the next (core.files.sweep_stale).
         self.private_tmp = private_tmp
         self.tmpdir: Optional[Path] = None
         self.binary = binary
@@ -115,7 +116,7 @@ class Qemu:
                      "-serial", "chardev:serial0", *self.args]
         env = None
         if self.private_tmp:
-            self.tmpdir = Path(tempfile.mkdtemp(prefix="revive-qemu-"))
+            self.tmpdir = Path(tempfile.mkdtemp(prefix=f"revive-qemu-{os.getpid()}-"))
             env = dict(os.environ, TMPDIR=str(self.tmpdir))
         with open(self.qemu_log, "w") as log:
             log.write("+ " + shlex.join(self.argv) + "\n")

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 from tasks.common import interrupted_line
 from revive.core import interrupts
@@ -17,7 +18,9 @@ def dead_pid() -> int:
     return proc.pid
 
 
-def test_sweep_removes_names_of_dead_and_foreign_processes(tmp_path):
+def test_sweep_removes_names_of_dead_and_foreign_processes(tmp_path, monkeypatch):
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))   # not the machine's
     a = tmp_path / "artifacts"
     for d in ("builds", "work", "snapshot", "cache", "media"):
         (a / d).mkdir(parents=True)
@@ -49,6 +52,23 @@ def test_sweep_removes_names_of_dead_and_foreign_processes(tmp_path):
     assert sorted(removed) == sorted(debris)
     assert not any(p.exists() for p in debris)
     assert all(p.exists() for p in keep) and live.exists()
+
+
+def test_qemu_temporary_folders_of_dead_processes_are_swept(tmp_path, monkeypatch):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    dead = dead_pid()
+    gone = temp / f"revive-qemu-{dead}-abcd1234"
+    (gone / "qemu-smb.XYZ").mkdir(parents=True)
+    (gone / "qemu-smb.XYZ" / "smb.conf").write_text("x")
+    alive = [temp / f"revive-qemu-{os.getpid()}-a", temp / f"revive-qemu-{os.getppid()}-b",
+             temp / f"other-{dead}-c"]
+    for path in alive:
+        path.mkdir()
+    (tmp_path / "artifacts").mkdir()
+    assert sweep_stale(tmp_path / "artifacts") == [gone]
+    assert not gone.exists() and all(p.exists() for p in alive)
 
 
 def test_hashes_are_remembered_by_stamp_and_rechecked_after_any_write(tmp_path):
