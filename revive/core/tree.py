@@ -14,7 +14,7 @@ import marshal
 import os
 import stat
 import subprocess
-import threading
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,24 +65,35 @@ def scan(folder: Path, before: "dict[str, list]") -> "dict[str, list]":
     return found
 
 
+_FIND_FORMAT = "%P\\0%y%m %s %T@ %i %C@ %l\\0"
+
+
+def _find(folder: Path, stdout) -> subprocess.Popen:
+    return subprocess.Popen(["find", str(folder), "-printf", _FIND_FORMAT],
+                            stdout=stdout, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+
 def stamps(folder: Path) -> "bytes | None":
     """``folder`` and every entry below it as GNU find prints them: the
     path relative to ``folder``, then its type, mode, size, mtime, inode,
     ctime and link target, each of the two NUL-terminated; None without
     GNU find."""
     try:
-        proc = subprocess.run(["find", str(folder), "-printf",
-                               "%P\\0%y%m %s %T@ %i %C@ %l\\0"],
-                              capture_output=True, timeout=600, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
+        proc = _find(folder, subprocess.PIPE)
+    except OSError:
         return None
-    if proc.returncode != 0:
-        return None
-    return proc.stdout
+    with proc:
+        try:
+            out, _ = proc.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return None
+    return out if proc.returncode == 0 else None
 
 
-# Listings started ahead (``list_early``): folder → (thread, [(stamps, start)]).
-_early: "dict[Path, tuple[threading.Thread, list]]" = {}
+# Listings started ahead (``list_early``): folder → (the process that
+# started it, GNU find, the unnamed file it writes, when it began).
+_early: "dict[Path, tuple[int, subprocess.Popen, object, int]]" = {}
 
 
 def _timed(folder: Path) -> "tuple[bytes | None, int]":
@@ -91,28 +102,48 @@ def _timed(folder: Path) -> "tuple[bytes | None, int]":
 
 
 def list_early(folder: Path) -> None:
-    """Start ``stamps(folder)`` in a thread now, for the next ``listed``
-    of the same folder: GNU find then runs beside the rest of doit's start
-    (its database, the other stages' checks) instead of after it."""
+    """Start GNU find on ``folder`` now, for the next ``listed`` of the
+    same folder: it runs beside the rest of doit's start (its database,
+    the other stages' checks) instead of after it.
+
+    find writes into an unnamed file, and no thread waits on it: a thread
+    reading find's pipe lost the race with `doit -n 2`, whose worker
+    processes are forked from this one. A worker forked while the thread
+    was starting find inherited the pipe's write end, so find's output
+    never ended while that worker lived, and the first build waited for
+    the listing's 600 s deadline (CI, stop 24: the run took 1635 s)."""
     folder = Path(folder)
     if folder in _early:
         return
-    box: list = []
-    thread = threading.Thread(target=lambda: box.append(_timed(folder)), daemon=True,
-                              name=f"listing {folder}")
-    thread.start()
-    _early[folder] = (thread, box)
+    start = time.time_ns()
+    out = tempfile.TemporaryFile()
+    try:
+        proc = _find(folder, out)
+    except OSError:
+        out.close()
+        return
+    _early[folder] = (os.getpid(), proc, out, start)
 
 
 def listed(folder: Path) -> "tuple[bytes | None, int]":
     """``stamps(folder)`` and when (``time.time_ns``) the listing began:
-    the one ``list_early`` started (each is used once: a later call lists
-    the folder again), else taken now."""
+    the one ``list_early`` started in this process (each is used once: a
+    later call, or a forked worker, lists the folder again), else taken
+    now."""
     started = _early.pop(Path(folder), None)
     if started is not None:
-        started[0].join()
-        if started[1] and started[1][0][0] is not None:
-            return started[1][0]
+        owner, proc, out, start = started
+        with out:
+            if owner == os.getpid():        # a forked worker cannot wait on find
+                try:
+                    code = proc.wait(timeout=600)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    code = None
+                if code == 0:
+                    out.seek(0)
+                    return out.read(), start
     return _timed(folder)
 
 

@@ -148,3 +148,43 @@ def test_the_revive_takes_the_check_s_listing_only_of_the_files_it_hashed(tmp_pa
         check, fresh, _ = checked(folder, record, values)
         assert not fresh and folder.resolve() not in treeimage._remembered
         (folder / "c.c").unlink()
+
+
+def test_a_listing_started_early_survives_doit_forking_its_workers(tmp_path):
+    """`doit -n 2` forks its workers from the process whose checks started
+    the listings. A worker forked while find was being started must not
+    hold find's output open (the first build then waited for the listing's
+    600 s deadline), and a worker must list again rather than take a find
+    it cannot wait on."""
+    folders = []
+    for n in range(20):
+        folder = tmp_path / f"src{n}"
+        folder.mkdir()
+        for i in range(50):
+            (folder / f"f{i}").write_text(str(i))
+        folders.append(folder)
+    workers = []
+    try:
+        for folder in folders:
+            tree.list_early(folder)
+            pid = os.fork()             # as multiprocessing's fork does
+            if pid == 0:
+                code = 4
+                try:
+                    found, _ = tree.listed(folder)
+                    code = 0 if found == tree.stamps(folder) else 3
+                    time.sleep(8)       # a worker lives while builds run
+                finally:
+                    os._exit(code)
+            workers.append(pid)
+        # The first worker still runs: the parent's listings must end now.
+        for folder in folders:
+            start = time.monotonic()
+            found, _ = tree.listed(folder)
+            assert time.monotonic() - start < 5, f"the listing of {folder.name} waited on a worker"
+            assert found == tree.stamps(folder)
+            assert found.count(b"\0") == 2 * 51
+    finally:
+        for pid in workers:
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0, "a forked worker's listing was wrong"
