@@ -188,7 +188,7 @@ class Machine:
                 self.channel = self._agent(sync=False)
                 self.channel.stream_mounted = False     # QEMU saves no 9p mount
             saved.incoming(self.qemu, self.state, self.meta["save_method"], self.timeout,
-                           media=self.media)
+                           media=self.media, timer_csr=arch.timer_csr)
         return self
 
     def _tree_images(self) -> None:

@@ -26,6 +26,7 @@ from ..core.errors import UserError
 from ..core.files import matches_sha256, remember_sha256, sha256_file
 from ..core.space import describe_filesystem
 from ..core.wait import wait_for
+from . import gdbstub
 from .devices import ARCHES, Arch
 from .process import Qemu, version
 
@@ -110,9 +111,10 @@ def save(machine: Qemu, folder: Path, method: str, timeout: float) -> float:
 
 
 def incoming(machine: Qemu, folder: Path, method: str, timeout: float,
-             media: "dict[str, Path] | None" = None) -> None:
+             media: "dict[str, Path] | None" = None, timer_csr: str = "") -> None:
     """Load the state into a machine started with ``-incoming defer -S``,
-    put ``media`` (drive's qdev id → image) into its empty drives, then run it."""
+    put ``media`` (drive's qdev id → image) into its empty drives, re-arm
+    the timer behind ``timer_csr`` (the arch row's, see ``Arch``), then run it."""
     if method == "file":
         machine.cmd("migrate-set-capabilities", capabilities=[
             {"capability": "x-ignore-shared", "state": True}])
@@ -147,6 +149,8 @@ def incoming(machine: Qemu, folder: Path, method: str, timeout: float,
         raise UserError(f"reviving the snapshot failed: {cause}; {advice}",
                         log=str(machine.qemu_log)) from None
     insert_media(machine, media or {})
+    if timer_csr:
+        gdbstub.rearm(machine, timer_csr)
     machine.cmd("cont")
 
 
