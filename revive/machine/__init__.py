@@ -49,7 +49,7 @@ from . import keep
 
 KEY = "keys/id_ed25519"      # the project's SSH key, relative to artifacts/
 IMAGES = "trees/images"      # big read-only shares as ext2 images, relative to artifacts/
-OVERLAYS = "work/overlays"   # a revived copy's empty disk overlay (saved.overlay), ditto
+OVERLAYS = "overlays"         # a revived copy's empty disk overlay (saved.overlay), ditto
 
 
 class Stopwatch:

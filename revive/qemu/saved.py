@@ -258,9 +258,12 @@ def overlay(backing: Path, target: Path, *, templates: "Path | None", log: Path)
         template = Path(templates) / f"overlay-{key}.qcow2"
         try:
             shutil.copyfile(template, target)
-            return
         except FileNotFoundError:
             pass
+        else:
+            with open(log, "a") as fh:
+                fh.write(f"+ cp {shlex.quote(str(template))} {shlex.quote(str(target))}\n")
+            return
     run_process(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing,
                  target], log=log, what="qemu-img create")
     if template is None:

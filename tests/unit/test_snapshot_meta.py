@@ -117,7 +117,7 @@ def test_a_copys_overlay_comes_from_the_first_ones_template_until_the_disk_chang
     assert len(made) == 1 and made[0].read_bytes() == (tmp_path / "a.qcow2").read_bytes()
     log.write_text("")
     saved.overlay(disk, tmp_path / "b.qcow2", templates=templates, log=log)
-    assert log.read_text() == ""            # no qemu-img: the template's copy
+    assert log.read_text().startswith(f"+ cp {made[0]} ")      # no qemu-img
     info = overlay_info(tmp_path / "b.qcow2")
     assert info["backing-filename"] == str(disk) and info["virtual-size"] == 64 << 20
     # A new saved disk (another size): a new template, the old one gone.
