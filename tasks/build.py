@@ -75,10 +75,13 @@ def _keep_partial_log(log: Path, kept: Path, err: BaseException) -> None:
 
 
 def _blame_base(paths: Paths, name: str, err: BaseException) -> None:
-    """qemu-img could not open the overlay's backing chain: when base.qcow2
-    no longer matches its sha256 (damaged beneath an unchanged stamp), say
-    so; the check forgot the stamp, so the install stage is out of date now."""
-    if not (isinstance(err, UserError) and "qemu-img create failed" in str(err)):
+    """qemu-img (a snapshot's first copy) or QEMU (the next, whose overlay
+    is a copy of the first's: ``saved.overlay``) could not open the
+    overlay's backing chain: when base.qcow2 no longer matches its sha256
+    (damaged beneath an unchanged stamp), say so; the check forgot the
+    stamp, so the install stage is out of date now."""
+    if not (isinstance(err, UserError) and ("qemu-img create failed" in str(err)
+                                            or "QEMU did not start" in str(err))):
         return
     problem = base_damage(paths, recheck=True)
     if problem:

@@ -408,7 +408,8 @@ class AgentSession(Channel):
 def _wrapper(command: str, name: str, prelude: "str | None", fresh: bool = False) -> str:
     """The guest side of a streamed command: mount the stream share
     (``fresh``: without looking whether it is mounted), run
-    the prelude (its output to NAME.prepare), then the command in a subshell
+    the prelude in the same shell (its output to NAME.prepare; NAME.done
+    says "prepare" when it fails or exits), then the command in a subshell
     (on lines of its own: it may end in a comment; a subshell so the wrapper
     outlives an `exit` or `exec` in it) with its output to NAME, then leave
     NAME.done with the guest's uptime at each step and the exit code, which
@@ -421,9 +422,11 @@ def _wrapper(command: str, name: str, prelude: "str | None", fresh: bool = False
     script = (f"read t0 _ </proc/uptime; {mount_stream_command(fresh)} || exit 125; "
               "cd /root 2>/dev/null; ")
     if prelude:
-        script += (f"(\n{prelude}\n) >{guest('.prepare')} 2>&1 </dev/null || "
-                   f"{{ rc=$?; echo prepare >{guest('.done')}; exit $rc; }}; "
-                   "read t1 _ </proc/uptime; ")
+        # In the wrapper's own shell (braces, not a subshell: one fork
+        # less); an `exit` in it still leaves NAME.done saying it failed.
+        script += (f"__rv_d={guest('.done')}; trap 'echo prepare >\"$__rv_d\"' EXIT; "
+                   f"{{\n{prelude}\n}} >{guest('.prepare')} 2>&1 </dev/null || exit; "
+                   "trap - EXIT; read t1 _ </proc/uptime; ")
     else:
         script += "t1=$t0; "
     return script + (f"(\n{command}\n) >{guest()} 2>&1 </dev/null; rc=$?; "

@@ -81,7 +81,7 @@ def sweep_stale(artifacts: Path, only_pid: "int | None" = None) -> "list[Path]":
     removed = []
     for folder in (artifacts, artifacts / "builds", artifacts / "media",
                    artifacts / "keys", artifacts / "snapshot", artifacts / "work",
-                   artifacts / "trees" / "images"):
+                   artifacts / "overlays", artifacts / "trees" / "images"):
         try:
             entries = list(os.scandir(folder))
         except OSError:

@@ -42,7 +42,6 @@ from ..channel import Channel, CommandResult, agent, ssh
 from ..config import Share
 from ..core import interrupts, treeimage
 from ..core.errors import UserError
-from ..core.proc import run as run_process
 from ..qemu import saved
 from ..qemu.devices import tree_drive
 from ..qemu.process import Qemu, launch_with_port
@@ -50,6 +49,7 @@ from . import keep
 
 KEY = "keys/id_ed25519"      # the project's SSH key, relative to artifacts/
 IMAGES = "trees/images"      # big read-only shares as ext2 images, relative to artifacts/
+OVERLAYS = "overlays"         # a revived copy's empty disk overlay (saved.overlay), ditto
 
 
 class Stopwatch:
@@ -111,6 +111,7 @@ class Machine:
         self.state = state                  # the saved state launch() loads, if any
         self.meta = meta or {}              # the saved state's meta.json
         self.images: "Path | None" = None   # where big read-only shares' images are kept
+        self.overlays: "Path | None" = None  # where the empty disk overlay is kept
         self.trees: "dict[str, int]" = {}   # shares mounted from an image: name → drive
         self.media: "dict[str, Path]" = {}  # images put into the drives at revive
         self.watch = watch or Stopwatch()
@@ -161,6 +162,7 @@ class Machine:
                       timeout=timeout, setting="[timeouts] revive", shares=in_guest,
                       folders=folders, state=folder, meta=meta, watch=watch)
         machine.images = Path(artifacts) / IMAGES
+        machine.overlays = Path(artifacts) / OVERLAYS
         return machine
 
     # -- lifecycle ---------------------------------------------------------
@@ -213,9 +215,8 @@ class Machine:
         log = self.logs / f"{self.name}-qemu-img.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("")   # this copy's only: a line per copy would pile up forever
-        run_process(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-                     "-b", self.state / saved.DISK, self.work / "disk.qcow2"],
-                    log=log, what="qemu-img create")
+        saved.overlay(self.state / saved.DISK, self.work / "disk.qcow2",
+                      templates=self.overlays, log=log)
 
     def connect(self, channel: "str | None" = None, *, phase: str = "connect") -> Channel:
         """Open the channel (``channel``, else the machine's own), closing

@@ -137,9 +137,10 @@ def test_a_hostile_build_brings_back_no_privilege_link_or_special_file(project):
     rerun = project.doit("build:hostile")
     assert "build:hostile" in rerun.executed
     assert project.result("hostile")["outputs"] == ["suid", "tree/sub"]
-    # Two runs, one qemu-img line: the log is this run's, not a pile.
+    # Two runs, one line (qemu-img, or the copy of the overlay it made for
+    # an earlier copy): the log is this run's, not a pile.
     img_log = (project.artifacts / "logs" / "build-hostile-qemu-img.log").read_text()
-    assert img_log.count("+ qemu-img") == 1
+    assert img_log.count("+ ") == 1, img_log
 
 
 def test_a_full_disk_under_the_vm_ends_the_build_at_once(project):

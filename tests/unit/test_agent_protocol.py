@@ -4,6 +4,7 @@ agent that never answers, a QEMU that dies mid-wait. (The real agent is
 tested under QEMU in tests/integration/test_agent.py.)"""
 
 import json
+import shutil
 import socket
 import threading
 import time
@@ -158,27 +159,32 @@ def test_an_unknown_channel_names_the_key():
         _config({"channel": "serial"})
 
 
-def run_wrapper(tmp_path, monkeypatch, command, prelude=None):
-    """The guest side of a streamed command, run by a real /bin/sh with the
-    stream share as a plain folder."""
+def run_wrapper(tmp_path, monkeypatch, command, prelude=None, shell=("/bin/sh",)):
+    """The guest side of a streamed command, run by a real shell (dash;
+    busybox's, the tiny guest's) with the stream share as a plain folder."""
     import subprocess
     monkeypatch.setattr(agent, "STREAM_GUEST", str(tmp_path))
     monkeypatch.setattr(agent, "mount_stream_command", lambda fresh=False: "true")
     script = agent._wrapper(command, "out-1", prelude)
-    proc = subprocess.run(["/bin/sh", "-c", script], timeout=30)
+    proc = subprocess.run([*shell, "-c", script], timeout=30)
     done = agent._small_file(tmp_path / "out-1.done")
     return proc.returncode, (tmp_path / "out-1").read_bytes() if (
         tmp_path / "out-1").exists() else None, done
 
 
+SHELLS = [("/bin/sh",)] + ([("busybox", "sh")] if shutil.which("busybox") else [])
+
+
+@pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize("command, code, output", [
     ("echo hi; exit 3", 3, b"hi\n"),
     ("exec sh -c 'echo replaced; exit 4'", 4, b"replaced\n"),
     ("echo err >&2 # a comment at the end", 0, b"err\n"),
 ])
 def test_the_wrapper_outlives_exit_and_exec_and_leaves_the_done_file(
-        tmp_path, monkeypatch, command, code, output):
-    rc, out, done = run_wrapper(tmp_path, monkeypatch, command, prelude="echo prepared")
+        tmp_path, monkeypatch, command, code, output, shell):
+    rc, out, done = run_wrapper(tmp_path, monkeypatch, command, prelude="echo prepared",
+                                shell=shell)
     assert (rc, out) == (code, output)
     phases = agent._guest_phases(done)
     assert set(phases) == {"prepare", "command"} and all(v >= 0 for v in phases.values())
@@ -186,9 +192,14 @@ def test_the_wrapper_outlives_exit_and_exec_and_leaves_the_done_file(
     assert (tmp_path / "out-1.prepare").read_bytes() == b"prepared\n"
 
 
-def test_a_failed_prelude_stops_before_the_command(tmp_path, monkeypatch):
-    rc, out, done = run_wrapper(tmp_path, monkeypatch, "echo ran",
-                                prelude="echo 'revive: no clock'; exit 1")
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("prelude", ["echo 'revive: no clock'; exit 1",
+                                     "echo 'revive: no clock'; false"])
+def test_a_failed_prelude_stops_before_the_command(tmp_path, monkeypatch, shell, prelude):
+    # The prelude runs in the wrapper's own shell: an `exit` in it ends the
+    # wrapper, which must still leave NAME.done saying the prelude failed.
+    rc, out, done = run_wrapper(tmp_path, monkeypatch, "echo ran", prelude=prelude,
+                                shell=shell)
     assert rc == 1 and out is None
     assert agent._guest_phases(done) is None and agent._done_exit(done) is None
     err = agent._prelude_failed("preparing the revived guest", rc,

@@ -22,10 +22,11 @@ def test_sweep_removes_names_of_dead_and_foreign_processes(tmp_path, monkeypatch
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))   # not the machine's
     a = tmp_path / "artifacts"
-    for d in ("builds", "work", "snapshot", "cache", "media"):
+    for d in ("builds", "work", "snapshot", "cache", "media", "overlays"):
         (a / d).mkdir(parents=True)
     dead, foreign = dead_pid(), os.getppid()
     debris = [a / f".snapshot.tmp-{dead}", a / "builds" / f".hello.tmp-{foreign}",
+              a / "overlays" / f".overlay-0123456789abcdef.qcow2.tmp-{dead}",
               a / "builds" / f".hello.old-{dead}", a / "work" / f"build-hello-{dead}",
               a / "snapshot" / f".verified.{dead}", a / "media" / f".install.iso.tmp-{dead}",
               a / "work" / "snapshot"]

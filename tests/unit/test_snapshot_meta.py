@@ -2,6 +2,7 @@
 
 
 import pytest
+from pathlib import Path
 
 from revive.core.errors import UserError
 from revive import qemu
@@ -95,3 +96,48 @@ def test_an_unknown_arch_and_a_missing_emulator_are_one_line(tmp_path, monkeypat
             qemu.binary("qemu-system-riscv64")
     finally:
         qemu.binary.cache_clear()
+
+
+def overlay_info(path):
+    import json
+    import subprocess
+    out = subprocess.run(["qemu-img", "info", "--output=json", str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def test_a_copys_overlay_comes_from_the_first_ones_template_until_the_disk_changes(tmp_path):
+    import subprocess
+    disk = tmp_path / "snapshot" / saved.DISK
+    disk.parent.mkdir()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
+    templates, log = tmp_path / "overlays", tmp_path / "qemu-img.log"
+    saved.overlay(disk, tmp_path / "a.qcow2", templates=templates, log=log)
+    made = list(templates.glob("overlay-*.qcow2"))
+    assert len(made) == 1 and made[0].read_bytes() == (tmp_path / "a.qcow2").read_bytes()
+    log.write_text("")
+    saved.overlay(disk, tmp_path / "b.qcow2", templates=templates, log=log)
+    assert log.read_text().startswith(f"+ cp {made[0]} ")      # no qemu-img
+    info = overlay_info(tmp_path / "b.qcow2")
+    assert info["backing-filename"] == str(disk) and info["virtual-size"] == 64 << 20
+    # A new saved disk (another size): a new template, the old one gone.
+    disk.unlink()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "128M"], check=True)
+    saved.overlay(disk, tmp_path / "c.qcow2", templates=templates, log=log)
+    assert "qemu-img create" in log.read_text()
+    assert overlay_info(tmp_path / "c.qcow2")["virtual-size"] == 128 << 20
+    assert [p.name for p in templates.iterdir()] != [made[0].name]
+    assert len(list(templates.iterdir())) == 1
+
+
+def test_a_relative_backing_path_gets_no_template(tmp_path, monkeypatch):
+    import subprocess
+    (tmp_path / "snapshot").mkdir()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2",
+                    str(tmp_path / "snapshot" / saved.DISK), "64M"], check=True)
+    monkeypatch.chdir(tmp_path)
+    templates = tmp_path / "overlays"
+    saved.overlay(Path("snapshot") / saved.DISK, tmp_path / "a.qcow2",
+                  templates=templates, log=tmp_path / "log")
+    assert overlay_info(tmp_path / "a.qcow2")["backing-filename"] == "snapshot/disk.qcow2"
+    assert not templates.exists()
