@@ -211,17 +211,28 @@ def concurrent_pss(paths, meta, cfg, root: Path, copies: int) -> float:
             machine.close()
 
 
+# Two loop counts for calibrate(), about 1 s and 5 s here. 20,000 and
+# 60,000 (about 1.2 s apart) made commands of 7.0 s in one run: the
+# narrower the gap, the more one run's own spread moves the slope.
+LOOPS_SHORT, LOOPS_LONG = 30000, 150000
+
+
 def calibrate(paths, meta, cfg, work) -> int:
-    """Loop iterations of the busybox shell that take about 5 s in the guest."""
+    """Loop iterations of the busybox shell that take about 5 s in the
+    guest: the slope between two loop counts, so that the run's own fixed
+    cost (the prelude, the channel) is not counted as loop time (one count
+    divided by its run's time made 5 s commands that ran 2.3-3.3 s)."""
     fresh(work)
     with revive(paths, meta, name="bench-calibrate", work=work,
                 timeout=cfg.timeouts.revive) as machine:
-        n = 20000
-        # With a sink: the builds' own way (output streamed, the guest not
-        # asked while the command runs), so the calibration runs as fast.
-        result = machine.run(f"i=0; while [ $i -lt {n} ]; do i=$((i+1)); done", timeout=120,
-                             sink=lambda chunk: None)
-        return max(1000, int(n * 5 / result.seconds))
+        seconds = {}
+        for n in (LOOPS_SHORT, LOOPS_LONG):
+            # With a sink: the builds' own way (output streamed, the guest
+            # not asked while the command runs), so the calibration runs as fast.
+            seconds[n] = machine.run(f"i=0; while [ $i -lt {n} ]; do i=$((i+1)); done",
+                                     timeout=120, sink=lambda chunk: None).seconds
+        per_loop = (seconds[LOOPS_LONG] - seconds[LOOPS_SHORT]) / (LOOPS_LONG - LOOPS_SHORT)
+        return max(1000, int(5 / per_loop)) if per_loop > 0 else 100000
 
 
 def med(values) -> float:
