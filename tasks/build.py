@@ -100,8 +100,9 @@ def _report(request, target, result: dict) -> None:
     say(f"build {name}: {outcome(result)} (revive {t.get('revive')} s, "
         f"command {t.get('command')} s, total {t.get('total')} s) → {target}")
     if result["timed_out"]:
+        why = f" ({result['lost_timers']})" if result.get("lost_timers") else ""
         raise UserError(f"build {name}: the command did not finish within "
-                        f"[builds.{name}] timeout = {request.timeout:.0f} s; log: {log}")
+                        f"[builds.{name}] timeout = {request.timeout:.0f} s{why}; log: {log}")
     if result["failure"] and result["exit_code"] is None:
         raise UserError(f"build {name}: {result['failure']}; log: {log}")
     if result["exit_code"] != 0:

@@ -16,6 +16,7 @@ from ..core.collect import Limits, collect_outputs
 from ..core.errors import UserError
 from ..core.files import remove
 from ..core.space import is_nospace, nospace_message
+from ..qemu import saved
 from . import Machine, Stopwatch, revived
 
 
@@ -76,8 +77,12 @@ def run_build(artifacts: Path, request: BuildRequest, *, key: Path, out: Path,
                              exit_code=result.exit_code, timeout=request.revive_timeout)
     meta = copy.meta
     failure = result.failure
+    # A board whose revived timers QEMU loses: said beside a timeout.
+    lost_timers = saved.arch_of(meta).lost_timers(meta.get("qemu", ""))
     if result.timed_out:
         failure = f"the command did not finish within {request.timeout:.0f} s"
+        if lost_timers:
+            failure += f" ({lost_timers})"
     elif vm_died:
         failure = f"the VM died: {failure}"
     # Collected only once the copy is killed (leaving ``revived``): the
@@ -99,7 +104,7 @@ def run_build(artifacts: Path, request: BuildRequest, *, key: Path, out: Path,
             failure = failure or (str(err) if isinstance(err, UserError)
                                   else nospace_message(err, out))
     return {**kept, "build": request.name, "exit_code": result.exit_code,
-            "timed_out": result.timed_out, "vm_died": vm_died,
+            "timed_out": result.timed_out, "lost_timers": lost_timers, "vm_died": vm_died,
             "failure": failure, "outputs": collected,
             "missing_outputs": missing, "refused_outputs": refused,
             "timings": {**watch.phases, "total": watch.total()},

@@ -22,6 +22,7 @@ number: the guest finds it by that name (/sys/block/vdX/serial) whatever
 order the board enumerates its devices in.
 """
 
+import re
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -56,6 +57,21 @@ class Arch:
     # with its own value after each revive, before the guest runs
     # (qemu.gdbstub). "" when the board's timers survive a save.
     timer_csr: str = ""
+    # The first QEMU release whose revived copies of this board still get
+    # timer interrupts; before it the loaded state's timer never fires and
+    # nothing revive can write re-arms it. "" when every release does.
+    timers_fixed_in: str = ""
+
+    def lost_timers(self, qemu: str) -> "str | None":
+        """Why a command in a copy this ``qemu`` revived may never end, for
+        the message of a build past its deadline; None when it has timers."""
+        have = re.match(r"(\d+)\.(\d+)", qemu or "")
+        fixed = re.match(r"(\d+)\.(\d+)", self.timers_fixed_in)
+        if not (have and fixed) or tuple(map(int, have.groups())) >= tuple(map(int, fixed.groups())):
+            return None
+        return (f"a revived {self.name} copy gets no timer interrupts under QEMU {qemu} "
+                f"(fixed in {self.timers_fixed_in}): a sleep or any wait with a timeout "
+                "in the guest never ends; docs/architectures.md")
 
     def device(self, kind: str) -> str:
         """The QEMU device of a virtio ``kind`` (blk, net, 9p, serial)."""
@@ -89,7 +105,8 @@ ARCHES = {
                   "virtio", (), vmgenid=False),
     "ppc64el": Arch("ppc64el", "ppc64le", "qemu-system-ppc64", "qemu-system-ppc", "pseries",
                     "power9", "hvc0", "powerpc64le", "bookworm", "powerpc64le-linux-gnu",
-                    "virtio", (), vmgenid=False, kernel_image="vmlinux"),
+                    "virtio", (), vmgenid=False, kernel_image="vmlinux",
+                    timers_fixed_in="8.1"),     # 578912ad7312 "target/ppc: Migrate DECR SPR"
     # No PCI on this board by default: virtio over channel I/O, whose
     # driver is built into the kernel (CONFIG_S390_GUEST, no module).
     "s390x": Arch("s390x", "s390x", "qemu-system-s390x", "qemu-system-misc", "s390-ccw-virtio",

@@ -123,3 +123,30 @@ def test_an_arm64_project_needs_the_arm_emulator(tmp_path, monkeypatch):
     assert system.missing({"all", "tiny", "armhf"}) == ["qemu-system-arm"]
     assert system.missing({"all", "tiny", "ppc64el"}) == ["qemu-system-ppc"]
     assert system.missing({"all", "tiny", "s390x"}) == ["qemu-system-misc"]
+
+
+def test_a_timeout_in_a_copy_whose_timers_qemu_loses_says_so(tmp_path):
+    """QEMU before 8.1 loses a revived ppc64el copy's decrementer: a build
+    that sleeps runs until its deadline, and the one line says why."""
+    from types import SimpleNamespace
+
+    from tasks.build import _report
+
+    ppc = ARCHES["ppc64el"]
+    assert "no timer interrupts under QEMU 7.2.22" in ppc.lost_timers("7.2.22")
+    assert ppc.lost_timers("8.1.0") is None and ppc.lost_timers("10.2.1") is None
+    assert all(arch.lost_timers("7.2.22") is None for name, arch in ARCHES.items()
+               if name != "ppc64el")
+    result = {"timings": {}, "exit_code": None, "timed_out": True, "vm_died": False,
+              "failure": "the command did not finish within 60 s",
+              "lost_timers": ppc.lost_timers("7.2.22")}
+    request = SimpleNamespace(name="sleepy", timeout=60)
+    with pytest.raises(UserError) as err:
+        _report(request, tmp_path, result)
+    text = str(err.value)
+    assert "\n" not in text and "[builds.sleepy] timeout = 60 s" in text
+    assert "ppc64el copy gets no timer interrupts" in text and "fixed in 8.1" in text
+    result["lost_timers"] = None
+    with pytest.raises(UserError) as err:
+        _report(request, tmp_path, result)
+    assert "timer" not in str(err.value)
