@@ -69,9 +69,9 @@ class Arch:
         fixed = re.match(r"(\d+)\.(\d+)", self.timers_fixed_in)
         if not (have and fixed) or tuple(map(int, have.groups())) >= tuple(map(int, fixed.groups())):
             return None
-        return (f"a revived {self.name} copy gets no timer interrupts under QEMU {qemu} "
-                f"(fixed in {self.timers_fixed_in}): a sleep or any wait with a timeout "
-                "in the guest never ends; docs/architectures.md")
+        return (f"a revived {self.name} copy can lose its timer interrupts under QEMU {qemu} "
+                f"(fixed in {self.timers_fixed_in}), and a sleep or a wait with a timeout "
+                "in the guest then never ends; docs/architectures.md")
 
     def device(self, kind: str) -> str:
         """The QEMU device of a virtio ``kind`` (blk, net, 9p, serial)."""

@@ -133,7 +133,7 @@ def test_a_timeout_in_a_copy_whose_timers_qemu_loses_says_so(tmp_path):
     from tasks.build import _report
 
     ppc = ARCHES["ppc64el"]
-    assert "no timer interrupts under QEMU 7.2.22" in ppc.lost_timers("7.2.22")
+    assert "lose its timer interrupts under QEMU 7.2.22" in ppc.lost_timers("7.2.22")
     assert ppc.lost_timers("8.1.0") is None and ppc.lost_timers("10.2.1") is None
     assert all(arch.lost_timers("7.2.22") is None for name, arch in ARCHES.items()
                if name != "ppc64el")
@@ -145,7 +145,7 @@ def test_a_timeout_in_a_copy_whose_timers_qemu_loses_says_so(tmp_path):
         _report(request, tmp_path, result)
     text = str(err.value)
     assert "\n" not in text and "[builds.sleepy] timeout = 60 s" in text
-    assert "ppc64el copy gets no timer interrupts" in text and "fixed in 8.1" in text
+    assert "ppc64el copy can lose its timer interrupts" in text and "fixed in 8.1" in text
     result["lost_timers"] = None
     with pytest.raises(UserError) as err:
         _report(request, tmp_path, result)
