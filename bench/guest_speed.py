@@ -14,7 +14,9 @@ For each of --runs rounds, interleaved (the order of A and B alternates):
   (inotify, no guest work) — the floor a channel can reach;
 - a build of `true` by each tree: its fixed cost (result.json total − the
   command's time inside the guest), beside the floor (QEMU start + state load, the agent's first
-  answer, one first process in the guest).
+  answer, one first process in the guest; and, when the snapshot has a
+  resident runner, the same through it: QEMU start + state load, its shell
+  running `true` and exiting, seen by the host as its port's close).
 
 Every command's own time is read inside the guest (/proc/uptime before and
 after), so the channel's work during the command is what differs.
@@ -165,9 +167,37 @@ def floor(paths, meta, cfg, work: Path) -> "dict[str, float]":
         first = time.monotonic()
         machine.check("true")
         end = time.monotonic()
-    return {"qemu start + state load": watch.phases["revive"],
-            "agent answers": watch.phases["connect"], "first process": end - first,
-            "floor": end - start}
+    floors = {"qemu start + state load": watch.phases["revive"],
+              "agent answers": watch.phases["connect"], "first process": end - first,
+              "floor": end - start}
+    return {**floors, **runner_floor(paths, meta, cfg, work, shares)}
+
+
+def runner_floor(paths, meta, cfg, work: Path, shares) -> "dict[str, float]":
+    """The same through the resident runner, when the snapshot has one: its
+    shell runs `true` (a first process) and exits; the host learns it from
+    QEMU (the guest closed the runner's port: a QMP event, no guest work).
+    {} for a snapshot without a runner."""
+    from revive.channel import agent
+    from revive.machine import Machine, Stopwatch
+    if agent.runner_pid(meta) is None:
+        return {}
+    watch = Stopwatch()
+    with Machine.revive(paths.snapshot, artifacts=paths.artifacts, name="bench-floor-runner",
+                        shares=shares, key=paths.key, work=work, logs=paths.logs,
+                        timeout=cfg.timeouts.revive, watch=watch) as machine:
+        start = time.monotonic()
+        machine.launch()
+        first = time.monotonic()
+        machine.channel.runner.send("true; exit 0")
+        deadline = first + 60
+        while not machine.qemu.port_closed(agent.RUNNER_PORT):
+            if machine.dead() or time.monotonic() > deadline:
+                raise SystemExit(f"the runner's `true` did not end: {machine.dead()}")
+            time.sleep(0.002)
+        end = time.monotonic()
+    return {"runner: qemu start + state load": watch.phases["revive"],
+            "runner: first process": end - first, "runner: floor": end - start}
 
 
 def guest_speed(paths, meta, cfg, runs: int, baseline: str, project: Path) -> str:
