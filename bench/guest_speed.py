@@ -151,18 +151,18 @@ def unwatched(paths, meta, cfg, work: Path, command: str) -> float:
 def floor(paths, meta, cfg, work: Path) -> "dict[str, float]":
     """QEMU start + state load, the agent's first answer, one first process."""
     from revive_vs_boot import fresh
-    from revive.machine import Machine, Stopwatch
+    from revive.machine import Stopwatch
     fresh(work)
     shares = {}
     for share in meta["shares"]:
         shares[share] = work / "in" / share
         shares[share].mkdir(parents=True, exist_ok=True)
     watch = Stopwatch()
-    with Machine.revive(paths.snapshot, artifacts=paths.artifacts, name="bench-floor",
-                        shares=shares, key=paths.key, work=work, logs=paths.logs,
-                        timeout=cfg.timeouts.revive, watch=watch) as machine:
+    with _copy(paths, cfg, work, shares, "bench-floor", watch) as machine:
         start = time.monotonic()
         machine.launch()
+        if machine.channel.runner is not None:
+            machine.channel.drop_runner()   # the agent's own floor: it answers a sync
         machine.connect()
         first = time.monotonic()
         machine.check("true")
@@ -176,6 +176,13 @@ def floor(paths, meta, cfg, work: Path) -> "dict[str, float]":
 RUNNER_MARK = "REVIVE-RUNNER-FLOOR-END"
 
 
+def _copy(paths, cfg, work: Path, shares, name: str, watch):
+    from revive.machine import Machine
+    return Machine.revive(paths.snapshot, artifacts=paths.artifacts, name=name, shares=shares,
+                          key=paths.key, work=work, logs=paths.logs,
+                          timeout=cfg.timeouts.revive, watch=watch)
+
+
 def runner_floor(paths, meta, cfg, work: Path, shares) -> "dict[str, float]":
     """The same through the resident runner, when the snapshot has one: its
     shell runs one first process (/bin/true: fork and exec, as the agent's
@@ -184,13 +191,11 @@ def runner_floor(paths, meta, cfg, work: Path, shares) -> "dict[str, float]":
     event of the port's close is held back up to 1 s). {} for a snapshot
     without a runner."""
     from revive.channel import agent
-    from revive.machine import Machine, Stopwatch
+    from revive.machine import Stopwatch
     if agent.runner_pid(meta) is None:
         return {}
     watch = Stopwatch()
-    with Machine.revive(paths.snapshot, artifacts=paths.artifacts, name="bench-floor-runner",
-                        shares=shares, key=paths.key, work=work, logs=paths.logs,
-                        timeout=cfg.timeouts.revive, watch=watch) as machine:
+    with _copy(paths, cfg, work, shares, "bench-floor-runner", watch) as machine:
         start = time.monotonic()
         machine.launch()
         first = time.monotonic()
