@@ -281,15 +281,25 @@ class Runner:
         except OSError:
             pass
 
-    def send(self, script: str) -> int:
+    def send(self, script: str, timeout: float = KILL_TIMEOUT) -> int:
         """Hand the runner ``script`` (run by its shell as itself, so it must
-        end the shell with `exit`); the pid that runs it. QEMU holds what
-        the guest has not read yet, so this never waits on the guest."""
+        end the shell with `exit`); the pid that runs it. The socket's
+        buffer holds a script of a few kB whether the guest reads or not; a
+        longer one that the guest does not take within ``timeout`` fails."""
         try:
+            self.sock.settimeout(timeout)
             self.sock.sendall(script.encode() + b"\n")
+        except socket.timeout:
+            raise AgentError(f"the resident runner did not take the command within "
+                             f"{timeout:.0f} s", log=self.log) from None
         except OSError as err:
             raise AgentError(f"the resident runner's socket failed: {err}",
                              log=self.log) from None
+        finally:
+            try:
+                self.sock.settimeout(None)
+            except OSError:
+                pass
         return self.pid
 
     def wait_ready(self, timeout: float, alive: Callable[[], Optional[str]]) -> None:

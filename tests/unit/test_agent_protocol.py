@@ -303,3 +303,12 @@ def test_the_runner_takes_the_first_command_only_when_armed_in_a_fresh_snapshot(
     for pid in ("153", 1, 0, -5, None, 1.5):
         assert agent.runner_pid({"channel": {**armed["channel"],
                                              "runner": {"pid": pid}}}) is None
+
+
+def test_a_runner_that_does_not_take_a_long_command_fails_at_its_deadline():
+    runner, _guest = runner_pair()          # the guest side never reads
+    start = time.monotonic()
+    with pytest.raises(UserError, match="did not take the command within 1 s"):
+        runner.send("x" * (8 << 20), timeout=1)
+    assert time.monotonic() - start < 3
+    runner.close()
