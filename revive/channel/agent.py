@@ -20,8 +20,8 @@ revive, and its fork and exec of ``setsid``, cost the guest ~0.2 s under
 TCG): the snapshot stage leaves a resident runner in the saved guest, a
 ``setsid``'d shell started through the agent that sources a second
 virtio-serial port (``RUNNER_PORT``). The host writes the first command's
-wrapper to that port right after the revive; the runner's shell runs it as
-itself, so the runner's pid, recorded in meta.json, is the wrapper's: the
+wrapper to that port right after the revive; the runner's shell execs a
+fresh `sh` for it, so the runner's pid, recorded in meta.json, is the wrapper's: the
 agent's ``guest-exec-status`` and the deadline's kill of its process group
 work on it as on a command the agent started. Later commands, and every
 copy whose snapshot has no runner, go through the agent.
@@ -145,10 +145,10 @@ def runner_pid(snapshot_meta: dict) -> "int | None":
 def runner_script() -> str:
     """The resident runner, started through the agent (``setsid``) just
     before the snapshot is saved: it finds its port by name (the tiny guest
-    has no udev), says it is there, and sources the port (`.`, a builtin: no
-    process after the revive), so the wrapper the host writes runs in the
-    runner's own shell and its `exit` ends it. Read end (no host connected)
-    before a script came: RUNNER_GONE."""
+    has no udev), says it is there, and sources the port (`.`, a builtin),
+    so what the host writes (``runner_input``) runs as the runner's own
+    process. Read end (no host connected) before a script came:
+    RUNNER_GONE."""
     return ("__rv_d=; for __rv_p in /sys/class/virtio-ports/*; do "
             "read -r __rv_n <\"$__rv_p/name\" 2>/dev/null && "
             f"[ \"$__rv_n\" = {RUNNER_PORT} ] && __rv_d=/dev/${{__rv_p##*/}}; done; "
@@ -265,6 +265,16 @@ class Agent:
         return answer["return"]
 
 
+def runner_input(script: str) -> bytes:
+    """What the host writes to the runner's port: its shell execs a fresh
+    `sh` for ``script`` (same pid, same process group). A command run in the
+    runner's own image, a process from before the save, ran 7-10% slower
+    under TCG (a CPU-bound loop, 5.2 s against 4.75 s), and so did the
+    prelude's forks from it; one exec'd after the revive runs as under
+    ``guest-exec`` (docs/benchmarks.md)."""
+    return f"exec /bin/sh -c {shlex.quote(script)}\n".encode()
+
+
 class Runner:
     """The host side of the resident runner's port: the snapshot stage arms
     it (``arm_runner``), a revived copy hands it its first command
@@ -288,7 +298,7 @@ class Runner:
         longer one that the guest does not take within ``timeout`` fails."""
         try:
             self.sock.settimeout(timeout)
-            self.sock.sendall(script.encode() + b"\n")
+            self.sock.sendall(runner_input(script))
         except socket.timeout:
             raise AgentError(f"the resident runner did not take the command within "
                              f"{timeout:.0f} s", log=self.log) from None

@@ -221,8 +221,8 @@ def test_an_incomplete_done_file_leaves_the_exit_code_to_the_agent(done):
 
 def run_sourced(tmp_path, monkeypatch, command, shell):
     """The wrapper as the resident runner runs it: its shell sources the
-    port (here a FIFO) with `.`, and the host keeps its side open, so the
-    wrapper's own `exit` must end the shell (no end of input comes)."""
+    port (here a FIFO) with `.` and execs `sh` for what the host wrote; the
+    host keeps its side open, so no end of input comes."""
     import os
     import subprocess
     monkeypatch.setattr(agent, "STREAM_GUEST", str(tmp_path))
@@ -231,7 +231,7 @@ def run_sourced(tmp_path, monkeypatch, command, shell):
     os.mkfifo(port)
     proc = subprocess.Popen([*shell, "-c", f". {port}; exit {agent.RUNNER_GONE}"])
     with open(port, "wb") as host:
-        host.write(agent._wrapper(command, "out-1", "echo prepared").encode() + b"\n")
+        host.write(agent.runner_input(agent._wrapper(command, "out-1", "echo prepared")))
         host.flush()
         try:
             rc = proc.wait(timeout=30)
