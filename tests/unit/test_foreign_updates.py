@@ -105,7 +105,10 @@ def fetched(tmp_path: Path, archive: Path) -> Path:
     target = tmp_path / "target"
     archives = target / "var/cache/apt/archives"
     archives.mkdir(parents=True)
-    (target / "var/lib/apt/lists").mkdir(parents=True)
+    lists = target / "var/lib/apt/lists"
+    lists.mkdir(parents=True)
+    shutil.copyfile(archive / f"dists/test/main/binary-{ARCH}/Packages",
+                    lists / f"m_dists_test_main_binary-{ARCH}_Packages")
     (target / "debootstrap").mkdir()
     lines = []
     for name in ("a", "b"):
@@ -135,6 +138,14 @@ def test_a_newer_security_version_replaces_the_suites_and_brings_its_dependency(
         assert (target / path.lstrip("/")).is_file()
     assert not (target / f"var/cache/apt/archives/a_1_{ARCH}.deb").exists()
     assert (target / "debootstrap/base").read_text().split() == ["b", "c"]
+    # The suite's index the second stage reads control fields from (dpkg's
+    # available file: Pre-Depends) has the new versions' stanzas.
+    index = (target / f"var/lib/apt/lists/m_dists_test_main_binary-{ARCH}_Packages").read_text()
+    fields = {}
+    for stanza in index.strip().split("\n\n"):
+        lines = dict(l.split(": ", 1) for l in stanza.splitlines() if ": " in l)
+        fields[lines["Package"]] = (lines["Version"], lines.get("Depends"))
+    assert fields == {"a": ("1+sec1", "c (>= 1)"), "b": ("1", None), "c": ("1", None)}
     # The records name what is installed, and the companions' Release files.
     rootfs._foreign_records(target)
     records = target / rootfs.RECORDS
@@ -190,3 +201,25 @@ def test_the_foreign_recipe_names_the_companions_it_takes_updates_from():
     alone = rootfs.recipe("bookworm", src[:1], ["a"], "arm64", rootfs.FOREIGN)
     assert alone["updates_from"] == []
     assert "updates_from" not in rootfs.recipe("bookworm", src, ["a"])
+
+
+def test_the_listing_names_what_the_companions_replaced_and_the_guest_apt_reads_them(
+        tmp_path):
+    info = {"suite": "bookworm", "made_by": "debootstrap 1.0.128", "packages": ["a"],
+            "arch": ARCH, "sources": "", "releases": {},
+            "updated": {"libssl3": ["3.0.20-1~deb12u2", "3.0.22-1~deb12u2"], "c": [None, "1"]},
+            "installed": [["c", "1"], ["libssl3", "3.0.22-1~deb12u2"]]}
+    text = rootfs.packages_listing(info)
+    assert "# updated: libssl3 3.0.20-1~deb12u2 -> 3.0.22-1~deb12u2\n" in text
+    assert "# updated: c (new) -> 1\n" in text
+    assert text.endswith("c\t1\nlibssl3\t3.0.22-1~deb12u2\n")
+    # The guest's apt: the suite and its companions, not debootstrap's line.
+    (tmp_path / "etc/apt").mkdir(parents=True)
+    (tmp_path / "etc/apt/sources.list").write_text("deb http://m.example/debian bookworm main\n")
+    sources = [apt.Source("http://m.example/debian", s, ("main",))
+               for s in ("bookworm", "bookworm-security")]
+    rootfs._foreign_sources(tmp_path, apt.deb822(sources))
+    assert not (tmp_path / "etc/apt/sources.list").exists()
+    found = apt.parse_deb822((tmp_path / "etc/apt/sources.list.d/0000sources.sources")
+                             .read_text())
+    assert found == sources

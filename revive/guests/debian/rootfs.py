@@ -255,6 +255,14 @@ def _foreign_updates(target: Path, sources: "list[apt.Source]", suite: str, arch
         paths[name] = f"/var/cache/apt/archives/{deb.name}"
     (target / "debootstrap/debpaths").write_text(
         "".join(f"{n} {p}\n" for n, p in sorted(paths.items())))
+    # The second stage reads the control fields of what it installs from
+    # the suite's index debootstrap kept (dpkg's available file, from which
+    # dpkg --predep-package finds unmet Pre-Depends): there, the new
+    # versions' stanzas. (An old libpam-modules' Pre-Depends on
+    # libpam-modules-bin (= the old version) stopped the second stage.)
+    stanzas = _apt([*env, "apt-cache", "show", *(f"{n}={v}" for n, (_, v) in updated.items())],
+                   log, what=f"apt-cache show ({arch}: the newer packages' control fields)")
+    _replace_stanzas(target, suite, arch, stanzas)
     added = [n for n, (old, _) in updated.items() if old is None]
     if added:
         base = target / "debootstrap/base"
@@ -266,6 +274,30 @@ def _foreign_updates(target: Path, sources: "list[apt.Source]", suite: str, arch
             for release in (state / "lists").glob(f"*_dists_{source.suite}_InRelease"):
                 shutil.copyfile(release, lists / release.name)
     return dict(sorted(updated.items()))
+
+
+def _replace_stanzas(target: Path, suite: str, arch: str, stanzas: str) -> None:
+    """In debootstrap's copy of the suite's Packages index(es), the
+    packages of ``stanzas`` (apt-cache show) in place of the suite's, and
+    those new to the suite after the last stanza."""
+    new = {}
+    for stanza in stanzas.strip("\n").split("\n\n"):
+        name = stanza.split("\n", 1)[0].partition(": ")[2].strip()
+        new[name] = stanza.rstrip("\n") + "\n"
+    indexes = sorted((target / "var/lib/apt/lists").glob(f"*_dists_{suite}_*_binary-{arch}_Packages"))
+    if not indexes:
+        raise UserError(f"debootstrap left no {suite} {arch} Packages index in "
+                        f"{target}/var/lib/apt/lists to update; report this as a bug")
+    left = dict(new)
+    for index in indexes:
+        out = []
+        for stanza in index.read_text().split("\n\n"):
+            name = stanza.lstrip("\n").split("\n", 1)[0].partition(": ")[2].strip()
+            out.append(left.pop(name).rstrip("\n") if name in new and name in left
+                       else stanza)
+        if index == indexes[-1]:
+            out[-1:-1] = [s.rstrip("\n") for s in left.values()]
+        index.write_text("\n\n".join(out))
 
 
 def _apt(argv: list, log: Path, what: str, cwd=None, timeout: float = 600) -> str:
@@ -389,5 +421,8 @@ def packages_listing(info: dict) -> str:
     for source, fields in sorted(info["releases"].items()):
         lines.append(f"# Release {fields.get('Suite', '?')} ({fields.get('Codename', '?')}) "
                      f"dated {fields.get('Date', '?')}: {source}")
+    # A foreign root: what the suite's -updates and -security replaced.
+    for name, (old, new) in sorted(info.get("updated", {}).items()):
+        lines.append(f"# updated: {name} {old or '(new)'} -> {new}")
     lines += [f"{name}\t{version}" for name, version in info["installed"]]
     return "\n".join(lines) + "\n"
