@@ -284,7 +284,8 @@ def _replace_stanzas(target: Path, suite: str, arch: str, stanzas: str) -> None:
     for stanza in stanzas.strip("\n").split("\n\n"):
         name = stanza.split("\n", 1)[0].partition(": ")[2].strip()
         new[name] = stanza.rstrip("\n") + "\n"
-    indexes = sorted((target / "var/lib/apt/lists").glob(f"*_dists_{suite}_*_binary-{arch}_Packages"))
+    lists = target / "var/lib/apt/lists"
+    indexes = sorted(lists.glob(f"*_dists_{suite}_*_binary-{arch}_Packages"))
     if not indexes:
         raise UserError(f"debootstrap left no {suite} {arch} Packages index in "
                         f"{target}/var/lib/apt/lists to update; report this as a bug")
