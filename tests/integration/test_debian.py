@@ -11,8 +11,11 @@ a second configure of hello under TCG costs this module ~3 minutes.)
 """
 
 import json
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -219,3 +222,30 @@ def test_an_unknown_source_package_is_one_line(built, tmp_path):
                       sources=settings.sources(), cache=REPO / "artifacts" / "cache",
                       log=tmp_path / "sources.log")
     assert "apt-get source no-such-package-revive" in str(err.value)
+
+
+def test_smb_shares_mount_on_debian_with_the_payloads_busybox(built):
+    """Both shares over SMB (the kernel's cifs client, mounted by busybox's
+    mount after the revive): the snapshot is retaken, the probe reads the
+    sources and writes the exchange folder. Last: it leaves the config as
+    it was but the snapshot an SMB one."""
+    text = built.config.read_text()
+    smb = text
+    for guest in ('guest = "/mnt/src"\n', 'guest = "/mnt/xchg"\n'):
+        smb = smb.replace(guest, guest + 'transport = "smb"\n', 1)
+    assert smb.count('transport = "smb"') == 2
+    # smbd's sockets go below QEMU's TMPDIR: short enough for a UNIX socket.
+    short = Path(tempfile.mkdtemp(prefix="rv-", dir="/tmp"))
+    built.config.write_text(smb)
+    try:
+        proc = built.doit("build:probe", env={"TMPDIR": str(short)}, timeout=900)
+        assert proc.executed == {"snapshot", "build:probe"}, proc.stdout + proc.stderr
+    finally:
+        built.config.write_text(text)
+        shutil.rmtree(short, ignore_errors=True)
+    log = (built.artifacts / "builds" / "probe" / "log").read_text()
+    assert "//10.0.2.4/qemu/src /mnt/src cifs ro," in log
+    assert "//10.0.2.4/qemu/xchg /mnt/xchg cifs rw," in log
+    assert "src: read-only" in log
+    written = built.artifacts / "builds" / "probe" / "outputs" / "written.txt"
+    assert written.read_text() == "written\n"
