@@ -53,8 +53,10 @@ def pytest_addoption(parser):
 # module share its project and put back what they change). The Debian
 # build's one emulated CPU then overlaps the tiny guest's tests instead of
 # following them.
+# test_foreign_root (a native second stage in a chroot, no QEMU, 79-122 s)
+# joins the Debian group, the shorter of the two.
 SLOW_ALONE = {"test_debian.py", "test_debian_arch.py", "test_arch.py", "test_cluster_hosts.py",
-              "test_unprivileged.py"}
+              "test_unprivileged.py", "test_foreign_root.py"}
 
 
 @pytest.hookimpl(tryfirst=True)    # before xdist reads the groups

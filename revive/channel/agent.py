@@ -397,6 +397,8 @@ class AgentSession(Channel):
         # (timeout, setting) of the sync put off while the runner is armed:
         # done before anything else than the runner's command asks the agent.
         self.sync_later: "tuple[float, str] | None" = None
+        # How the wrapper calls mount (the guest kind's ``program``).
+        self.mount = "mount"
 
     def close(self) -> None:
         self.agent.close()
@@ -514,7 +516,7 @@ class AgentSession(Channel):
         done = self.stream_dir / done_name
         prelude_file = self.stream_dir / f"{name}.prepare"
         script = _wrapper(command, name, self.prelude() if self.prelude else None,
-                          fresh=self.stream_mounted is False)
+                          fresh=self.stream_mounted is False, mount=self.mount)
         self.prelude, self.stream_mounted = None, None
         output = bytearray()
         watch = DirWatch(self.stream_dir)
@@ -603,9 +605,10 @@ class AgentSession(Channel):
                              time.monotonic() - start, phases=phases)
 
 
-def _wrapper(command: str, name: str, prelude: "str | None", fresh: bool = False) -> str:
-    """The guest side of a streamed command: mount the stream share
-    (``fresh``: without looking whether it is mounted), run
+def _wrapper(command: str, name: str, prelude: "str | None", fresh: bool = False,
+             mount: str = "mount") -> str:
+    """The guest side of a streamed command: mount the stream share with
+    ``mount`` (``fresh``: without looking whether it is mounted), run
     the prelude in the same shell (its output to NAME.prepare; NAME.done
     says "prepare" when it fails or exits), then the command in a subshell
     (on lines of its own: it may end in a comment; a subshell so the wrapper
@@ -617,7 +620,7 @@ def _wrapper(command: str, name: str, prelude: "str | None", fresh: bool = False
     builtins: the timing starts no process."""
     def guest(suffix: str = "") -> str:
         return shlex.quote(f"{STREAM_GUEST}/{name}{suffix}")
-    script = (f"read t0 _ </proc/uptime; {mount_stream_command(fresh)} || exit 125; "
+    script = (f"read t0 _ </proc/uptime; {mount_stream_command(fresh, mount)} || exit 125; "
               "cd /root 2>/dev/null; ")
     if prelude:
         # In the wrapper's own shell (braces, not a subshell: one fork
@@ -693,18 +696,19 @@ def _ends(mask: int, event: str, name: str) -> bool:
     return bool(mask & IN_CLOSE_WRITE) and event == name
 
 
-def mount_stream_command(fresh: bool = False) -> str:
-    """Mount the stream share unless it is mounted (``fresh``: known not to
-    be; /proc/mounts is not read, which `read` does a byte per system
-    call). Shell builtins only (read, test): after a revive every process
-    the guest starts pays TCG's translation again, so the check and the
-    folder's creation start none."""
+def mount_stream_command(fresh: bool = False, mount: str = "mount") -> str:
+    """Mount the stream share with ``mount`` (the guest kind's program
+    for it) unless it is mounted (``fresh``: known not to be; /proc/mounts
+    is not read, which `read` does a byte per system call). Shell builtins
+    only (read, test): after a revive every process the guest starts pays
+    TCG's translation again, so the check and the folder's creation start
+    none."""
     check = ("" if fresh else
              f"__rv_m=; while read -r _ __rv_p _; do "
              f"[ \"$__rv_p\" = {STREAM_GUEST} ] && __rv_m=1; done </proc/mounts; "
              f"[ -n \"$__rv_m\" ] || ")
     return (f"{{ {check}{{ {{ [ -d {STREAM_GUEST} ] || mkdir -p {STREAM_GUEST}; }} && "
-            f"mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,rw "
+            f"{mount} -t 9p -o trans=virtio,version=9p2000.L,msize=262144,rw "
             f"{STREAM_TAG} {STREAM_GUEST}; }}; }}")
 
 

@@ -14,6 +14,7 @@ import marshal
 import os
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -83,12 +84,35 @@ def stamps(folder: Path) -> "bytes | None":
     except OSError:
         return None
     with proc:
+        out = _finish(proc, folder, proc.communicate)
+    return out if out is not None and proc.returncode == 0 else None
+
+
+LIST_TIMEOUT = 600.0    # seconds for GNU find to list a shared folder
+LIST_NOTICE = 10.0      # seconds between the lines saying the listing goes on
+
+
+def _finish(proc: subprocess.Popen, folder: Path, wait) -> "bytes | None":
+    """``wait(timeout=…)``'s answer (``proc.wait`` or ``proc.communicate``)
+    once find ends; a line on stderr every LIST_NOTICE seconds says what
+    doit waits for; None (and find killed) past LIST_TIMEOUT: the folder
+    is then read without a listing."""
+    deadline = time.monotonic() + LIST_TIMEOUT
+    while True:
         try:
-            out, _ = proc.communicate(timeout=600)
+            answer = wait(timeout=min(LIST_NOTICE, max(0.0, deadline - time.monotonic())))
         except subprocess.TimeoutExpired:
+            if time.monotonic() < deadline:
+                print(f"revive: waiting for GNU find to list {folder} (pid {proc.pid}, "
+                      f"{LIST_TIMEOUT - (deadline - time.monotonic()):.0f} s of at most "
+                      f"{LIST_TIMEOUT:.0f} s)", file=sys.stderr, flush=True)
+                continue
+            print(f"revive: GNU find did not list {folder} within {LIST_TIMEOUT:.0f} s: "
+                  "its files are read without a listing", file=sys.stderr, flush=True)
             proc.kill()
+            proc.wait()
             return None
-    return out if proc.returncode == 0 else None
+        return answer[0] if isinstance(answer, tuple) else b""
 
 
 # Listings started ahead (``list_early``): folder → (the process that
@@ -135,13 +159,9 @@ def listed(folder: Path) -> "tuple[bytes | None, int]":
         owner, proc, out, start = started
         with out:
             if owner == os.getpid():        # a forked worker cannot wait on find
-                try:
-                    code = proc.wait(timeout=600)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                    code = None
-                if code == 0:
+                if _finish(proc, folder, proc.wait) is None:
+                    return None, start          # past its deadline: no listing
+                if proc.returncode == 0:
                     out.seek(0)
                     return out.read(), start
     return _timed(folder)

@@ -168,6 +168,13 @@ class GuestKind:
         be mounted from there instead."""
         raise NotImplementedError
 
+    def program(self, name: str) -> str:
+        """How the steps revive runs around a command (``after_revive``,
+        the guest agent's own mount of its output share) call the program
+        ``name`` (mount, date): by default by its name on the guest's
+        PATH."""
+        return name
+
     def before_keep(self, shares) -> str:
         """Shell command run before a failed copy is saved to be reopened
         later: leave no share mounted (QEMU refuses to migrate with 9p

@@ -203,8 +203,8 @@ class Machine:
             return
         try:
             sock = agent.connect_socket(
-                self.values["agent-socket"] + agent.RUNNER_SUFFIX, timeout=self.timeout, alive=self.dead,
-                log=str(self.qemu.serial_log),
+                self.values["agent-socket"] + agent.RUNNER_SUFFIX, timeout=self.timeout,
+                alive=self.dead, log=str(self.qemu.serial_log),
                 what="connecting to the resident runner's socket")
         except UserError as err:
             raise self.qemu.error(str(err)) from None
@@ -254,13 +254,15 @@ class Machine:
 
     def _agent(self, sync: bool) -> agent.AgentSession:
         try:
-            return agent.connect(agent.socket_path(self.work / "agent"), timeout=self.timeout,
+            session = agent.connect(agent.socket_path(self.work / "agent"), timeout=self.timeout,
                                  alive=agent.watching_port(self.dead, self.qemu.port_closed),
                                  log=str(self.qemu.serial_log),
                                  stream_dir=self.work / "agent-stream", sync=sync,
                                  setting=self.setting)
         except UserError as err:
             raise self.qemu.error(str(err)) from None
+        session.mount = self.kind.program("mount")
+        return session
 
     def ssh(self) -> ssh.Session:
         """An SSH session to the guest: the channel itself when it is SSH

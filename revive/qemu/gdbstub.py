@@ -27,6 +27,7 @@ from ..core.errors import UserError
 FD_NAME = "revive-gdb"
 CHARDEV = "revive-gdb"
 REPLY_TIMEOUT = 10.0     # seconds for each answer of the gdbstub
+DOCUMENT_LIMIT = 1 << 20  # characters: far beyond any target description
 # RISC-V CSR numbers (the privileged specification's table).
 CSR_NUMBERS = {"stimecmp": 0x14D}
 ANCHOR = ("sstatus", 0x100)      # a CSR riscv-csr.xml always lists
@@ -110,6 +111,11 @@ class Remote:
             offset += len(part) - 1
             if part[0] == "l":
                 return text
+            if len(part) == 1 or len(text) > DOCUMENT_LIMIT:
+                # No progress, or more than any target description: a stub
+                # that would keep this loop going.
+                raise self.machine.error(f"the gdbstub sent {name} without end "
+                                         f"({len(text)} characters so far)")
 
     def _reply(self, request: str) -> str:
         """The next packet's data (acknowledged), skipping the '+' acks."""

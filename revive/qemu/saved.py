@@ -15,6 +15,7 @@ Save methods (docs/architecture.md has the measurements):
 - ``zstd``: the whole state goes through ``zstd -1`` into ``state.zst``.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -70,6 +71,9 @@ def fill(template: "list[str]", values: "dict[str, str]") -> "list[str]":
 
 # Room for the device state and the disk overlay's growth beside the RAM.
 STATE_ROOM_MB = 64
+# Empty overlays kept in a project (saved.overlay): one per saved disk in use
+# (the snapshot's, a kept failed copy's, one being replaced).
+KEEP_TEMPLATES = 4
 
 
 def check_room(folder: Path, memory_mb: int) -> None:
@@ -255,8 +259,11 @@ def overlay(backing: Path, target: Path, *, templates: "Path | None", log: Path)
     from another folder: no template then."""
     backing = Path(backing)
     template = None
-    if templates is not None and backing.is_absolute():
-        st = backing.stat()
+    try:
+        st = backing.stat() if templates is not None and backing.is_absolute() else None
+    except OSError:
+        st = None       # qemu-img below says what is wrong with it, in one line
+    if st is not None:
         key = hashlib.sha256(f"{backing}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0"
                              f"{st.st_mtime_ns}".encode()).hexdigest()[:16]
         template = Path(templates) / f"overlay-{key}.qcow2"
@@ -265,6 +272,8 @@ def overlay(backing: Path, target: Path, *, templates: "Path | None", log: Path)
         except FileNotFoundError:
             pass
         else:
+            with contextlib.suppress(OSError):
+                os.utime(template)      # used: the last to go (below)
             with open(log, "a") as fh:
                 fh.write(f"+ cp {shlex.quote(str(template))} {shlex.quote(str(target))}\n")
             return
@@ -273,10 +282,12 @@ def overlay(backing: Path, target: Path, *, templates: "Path | None", log: Path)
     if template is None:
         return
     try:
-        # The template of an older saved disk is of no use any more.
-        for old in Path(templates).glob("overlay-*.qcow2"):
-            if old != template:
-                old.unlink(missing_ok=True)
+        # A few saved disks are in use at once (the snapshot's, kept failed
+        # copies'): the templates used last stay, older ones go.
+        olds = sorted(Path(templates).glob("overlay-*.qcow2"),
+                      key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in olds[KEEP_TEMPLATES - 1:]:
+            old.unlink(missing_ok=True)
         with atomic_path(template) as tmp:
             shutil.copyfile(target, tmp)
     except OSError:

@@ -107,7 +107,7 @@ def project(request, tmp_path_factory):
     deb = debs.fetch([own.busybox], REPO / "artifacts" / "cache" / "debs",
                      root / "apt.log", suite=arch.suite)[own.busybox.package]
     debs.extract(deb, root / "unpacked", ["bin/busybox", "usr/bin/busybox"])
-    (root / "src" / "busybox").write_bytes(installer._busybox(root / "unpacked"))
+    (root / "src" / "busybox").write_bytes(installer.busybox_binary(root / "unpacked"))
     (root / "src" / "busybox").chmod(0o755)
     (root / "config.toml").write_text(CONFIG.format(arch=arch.name))
     project = Project(root)

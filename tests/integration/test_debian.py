@@ -11,13 +11,17 @@ a second configure of hello under TCG costs this module ~3 minutes.)
 """
 
 import json
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
 from revive.core.errors import UserError
 from revive.guests.debian import from_table, sources
+from revive.guests.linux import pins
 
 from .conftest import REPO, Project, qemu_processes, stale
 from .terminal import PROMPT, Terminal
@@ -41,8 +45,11 @@ grep -E ' /mnt/(src|xchg) ' /proc/mounts
 touch /mnt/src/new 2>/dev/null && echo "src: writable" || echo "src: read-only"
 echo written > /mnt/xchg/written.txt
 command -v hello || echo "no hello package"
+echo "prelude: $(/usr/lib/revive/busybox | head -n 1 | cut -d' ' -f1,2)"
+echo "prelude interpreters: $(readelf -l /usr/lib/revive/busybox | grep -c INTERP)"
+date +%s > /mnt/xchg/clock
 \"\"\"
-outputs = ["written.txt"]
+outputs = ["written.txt", "clock"]
 timeout = "5m"
 """
 
@@ -100,6 +107,23 @@ def test_the_guest_is_debian_on_systemd_with_the_shares_mounted(built):
     assert meta["channel"]["kind"] == "agent" and "agent_sync" in meta["timings"]
     written = built.artifacts / "builds" / "probe" / "outputs" / "written.txt"
     assert written.read_text() == "written\n"
+
+
+def test_the_steps_after_a_revive_ran_with_the_pinned_static_busybox(built):
+    """The clock and the shares were set after the revive by the payload's
+    pinned busybox (no dynamic loader for TCG to translate again), not by
+    Debian's date and util-linux's mount."""
+    log = (built.artifacts / "builds" / "probe" / "log").read_text()
+    # 1:1.35.0-4+deb12u1+b1 → "BusyBox v1.35.0"
+    upstream = pins.BY_ARCH["amd64"].busybox.version.split(":")[-1].split("-")[0]
+    assert f"prelude: BusyBox v{upstream}" in log
+    assert "prelude interpreters: 0" in log
+    # Mounted by it (test above), and the clock set by it: the guest's
+    # time when the probe wrote the file is the host's (a revived copy's
+    # clock is the snapshot's until set).
+    clock = built.artifacts / "builds" / "probe" / "outputs" / "clock"
+    assert abs(int(clock.read_text()) - (built.artifacts / "builds" / "probe" / "log")
+               .stat().st_mtime) < 5
 
 
 def test_the_guest_was_revived_and_its_console_stays_quiet(built):
@@ -198,3 +222,30 @@ def test_an_unknown_source_package_is_one_line(built, tmp_path):
                       sources=settings.sources(), cache=REPO / "artifacts" / "cache",
                       log=tmp_path / "sources.log")
     assert "apt-get source no-such-package-revive" in str(err.value)
+
+
+def test_smb_shares_mount_on_debian_with_the_payloads_busybox(built):
+    """Both shares over SMB (the kernel's cifs client, mounted by busybox's
+    mount after the revive): the snapshot is retaken, the probe reads the
+    sources and writes the exchange folder. Last: it leaves the config as
+    it was but the snapshot an SMB one."""
+    text = built.config.read_text()
+    smb = text
+    for guest in ('guest = "/mnt/src"\n', 'guest = "/mnt/xchg"\n'):
+        smb = smb.replace(guest, guest + 'transport = "smb"\n', 1)
+    assert smb.count('transport = "smb"') == 2
+    # smbd's sockets go below QEMU's TMPDIR: short enough for a UNIX socket.
+    short = Path(tempfile.mkdtemp(prefix="rv-", dir="/tmp"))
+    built.config.write_text(smb)
+    try:
+        proc = built.doit("build:probe", env={"TMPDIR": str(short)}, timeout=900)
+        assert proc.executed == {"snapshot", "build:probe"}, proc.stdout + proc.stderr
+    finally:
+        built.config.write_text(text)
+        shutil.rmtree(short, ignore_errors=True)
+    log = (built.artifacts / "builds" / "probe" / "log").read_text()
+    assert "//10.0.2.4/qemu/src /mnt/src cifs ro," in log
+    assert "//10.0.2.4/qemu/xchg /mnt/xchg cifs rw," in log
+    assert "src: read-only" in log
+    written = built.artifacts / "builds" / "probe" / "outputs" / "written.txt"
+    assert written.read_text() == "written\n"

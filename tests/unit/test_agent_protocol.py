@@ -164,7 +164,7 @@ def run_wrapper(tmp_path, monkeypatch, command, prelude=None, shell=("/bin/sh",)
     busybox's, the tiny guest's) with the stream share as a plain folder."""
     import subprocess
     monkeypatch.setattr(agent, "STREAM_GUEST", str(tmp_path))
-    monkeypatch.setattr(agent, "mount_stream_command", lambda fresh=False: "true")
+    monkeypatch.setattr(agent, "mount_stream_command", lambda fresh=False, mount="mount": "true")
     script = agent._wrapper(command, "out-1", prelude)
     proc = subprocess.run([*shell, "-c", script], timeout=30)
     done = agent._small_file(tmp_path / "out-1.done")
@@ -226,7 +226,7 @@ def run_sourced(tmp_path, monkeypatch, command, shell):
     import os
     import subprocess
     monkeypatch.setattr(agent, "STREAM_GUEST", str(tmp_path))
-    monkeypatch.setattr(agent, "mount_stream_command", lambda fresh=False: "true")
+    monkeypatch.setattr(agent, "mount_stream_command", lambda fresh=False, mount="mount": "true")
     port = tmp_path / "port"
     os.mkfifo(port)
     proc = subprocess.Popen([*shell, "-c", f". {port}; exit {agent.RUNNER_GONE}"])

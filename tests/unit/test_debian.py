@@ -1,6 +1,7 @@
 """The Debian guest without a VM: its [guest] keys, the host's apt sources
 it reuses, the mirror state it records, and the installer hooks' shell."""
 
+import re
 import shutil
 import subprocess
 import tomllib
@@ -129,6 +130,21 @@ def test_the_guest_boots_the_payload_kernel_without_a_bootloader():
     names = {p.name for p in debian.source_files()}
     assert {"installer-hooks.sh", "installer-init", "boot-init"} <= names
     assert "sources.py" not in names
+
+
+def test_the_steps_after_a_revive_start_only_the_payloads_busybox():
+    """The clock, every share and the agent's output share: the pinned static
+    busybox's applets, never Debian's dynamically linked date or mount."""
+    from revive.config import Share
+    kind = kind_for(config('kind = "debian"\nmirror = "http://archive.example/debian"'))
+    shares = [Share("src", "/mnt/new share", "ro", "9p", None),
+              Share("xchg", "/mnt/xchg", "rw", "smb", None)]
+    steps = kind.after_revive(shares, 1795805517.6, {})
+    started = re.findall(r"(\S*) (date|mount|mkdir) -", steps)
+    assert {program for program, _ in started} == {debian.BUSYBOX}
+    assert sorted(applet for _, applet in started) == ["date", "mkdir", "mkdir", "mount",
+                                                       "mount"]
+    assert kind.program("mount") == f"{debian.BUSYBOX} mount"
 
 
 # --- the host's apt sources -------------------------------------------------

@@ -188,3 +188,34 @@ def test_a_listing_started_early_survives_doit_forking_its_workers(tmp_path):
         for pid in workers:
             _, status = os.waitpid(pid, 0)
             assert os.waitstatus_to_exitcode(status) == 0, "a forked worker's listing was wrong"
+
+
+def test_a_listing_that_hangs_says_what_doit_waits_for_and_ends(tmp_path, monkeypatch, capsys):
+    """A folder on a filesystem that stops answering (a fault no real folder
+    makes on demand: a `sleep` stands in for GNU find): a line every
+    LIST_NOTICE seconds names the folder, and at LIST_TIMEOUT find is
+    killed and the build goes on without a listing."""
+    import subprocess
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a").write_text("a")
+    slow = []
+
+    def hung_find(folder, stdout):
+        proc = subprocess.Popen(["sleep", "30"], stdout=stdout, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL)
+        slow.append(proc)
+        return proc
+    monkeypatch.setattr(tree, "_find", hung_find)
+    monkeypatch.setattr(tree, "LIST_NOTICE", 0.4)
+    monkeypatch.setattr(tree, "LIST_TIMEOUT", 1.5)
+    for early in (True, False):
+        if early:
+            tree.list_early(tmp_path / "src")
+        start = time.monotonic()
+        found, _ = tree.listed(tmp_path / "src")
+        assert found is None and time.monotonic() - start < 10
+        assert slow[-1].poll() is not None                 # find was killed and reaped
+        err = capsys.readouterr().err.splitlines()
+        waiting = [line for line in err if "waiting for GNU find" in line]
+        assert len(waiting) >= 2 and str(tmp_path / "src") in waiting[0]
+        assert "did not list" in err[-1]

@@ -120,14 +120,50 @@ def test_a_copys_overlay_comes_from_the_first_ones_template_until_the_disk_chang
     assert log.read_text().startswith(f"+ cp {made[0]} ")      # no qemu-img
     info = overlay_info(tmp_path / "b.qcow2")
     assert info["backing-filename"] == str(disk) and info["virtual-size"] == 64 << 20
-    # A new saved disk (another size): a new template, the old one gone.
+    # A new saved disk (another size): a new template, made by qemu-img.
     disk.unlink()
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "128M"], check=True)
     saved.overlay(disk, tmp_path / "c.qcow2", templates=templates, log=log)
     assert "qemu-img create" in log.read_text()
     assert overlay_info(tmp_path / "c.qcow2")["virtual-size"] == 128 << 20
-    assert [p.name for p in templates.iterdir()] != [made[0].name]
-    assert len(list(templates.iterdir())) == 1
+    assert len(list(templates.iterdir())) == 2
+
+
+def test_saved_disks_in_use_at_once_keep_their_templates_and_old_ones_go(tmp_path):
+    """A kept failed copy's disk and the snapshot's, used in turn, each
+    keep their template; beyond KEEP_TEMPLATES the least recently used go."""
+    import subprocess
+    templates, log = tmp_path / "overlays", tmp_path / "qemu-img.log"
+    disks = []
+    for i in range(saved.KEEP_TEMPLATES + 2):
+        disk = tmp_path / f"saved{i}" / saved.DISK
+        disk.parent.mkdir()
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"],
+                       check=True)
+        disks.append(disk)
+    saved.overlay(disks[0], tmp_path / "a.qcow2", templates=templates, log=log)
+    saved.overlay(disks[1], tmp_path / "b.qcow2", templates=templates, log=log)
+    log.write_text("")
+    for turn in range(3):       # the two disks in turn: no qemu-img any more
+        for disk in disks[:2]:
+            saved.overlay(disk, tmp_path / f"t{turn}.qcow2", templates=templates, log=log)
+    assert "qemu-img" not in log.read_text()
+    for disk in disks[2:]:
+        saved.overlay(disk, tmp_path / "n.qcow2", templates=templates, log=log)
+    assert len(list(templates.iterdir())) == saved.KEEP_TEMPLATES
+    log.write_text("")
+    saved.overlay(disks[-1], tmp_path / "last.qcow2", templates=templates, log=log)
+    assert "qemu-img" not in log.read_text()
+    saved.overlay(disks[0], tmp_path / "first.qcow2", templates=templates, log=log)
+    assert "qemu-img create" in log.read_text()         # the oldest went
+
+
+def test_a_missing_saved_disk_is_one_line_from_qemu_img(tmp_path):
+    from revive.core.errors import UserError
+    with pytest.raises(UserError) as err:
+        saved.overlay(tmp_path / "snapshot" / saved.DISK, tmp_path / "a.qcow2",
+                      templates=tmp_path / "overlays", log=tmp_path / "log")
+    assert "qemu-img create" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_relative_backing_path_gets_no_template(tmp_path, monkeypatch):

@@ -9,8 +9,9 @@ unchanged, plus on the ISO:
   else by ``debootstrap --foreign``, whose second stage the installer runs
   inside the emulated guest; cached by suite, sources and packages;
 - ``system.cpio``: revive's files for it, the pinned kernel's modules
-  (network, 9p, SMB, autofs) and the settings beside this module in
-  ``system/`` (SSH, network, the REVIVE-READY unit);
+  (network, 9p, SMB, autofs), the pinned static busybox (``BUSYBOX``: it
+  sets the clock and mounts the shares after a revive) and the settings
+  beside this module in ``system/`` (SSH, network, the REVIVE-READY unit);
 - ``installer-hooks.sh``: the Debian steps the tiny installer sources.
 
 Boot: like the tiny guest, no bootloader on the disk. QEMU boots the
@@ -54,6 +55,14 @@ DEFAULT_PACKAGES = ("build-essential",)
 DEFAULT_SUITE = "bookworm"
 # The architectures the Debian guest is tested on (docs/architectures.md).
 ARCHITECTURES = ("amd64", "arm64", "riscv64")
+# Where the overlay puts the pinned static busybox (the installer's, from
+# revive/guests/linux/pins.py). Its applets set the clock and mount the
+# shares after each revive: Debian's date and util-linux's mount are
+# dynamically linked (mount: libmount, libblkid, libselinux, libpcre2), and
+# after a revive TCG translates a program's loader and libraries again at
+# its first start; one static binary is translated once. The root's own
+# programs stay what builds run.
+BUSYBOX = "/usr/lib/revive/busybox"
 # A foreign guest configures its packages under TCG at install time
 # (arm64: about 12 minutes here).
 FOREIGN_INSTALL_TIMEOUT = "60m"
@@ -172,6 +181,7 @@ class DebianKind(LinuxKind):
     name = "debian"
     Settings = DebianSettings
     keys = KEYS
+    busybox = BUSYBOX
 
     @classmethod
     def defaults(cls, settings) -> dict:
@@ -232,7 +242,8 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def _overlay(debs_cache: Path, log: Path, arch=ARCHES["amd64"]) -> Archive:
-    """revive's files for the Debian root: ``system/`` and the modules."""
+    """revive's files for the Debian root: ``system/``, the modules and
+    the pinned busybox."""
     archive = Archive()
     system = HERE / "system"
     for path in sorted(system.rglob("*")):
@@ -241,11 +252,13 @@ def _overlay(debs_cache: Path, log: Path, arch=ARCHES["amd64"]) -> Archive:
             archive.file(path.relative_to(system).as_posix(), path.read_bytes(), mode)
     own = pins.BY_ARCH[arch.name]
     release = own.kernel_release
-    kernel = debs.fetch([own.kernel], debs_cache, log, suite=arch.suite,
-                        pinned_in="revive/guests/linux/pins.py")
+    packages = debs.fetch([own.kernel, own.busybox], debs_cache, log, suite=arch.suite,
+                          pinned_in="revive/guests/linux/pins.py")
     with tempfile.TemporaryDirectory(prefix="debian-modules-", dir=debs_cache) as tmp:
         unpacked, staging = Path(tmp, "kernel"), Path(tmp, "staging")
-        installer.unpack_kernel(kernel, unpacked, own, arch.kernel_image)
+        archive.file(BUSYBOX.lstrip("/"), installer.busybox_binary(
+            installer.unpack(packages, [own.busybox], Path(tmp, "busybox"))), 0o755)
+        installer.unpack_kernel(packages, unpacked, own, arch.kernel_image)
         index = kmod.ModuleIndex(unpacked / "lib/modules" / release)
         try:
             # Under usr/: in a merged-/usr system /lib is a symlink, which

@@ -51,9 +51,12 @@ def _tree_present(name: str, n: int) -> str:
             f"virtio_scsi and sr_mod loaded?)\"; false; }}")
 
 
-def mount_command(shares, trees: "dict[str, int] | None" = None) -> str:
+def mount_command(shares, trees: "dict[str, int] | None" = None,
+                  program=lambda name: name) -> str:
     """Mount every share (9p by tag; SMB from QEMU's built-in server; a
-    share named in ``trees`` from the ext2 image in its CD drive)."""
+    share named in ``trees`` from the ext2 image in its CD drive), with
+    ``program(name)`` as the guest's mount and mkdir."""
+    mount, mkdir = program("mount"), program("mkdir")
     steps = []
     trees = trees or {}
     for s in shares:
@@ -63,13 +66,13 @@ def mount_command(shares, trees: "dict[str, int] | None" = None) -> str:
             steps.append(f"{_tree_present(s.name, n)} && {{ [ -d {guest} ] || mkdir -p {guest}; }} "
                          f"&& mount -t ext2 -o ro,nodev,nosuid /dev/\"$__rv_dev\" {guest}")
         elif s.transport == "9p":
-            steps.append(f"{{ [ -d {guest} ] || mkdir -p {guest}; }} && mount -t 9p -o trans=virtio,version=9p2000.L,"
+            steps.append(f"{{ [ -d {guest} ] || {mkdir} -p {guest}; }} && {mount} -t 9p -o trans=virtio,version=9p2000.L,"
                          f"msize=262144,{s.mode} {s.name} {guest}")
         else:
             # QEMU's smbd serves one folder as \\10.0.2.4\qemu; each share is
             # a subfolder. No mount.cifs helper: the kernel wants username=
             # (an empty password makes it a guest logon) and the address.
-            steps.append(f"{{ [ -d {guest} ] || mkdir -p {guest}; }} && mount -t cifs //10.0.2.4/qemu/{s.name} {guest} "
+            steps.append(f"{{ [ -d {guest} ] || {mkdir} -p {guest}; }} && {mount} -t cifs //10.0.2.4/qemu/{s.name} {guest} "
                          f"-o username=guest,password=,vers=3.0,ip=10.0.2.4,{s.mode},"
                          # Files show as root's; a non-root build user must still
                          # write and chmod in the exchange folder.
@@ -77,11 +80,12 @@ def mount_command(shares, trees: "dict[str, int] | None" = None) -> str:
     return " && ".join(steps) or "true"
 
 
-def clock_command(now: float) -> str:
-    """Set the guest clock to ``now`` (UTC). busybox and GNU date both take
-    whole seconds after '@' (neither takes a fraction); rounding keeps the
-    guest within half a second. A failure ends the step with a message."""
-    return (f"date -u -s @{round(now)} >/dev/null || "
+def clock_command(now: float, date: str = "date") -> str:
+    """Set the guest clock to ``now`` (UTC) with the guest's ``date``.
+    busybox and GNU date both take whole seconds after '@' (neither takes
+    a fraction); rounding keeps the guest within half a second. A failure
+    ends the step with a message."""
+    return (f"{date} -u -s @{round(now)} >/dev/null || "
             "{ echo 'revive: setting the guest clock failed'; exit 1; }")
 
 
@@ -93,9 +97,9 @@ def entropy_command(seed: bytes) -> str:
             "{ echo 'revive: writing host entropy to /dev/urandom failed'; exit 1; }")
 
 
-def unmount_command(shares) -> str:
+def unmount_command(shares, umount: str = "umount") -> str:
     """Unmount every share; fails when one stays mounted."""
-    return " && ".join(f"umount {shlex.quote(s.guest)}" for s in shares) or "true"
+    return " && ".join(f"{umount} {shlex.quote(s.guest)}" for s in shares) or "true"
 
 
 def parse_host_key(console: str) -> "str | None":
@@ -110,6 +114,16 @@ def parse_host_key(console: str) -> "str | None":
 class LinuxKind(GuestKind):
     """A Linux guest kind: a subclass brings its payload; this class holds
     what all share."""
+
+    # A statically linked busybox in the installed system whose applets run
+    # the steps around a command (``program``), or None: the programs on
+    # the guest's PATH. After a revive every program the guest starts pays
+    # TCG's translation again, a dynamically linked one for its loader and
+    # libraries too.
+    busybox: "str | None" = None
+
+    def program(self, name: str) -> str:
+        return f"{self.busybox} {name}" if self.busybox else name
 
     @property
     def iso_boot(self):
@@ -188,17 +202,23 @@ class LinuxKind(GuestKind):
     def prepare_shares(self, shares) -> str:
         # The tree drives are empty now; each must be there for its image.
         present = [_tree_present(name, n) for name, n in tree_slots(shares).items()]
-        return (" && ".join([*present, mount_command(shares), unmount_command(shares)])
-                + " && sync && echo 3 > /proc/sys/vm/drop_caches")
+        # The page cache is dropped (a smaller snapshot), but for the busybox
+        # that runs the steps after a revive: read back, a revived copy does
+        # not wait for its pages from the disk image.
+        warm = f" && cat {self.busybox} >/dev/null" if self.busybox else ""
+        return (" && ".join([*present, mount_command(shares, program=self.program),
+                             unmount_command(shares, self.program("umount"))])
+                + " && sync && echo 3 > /proc/sys/vm/drop_caches" + warm)
 
     def after_revive(self, shares, now: float, trees: "dict[str, int] | None" = None) -> str:
         # A revived guest's clock is where the snapshot left it, and its
         # random state is the snapshot's (vmgenid reseeds; host entropy too).
-        return (f"{clock_command(now)}; {entropy_command(os.urandom(64))}; "
-                f"{mount_command(shares, trees)}")
+        return (f"{clock_command(now, self.program('date'))}; "
+                f"{entropy_command(os.urandom(64))}; "
+                f"{mount_command(shares, trees, self.program)}")
 
     def before_keep(self, shares) -> str:
-        return f"sync && {unmount_command(shares)}"
+        return f"sync && {unmount_command(shares, self.program('umount'))}"
 
     def command_line(self, command: str, env: "dict[str, str]", user: str, shares=()) -> str:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())

@@ -100,7 +100,7 @@ def build(packages: "dict[str, Path]", out: Path, work: Path,
     (out / "boot").mkdir(exist_ok=True)
     kernel = unpack_kernel(packages, work / "kernel", own, arch.kernel_image)
     modules = kmod.ModuleIndex(kernel / "lib/modules" / own.kernel_release)
-    busybox = _busybox(unpack(packages, [own.busybox], work / "busybox"))
+    busybox = busybox_binary(unpack(packages, [own.busybox], work / "busybox"))
     installer = Installer(packages, modules, busybox, own.kernel_release)
     initramfs(busybox, HERE / "installer-init", installer,
               for_arch(INSTALLER_MODULES, arch) + list(arch.media_modules),
@@ -116,7 +116,7 @@ def build(packages: "dict[str, Path]", out: Path, work: Path,
     return installer
 
 
-def _busybox(root: Path) -> bytes:
+def busybox_binary(root: Path) -> bytes:
     # bookworm ships bin/busybox; trixie's merged /usr has usr/bin/busybox.
     for path in ("bin/busybox", "usr/bin/busybox"):
         if (root / path).is_file():
