@@ -217,3 +217,98 @@ def test_a_missing_or_garbled_done_file_gives_no_timings(done):
                                   "1 2 3 0 0"])
 def test_an_incomplete_done_file_leaves_the_exit_code_to_the_agent(done):
     assert agent._done_exit(done) is None
+
+
+def run_sourced(tmp_path, monkeypatch, command, shell):
+    """The wrapper as the resident runner runs it: its shell sources the
+    port (here a FIFO) with `.` and execs `sh` for what the host wrote; the
+    host keeps its side open, so no end of input comes."""
+    import os
+    import subprocess
+    monkeypatch.setattr(agent, "STREAM_GUEST", str(tmp_path))
+    monkeypatch.setattr(agent, "mount_stream_command", lambda fresh=False, mount="mount": "true")
+    port = tmp_path / "port"
+    os.mkfifo(port)
+    proc = subprocess.Popen([*shell, "-c", f". {port}; exit {agent.RUNNER_GONE}"])
+    with open(port, "wb") as host:
+        host.write(agent.runner_input(agent._wrapper(command, "out-1", "echo prepared")))
+        host.flush()
+        try:
+            rc = proc.wait(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait()
+    done = agent._small_file(tmp_path / "out-1.done")
+    return rc, (tmp_path / "out-1").read_bytes(), done
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("command, code, output", [
+    ("echo hi; exit 3", 3, b"hi\n"),
+    ("exec sh -c 'echo replaced; exit 4'", 4, b"replaced\n"),
+    ("echo err >&2 # a comment at the end", 0, b"err\n"),
+])
+def test_the_runner_s_shell_runs_the_wrapper_as_sh_c_does(tmp_path, monkeypatch, shell,
+                                                          command, code, output):
+    rc, out, done = run_sourced(tmp_path, monkeypatch, command, shell)
+    assert (rc, out) == (code, output)
+    assert agent._done_exit(done) == code
+    assert (tmp_path / "out-1.prepare").read_bytes() == b"prepared\n"
+
+
+def runner_pair(alive=lambda: None):
+    ours, theirs = socket.socketpair()
+    return agent.Runner(ours, 7, log="/logs/build-x-serial.log"), theirs
+
+
+def test_the_runner_s_ready_line_may_come_in_pieces():
+    runner, guest = runner_pair()
+    guest.sendall(agent.READY[:5])
+    threading.Timer(0.1, lambda: guest.sendall(agent.READY[5:])).start()
+    runner.wait_ready(5, lambda: None)
+    runner.close()
+
+
+@pytest.mark.parametrize("said", [b"x" * 4096, b"revive-runner-readyX\n", b"\xff\xfe"])
+def test_anything_but_the_ready_line_is_refused_in_one_line(said):
+    runner, guest = runner_pair()
+    guest.sendall(said)
+    with pytest.raises(UserError) as err:
+        runner.wait_ready(5, lambda: None)
+    runner.close()
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("the resident runner said ")
+    assert len(message) < 300
+
+
+def test_a_silent_runner_ends_at_its_deadline_and_a_dead_qemu_at_once():
+    runner, _guest = runner_pair()
+    start = time.monotonic()
+    with pytest.raises(UserError, match="did not say it was ready within 1 s"):
+        runner.wait_ready(1, lambda: None)
+    assert 1 <= time.monotonic() - start < 2
+    start = time.monotonic()
+    with pytest.raises(UserError, match="did not start: QEMU exited"):
+        runner.wait_ready(30, lambda: "QEMU exited (code 1)")
+    assert time.monotonic() - start < 1
+    runner.close()
+
+
+def test_the_runner_takes_the_first_command_only_when_armed_in_a_fresh_snapshot():
+    armed = {"channel": agent.meta("agent", 153)}
+    assert agent.runner_pid(armed) == 153
+    assert agent.runner_pid({"channel": agent.meta("agent")}) is None     # made before it
+    assert agent.runner_pid({**armed, "kept": {"build": "x"}}) is None    # its runner ran
+    assert agent.runner_pid({"channel": agent.meta("ssh")}) is None
+    for pid in ("153", 1, 0, -5, None, 1.5):
+        assert agent.runner_pid({"channel": {**armed["channel"],
+                                             "runner": {"pid": pid}}}) is None
+
+
+def test_a_runner_that_does_not_take_a_long_command_fails_at_its_deadline():
+    runner, _guest = runner_pair()          # the guest side never reads
+    start = time.monotonic()
+    with pytest.raises(UserError, match="did not take the command within 1 s"):
+        runner.send("x" * (8 << 20), timeout=1)
+    assert time.monotonic() - start < 3
+    runner.close()
