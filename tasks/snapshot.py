@@ -92,10 +92,12 @@ def _snapshot_in(inputs, paths: Paths, kind, base: dict, arch, accel_name: str, 
                     # So does the runner's socket (a closed host side would
                     # end its read).
                     with machine.watch.phase("arm_runner"):
+                        run_socket = values["agent-socket"] + agent.RUNNER_SUFFIX
                         runner = agent.arm_runner(
-                            machine.channel, values["agent-socket"] + agent.RUNNER_SUFFIX,
+                            machine.channel, run_socket,
                             timeout=inputs.limits["timeouts.boot"], alive=machine.dead,
-                            log=str(machine.qemu.serial_log))
+                            log=str(machine.qemu.serial_log),
+                            port_open=lambda: agent.port_opened(machine.qemu, run_socket))
                 try:
                     machine.save(folder, method)
                 finally:

@@ -50,7 +50,6 @@ from . import Channel, CommandResult, vm_ended
 
 PORT_NAME = "org.qemu.guest_agent.0"
 RUNNER_PORT = "org.revive.run.0"  # the resident runner's virtio-serial port
-READY = b"revive-runner-ready\n"  # what the runner writes on its port once armed
 RUNNER_GONE = 126                 # the runner's exit when it ran nothing
 STREAM_TAG = "revive_log"          # the 9p mount tag of the output share
 STREAM_GUEST = "/run/revive-log"   # where the guest mounts it
@@ -145,15 +144,17 @@ def runner_pid(snapshot_meta: dict) -> "int | None":
 def runner_script() -> str:
     """The resident runner, started through the agent (``setsid``) just
     before the snapshot is saved: it finds its port by name (the tiny guest
-    has no udev), says it is there, and sources the port (`.`, a builtin),
-    so what the host writes (``runner_input``) runs as the runner's own
-    process. Read end (no host connected) before a script came:
+    has no udev) and sources the port (`.`, a builtin), so what the host
+    writes (``runner_input``) runs as the runner's own process. It opens
+    the port once: the guest drops what comes while no process has a port
+    open, and a save between a first open's close and the `.`'s open left
+    a riscv64 copy that dropped its first command (``arm_runner`` waits
+    for that one open). Read end (no host connected) before a script came:
     RUNNER_GONE."""
     return ("__rv_d=; for __rv_p in /sys/class/virtio-ports/*; do "
             "read -r __rv_n <\"$__rv_p/name\" 2>/dev/null && "
             f"[ \"$__rv_n\" = {RUNNER_PORT} ] && __rv_d=/dev/${{__rv_p##*/}}; done; "
             f"[ -n \"$__rv_d\" ] || exit {RUNNER_GONE}; "
-            f"echo {READY.decode().strip()} >\"$__rv_d\" || exit {RUNNER_GONE}; "
             f"cd / && . \"$__rv_d\"; exit {RUNNER_GONE}")
 
 
@@ -312,34 +313,6 @@ class Runner:
                 pass
         return self.pid
 
-    def wait_ready(self, timeout: float, alive: Callable[[], Optional[str]]) -> None:
-        """Wait for the runner's READY line on its port (the guest's bytes:
-        at most len(READY) read, nothing else accepted)."""
-        deadline = time.monotonic() + timeout
-        got = b""
-        while got != READY:
-            dead = alive()
-            if dead:
-                raise AgentError(f"the resident runner did not start: {dead}", log=self.log)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AgentError(f"the resident runner did not say it was ready within "
-                                 f"{timeout:.0f} s ([timeouts] boot)", log=self.log)
-            ready, _, _ = select.select([self.sock], [], [], min(left, 0.2))
-            if not ready:
-                continue
-            try:
-                chunk = self.sock.recv(len(READY) - len(got))
-            except OSError as err:
-                raise AgentError(f"the resident runner's socket failed: {err}",
-                                 log=self.log) from None
-            if not chunk:
-                raise AgentError("QEMU closed the resident runner's socket", log=self.log)
-            got += chunk
-            if not READY.startswith(got):
-                raise AgentError(f"the resident runner said {got[:40]!r}, not "
-                                 f"{READY.strip().decode()!r}", log=self.log)
-
 
 def connect_socket(path: "str | Path", *, timeout: float, what: str,
                    alive: Callable[[], Optional[str]], log: "str | None") -> socket.socket:
@@ -357,21 +330,43 @@ def connect_socket(path: "str | Path", *, timeout: float, what: str,
 
 
 def arm_runner(session: "AgentSession", socket_file: "str | Path", *, timeout: float,
-               alive: Callable[[], Optional[str]], log: "str | None") -> Runner:
-    """Start the resident runner through the agent and wait until it waits
-    on its port: the snapshot stage, just before the save. The caller keeps
-    the runner's socket connected through the save (a guest that saw its
-    host side closed would read an end) and closes it after."""
+               alive: Callable[[], Optional[str]], log: "str | None",
+               port_open: Callable[[], bool]) -> Runner:
+    """Start the resident runner through the agent and wait until its `.`
+    holds its port open (``port_open``: QEMU says the guest side of the
+    runner's port is open; nothing else opens it): the snapshot stage, just
+    before the save. The caller keeps the runner's socket connected
+    through the save (a guest that saw its host side closed would read an
+    end) and closes it after."""
     sock = connect_socket(socket_file, timeout=timeout, alive=alive, log=log,
                           what="connecting to the resident runner's socket")
     runner = Runner(sock, 0, log=log)
+
+    def opened() -> "bool | None":
+        if port_open():
+            return True
+        status = session._status(runner.pid)
+        if status.get("exited"):
+            raise AgentError(f"the resident runner ended (exit {status.get('exitcode')}) "
+                             f"before it opened its port {RUNNER_PORT}", log=log)
+        return None
+
     try:
         runner.pid = session._spawn(runner_script(), capture=False)
-        runner.wait_ready(timeout, alive)
+        wait_for(opened, timeout=timeout, alive=alive, interval=0.02, log=log,
+                 what=f"the resident runner opening its port {RUNNER_PORT} ([timeouts] boot)")
     except BaseException:
         runner.close()
         raise
     return runner
+
+
+def port_opened(qemu, socket_file: "str | Path") -> bool:
+    """Whether the guest holds open the port of the chardev socket
+    ``socket_file`` (QMP query-chardev's frontend-open)."""
+    name = f"unix:{socket_file},"
+    return any(c.get("frontend-open") is True and str(c.get("filename", "")).startswith(name)
+               for c in qemu.cmd("query-chardev"))
 
 
 class AgentSession(Channel):

@@ -261,37 +261,78 @@ def runner_pair(alive=lambda: None):
     return agent.Runner(ours, 7, log="/logs/build-x-serial.log"), theirs
 
 
-def test_the_runner_s_ready_line_may_come_in_pieces():
-    runner, guest = runner_pair()
-    guest.sendall(agent.READY[:5])
-    threading.Timer(0.1, lambda: guest.sendall(agent.READY[5:])).start()
-    runner.wait_ready(5, lambda: None)
+class Spawner:
+    """The agent session's two calls arm_runner makes (qemu-ga's answers)."""
+
+    def __init__(self, statuses):
+        self.statuses = list(statuses)
+
+    def _spawn(self, script, capture):
+        assert "echo" not in script         # the port is opened once, by `.`
+        return 153
+
+    def _status(self, pid):
+        assert pid == 153
+        return self.statuses.pop(0) if self.statuses else {"exited": False}
+
+
+def arm(tmp_path, session, port_open, timeout=5, alive=lambda: None):
+    import socket as socket_module
+    path = tmp_path / "agent.sock.run"
+    path.unlink(missing_ok=True)
+    server = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    try:
+        return agent.arm_runner(session, path, timeout=timeout, alive=alive,
+                                log="/logs/snapshot-serial.log", port_open=port_open)
+    finally:
+        server.close()
+
+
+def test_the_runner_is_armed_once_its_port_is_open(tmp_path):
+    opens = iter([False, False, True])
+    runner = arm(tmp_path, Spawner([]), lambda: next(opens))
+    assert runner.pid == 153
     runner.close()
 
 
-@pytest.mark.parametrize("said", [b"x" * 4096, b"revive-runner-readyX\n", b"\xff\xfe"])
-def test_anything_but_the_ready_line_is_refused_in_one_line(said):
-    runner, guest = runner_pair()
-    guest.sendall(said)
+def test_a_runner_that_ends_before_it_opens_its_port_is_one_line(tmp_path):
     with pytest.raises(UserError) as err:
-        runner.wait_ready(5, lambda: None)
-    runner.close()
-    message = str(err.value)
-    assert "\n" not in message and message.startswith("the resident runner said ")
-    assert len(message) < 300
+        arm(tmp_path, Spawner([{"exited": False}, {"exited": True, "exitcode": 126}]),
+            lambda: False)
+    assert "ended (exit 126) before it opened its port" in str(err.value)
+    assert "\n" not in str(err.value)
 
 
-def test_a_silent_runner_ends_at_its_deadline_and_a_dead_qemu_at_once():
-    runner, _guest = runner_pair()
+def test_a_runner_that_never_opens_its_port_ends_at_its_deadline_and_a_dead_qemu_at_once(
+        tmp_path):
     start = time.monotonic()
-    with pytest.raises(UserError, match="did not say it was ready within 1 s"):
-        runner.wait_ready(1, lambda: None)
-    assert 1 <= time.monotonic() - start < 2
+    with pytest.raises(UserError, match="opening its port .* no answer within 1 s"):
+        arm(tmp_path, Spawner([]), lambda: False, timeout=1)
+    assert 1 <= time.monotonic() - start < 3
     start = time.monotonic()
-    with pytest.raises(UserError, match="did not start: QEMU exited"):
-        runner.wait_ready(30, lambda: "QEMU exited (code 1)")
-    assert time.monotonic() - start < 1
-    runner.close()
+    with pytest.raises(UserError, match="QEMU exited"):
+        arm(tmp_path, Spawner([]), lambda: False, timeout=30,
+            alive=lambda: "QEMU exited (code 1)")
+    assert time.monotonic() - start < 2
+
+
+def test_the_port_counts_as_open_only_for_the_runner_s_own_chardev():
+    class Qemu:
+        def __init__(self, chardevs):
+            self.chardevs = chardevs
+
+        def cmd(self, name):
+            assert name == "query-chardev"
+            return self.chardevs
+    path = "/p/agent/agent.sock.run"
+    agent_open = {"label": "ch0", "filename": "unix:/p/agent/agent.sock,server=on",
+                  "frontend-open": True}
+    runner_closed = {"label": "ch1", "filename": f"unix:{path},server=on",
+                     "frontend-open": False}
+    assert not agent.port_opened(Qemu([agent_open, runner_closed]), path)
+    assert agent.port_opened(Qemu([agent_open, {**runner_closed, "frontend-open": True}]), path)
 
 
 def test_the_runner_takes_the_first_command_only_when_armed_in_a_fresh_snapshot():
