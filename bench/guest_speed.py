@@ -14,7 +14,9 @@ For each of --runs rounds, interleaved (the order of A and B alternates):
   (inotify, no guest work) — the floor a channel can reach;
 - a build of `true` by each tree: its fixed cost (result.json total − the
   command's time inside the guest), beside the floor (QEMU start + state load, the agent's first
-  answer, one first process in the guest).
+  answer, one first process in the guest; and, when the snapshot has a
+  resident runner, the same through it: QEMU start + state load, its shell
+  running /bin/true, then a line on the serial console the host watches).
 
 Every command's own time is read inside the guest (/proc/uptime before and
 after), so the channel's work during the command is what differs.
@@ -149,25 +151,63 @@ def unwatched(paths, meta, cfg, work: Path, command: str) -> float:
 def floor(paths, meta, cfg, work: Path) -> "dict[str, float]":
     """QEMU start + state load, the agent's first answer, one first process."""
     from revive_vs_boot import fresh
-    from revive.machine import Machine, Stopwatch
+    from revive.machine import Stopwatch
     fresh(work)
     shares = {}
     for share in meta["shares"]:
         shares[share] = work / "in" / share
         shares[share].mkdir(parents=True, exist_ok=True)
     watch = Stopwatch()
-    with Machine.revive(paths.snapshot, artifacts=paths.artifacts, name="bench-floor",
-                        shares=shares, key=paths.key, work=work, logs=paths.logs,
-                        timeout=cfg.timeouts.revive, watch=watch) as machine:
+    with _copy(paths, cfg, work, shares, "bench-floor", watch) as machine:
         start = time.monotonic()
         machine.launch()
+        if machine.channel.runner is not None:
+            machine.channel.drop_runner()   # the agent's own floor: it answers a sync
         machine.connect()
         first = time.monotonic()
         machine.check("true")
         end = time.monotonic()
-    return {"qemu start + state load": watch.phases["revive"],
-            "agent answers": watch.phases["connect"], "first process": end - first,
-            "floor": end - start}
+    floors = {"qemu start + state load": watch.phases["revive"],
+              "agent answers": watch.phases["connect"], "first process": end - first,
+              "floor": end - start}
+    return {**floors, **runner_floor(paths, meta, cfg, work, shares)}
+
+
+RUNNER_MARK = "REVIVE-RUNNER-FLOOR-END"
+
+
+def _copy(paths, cfg, work: Path, shares, name: str, watch):
+    from revive.machine import Machine
+    return Machine.revive(paths.snapshot, artifacts=paths.artifacts, name=name, shares=shares,
+                          key=paths.key, work=work, logs=paths.logs,
+                          timeout=cfg.timeouts.revive, watch=watch)
+
+
+def runner_floor(paths, meta, cfg, work: Path, shares) -> "dict[str, float]":
+    """The same through the resident runner, when the snapshot has one: its
+    shell runs one first process (/bin/true: fork and exec, as the agent's
+    `sh` is) and then writes a line on the serial console, which the host
+    watches in the console's log file (no guest work: QEMU's VSERPORT_CHANGE
+    event of the port's close is held back up to 1 s). {} for a snapshot
+    without a runner."""
+    from revive.channel import agent
+    from revive.machine import Stopwatch
+    if agent.runner_pid(meta) is None:
+        return {}
+    watch = Stopwatch()
+    with _copy(paths, cfg, work, shares, "bench-floor-runner", watch) as machine:
+        start = time.monotonic()
+        machine.launch()
+        first = time.monotonic()
+        machine.channel.runner.send(f"/bin/true; echo {RUNNER_MARK} >/dev/console; exit 0")
+        deadline = first + 60
+        while RUNNER_MARK not in machine.qemu.serial_log.read_text(errors="replace"):
+            if machine.dead() or time.monotonic() > deadline:
+                raise SystemExit(f"the runner's /bin/true did not end: {machine.dead()}")
+            time.sleep(0.002)
+        end = time.monotonic()
+    return {"runner: qemu start + state load": watch.phases["revive"],
+            "runner: first process": end - first, "runner: floor": end - start}
 
 
 def guest_speed(paths, meta, cfg, runs: int, baseline: str, project: Path) -> str:

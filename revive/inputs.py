@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 from . import guests
 from . import qemu
+from .channel import agent
 from .config import settings
 from .fetch import lock
 
@@ -98,8 +99,11 @@ def for_stage(cfg, stage: str) -> StageInputs:
     if stage == "payload":
         host = kind.host_facts()
     elif stage == "snapshot":
-        # A snapshot only loads into the QEMU that made it.
+        # A snapshot only loads into the QEMU that made it. Over the agent
+        # the saved guest holds the resident runner, started from this text.
         host = {"qemu": qemu.version(kind.arch().qemu)}
+        if cfg.value("vm.channel") == "agent":
+            host["runner"] = agent.runner_script()
     return StageInputs(stage, cfg.guest_kind, kind.settings_for(stage), values, host,
                        limits(cfg, stage))
 

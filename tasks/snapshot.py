@@ -83,12 +83,26 @@ def _snapshot_in(inputs, paths: Paths, kind, base: dict, arch, accel_name: str, 
                     machine.check(kind.prepare_shares(shares), timeout=120,
                                   what="preparing the shares in the guest")
                 machine.disconnect()
+                runner = None
                 if channel == "agent":
                     # The agent must answer before the save, and stays
                     # connected through it, so a revived guest never sees its
                     # host side close (qemu-ga then sleeps 0.5 s between reads).
                     machine.connect("agent", phase="agent_sync")
-                machine.save(folder, method)
+                    # So does the runner's socket (a closed host side would
+                    # end its read).
+                    with machine.watch.phase("arm_runner"):
+                        run_socket = values["agent-socket"] + agent.RUNNER_SUFFIX
+                        runner = agent.arm_runner(
+                            machine.channel, run_socket,
+                            timeout=inputs.limits["timeouts.boot"], alive=machine.dead,
+                            log=str(machine.qemu.serial_log),
+                            port_open=lambda: agent.port_opened(machine.qemu, run_socket))
+                try:
+                    machine.save(folder, method)
+                finally:
+                    if runner is not None:
+                        runner.close()
         timings = machine.watch.phases
         meta = {"qemu": qemu.version(arch.qemu), "arch": arch.name,
                 "machine": machine_name, "cpu": cpu,
@@ -100,7 +114,8 @@ def _snapshot_in(inputs, paths: Paths, kind, base: dict, arch, accel_name: str, 
                 "shares": {s.name: {"guest": s.guest, "mode": s.mode, "transport": s.transport,
                                     **_tree_drive(devices, s.name)}
                            for s in shares},
-                "timings": timings, "channel": agent.meta(channel),
+                "timings": timings,
+                "channel": agent.meta(channel, runner.pid if runner else None),
                 **({"expires": base["expires"]} if base.get("expires") else {})}
         (folder / saved.DISK).chmod(0o444)
         saved.write_meta(folder, meta)

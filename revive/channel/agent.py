@@ -15,6 +15,17 @@ combined output into a file on a hidden read-write 9p share
 (``STREAM_TAG``), which the host follows while the command runs. Small
 commands (``check``) capture through the agent.
 
+A revived copy's first command skips qemu-ga (whose first answer after a
+revive, and its fork and exec of ``setsid``, cost the guest ~0.2 s under
+TCG): the snapshot stage leaves a resident runner in the saved guest, a
+``setsid``'d shell started through the agent that sources a second
+virtio-serial port (``RUNNER_PORT``). The host writes the first command's
+wrapper to that port right after the revive; the runner's shell execs a
+fresh `sh` for it, so the runner's pid, recorded in meta.json, is the wrapper's: the
+agent's ``guest-exec-status`` and the deadline's kill of its process group
+work on it as on a command the agent started. Later commands, and every
+copy whose snapshot has no runner, go through the agent.
+
 Every read has a deadline, and every wait asks ``alive`` (is QEMU still
 running?) on each round.
 """
@@ -38,6 +49,8 @@ from ..core.wait import wait_for
 from . import Channel, CommandResult, vm_ended
 
 PORT_NAME = "org.qemu.guest_agent.0"
+RUNNER_PORT = "org.revive.run.0"  # the resident runner's virtio-serial port
+RUNNER_GONE = 126                 # the runner's exit when it ran nothing
 STREAM_TAG = "revive_log"          # the 9p mount tag of the output share
 STREAM_GUEST = "/run/revive-log"   # where the guest mounts it
 DELIMITER = b"\xff"
@@ -93,23 +106,63 @@ def argv_values(work: Path) -> "dict[str, str]":
             "agent-stream": str(private_dir(work / "agent-stream"))}
 
 
-def meta(channel: str) -> dict:
-    """What the snapshot's meta.json records about the channel."""
+# The runner's chardev socket is the agent's path and this: no token of its
+# own, so code from before the runner still revives a snapshot that has one
+# (its runner then reads an end and exits).
+RUNNER_SUFFIX = ".run"
+RUNNER_SOCKET = "@agent-socket@" + RUNNER_SUFFIX
+
+
+def meta(channel: str, runner_pid: "int | None" = None) -> dict:
+    """What the snapshot's meta.json records about the channel: with
+    ``runner_pid``, the resident runner armed in the saved guest."""
     if channel != "agent":
         return {"kind": channel}
-    return {"kind": "agent", "port": PORT_NAME, "socket_token": "@agent-socket@",
-            "stream_tag": STREAM_TAG, "stream_guest": STREAM_GUEST}
+    record = {"kind": "agent", "port": PORT_NAME, "socket_token": "@agent-socket@",
+              "stream_tag": STREAM_TAG, "stream_guest": STREAM_GUEST}
+    if runner_pid is not None:
+        record["runner"] = {"port": RUNNER_PORT, "socket_token": RUNNER_SOCKET,
+                            "pid": runner_pid}
+    return record
 
 
 def uses_agent(snapshot_meta: dict) -> bool:
     return snapshot_meta.get("channel", {}).get("kind") == "agent"
 
 
+def runner_pid(snapshot_meta: dict) -> "int | None":
+    """The pid of the runner waiting in a saved guest for its first command,
+    or None: a snapshot made without one, or a kept copy (its runner ran the
+    failed command)."""
+    runner = snapshot_meta.get("channel", {}).get("runner")
+    if "kept" in snapshot_meta or not isinstance(runner, dict):
+        return None
+    pid = runner.get("pid")
+    return pid if isinstance(pid, int) and pid > 1 else None
+
+
+def runner_script() -> str:
+    """The resident runner, started through the agent (``setsid``) just
+    before the snapshot is saved: it finds its port by name (the tiny guest
+    has no udev) and sources the port (`.`, a builtin), so what the host
+    writes (``runner_input``) runs as the runner's own process. It opens
+    the port once: the guest drops what comes while no process has a port
+    open, and a save between a first open's close and the `.`'s open left
+    a riscv64 copy that dropped its first command (``arm_runner`` waits
+    for that one open). Read end (no host connected) before a script came:
+    RUNNER_GONE."""
+    return ("__rv_d=; for __rv_p in /sys/class/virtio-ports/*; do "
+            "read -r __rv_n <\"$__rv_p/name\" 2>/dev/null && "
+            f"[ \"$__rv_n\" = {RUNNER_PORT} ] && __rv_d=/dev/${{__rv_p##*/}}; done; "
+            f"[ -n \"$__rv_d\" ] || exit {RUNNER_GONE}; "
+            f"cd / && . \"$__rv_d\"; exit {RUNNER_GONE}")
+
+
 def socket_path(folder: Path) -> str:
     path = str(Path(folder).resolve() / "agent.sock")
-    if len(path.encode()) > 107:
-        raise UserError(f"the guest agent's socket path {path} is longer than a unix "
-                        "socket allows (107 bytes); move the project to a shorter path")
+    if len((path + RUNNER_SUFFIX).encode()) > 107:
+        raise UserError(f"the guest agent's socket path {path}{RUNNER_SUFFIX} is longer than "
+                        "a unix socket allows (107 bytes); move the project to a shorter path")
     return path
 
 
@@ -213,6 +266,109 @@ class Agent:
         return answer["return"]
 
 
+def runner_input(script: str) -> bytes:
+    """What the host writes to the runner's port: its shell execs a fresh
+    `sh` for ``script`` (same pid, same process group). A command run in the
+    runner's own image, a process from before the save, ran 7-10% slower
+    under TCG (a CPU-bound loop, 5.2 s against 4.75 s), and so did the
+    prelude's forks from it; one exec'd after the revive runs as under
+    ``guest-exec`` (docs/benchmarks.md)."""
+    return f"exec /bin/sh -c {shlex.quote(script)}\n".encode()
+
+
+class Runner:
+    """The host side of the resident runner's port: the snapshot stage arms
+    it (``arm_runner``), a revived copy hands it its first command
+    (``send``)."""
+
+    def __init__(self, sock: socket.socket, pid: int, *, log: "str | None"):
+        self.sock = sock
+        self.pid = pid
+        self.log = log
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, script: str, timeout: float = KILL_TIMEOUT) -> int:
+        """Hand the runner ``script`` (run by its shell as itself, so it must
+        end the shell with `exit`); the pid that runs it. The socket's
+        buffer holds a script of a few kB whether the guest reads or not; a
+        longer one that the guest does not take within ``timeout`` fails."""
+        try:
+            self.sock.settimeout(timeout)
+            self.sock.sendall(runner_input(script))
+        except socket.timeout:
+            raise AgentError(f"the resident runner did not take the command within "
+                             f"{timeout:.0f} s", log=self.log) from None
+        except OSError as err:
+            raise AgentError(f"the resident runner's socket failed: {err}",
+                             log=self.log) from None
+        finally:
+            try:
+                self.sock.settimeout(None)
+            except OSError:
+                pass
+        return self.pid
+
+
+def connect_socket(path: "str | Path", *, timeout: float, what: str,
+                   alive: Callable[[], Optional[str]], log: "str | None") -> socket.socket:
+    """A connection to one of QEMU's chardev sockets, within ``timeout``."""
+    def attempt():
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            sock.close()
+            return None
+        return sock
+
+    return wait_for(attempt, timeout=timeout, what=what, alive=alive, interval=0.01, log=log)
+
+
+def arm_runner(session: "AgentSession", socket_file: "str | Path", *, timeout: float,
+               alive: Callable[[], Optional[str]], log: "str | None",
+               port_open: Callable[[], bool]) -> Runner:
+    """Start the resident runner through the agent and wait until its `.`
+    holds its port open (``port_open``: QEMU says the guest side of the
+    runner's port is open; nothing else opens it): the snapshot stage, just
+    before the save. The caller keeps the runner's socket connected
+    through the save (a guest that saw its host side closed would read an
+    end) and closes it after."""
+    sock = connect_socket(socket_file, timeout=timeout, alive=alive, log=log,
+                          what="connecting to the resident runner's socket")
+    runner = Runner(sock, 0, log=log)
+
+    def opened() -> "bool | None":
+        if port_open():
+            return True
+        status = session._status(runner.pid)
+        if status.get("exited"):
+            raise AgentError(f"the resident runner ended (exit {status.get('exitcode')}) "
+                             f"before it opened its port {RUNNER_PORT}", log=log)
+        return None
+
+    try:
+        runner.pid = session._spawn(runner_script(), capture=False)
+        wait_for(opened, timeout=timeout, alive=alive, interval=0.02, log=log,
+                 what=f"the resident runner opening its port {RUNNER_PORT} ([timeouts] boot)")
+    except BaseException:
+        runner.close()
+        raise
+    return runner
+
+
+def port_opened(qemu, socket_file: "str | Path") -> bool:
+    """Whether the guest holds open the port of the chardev socket
+    ``socket_file`` (QMP query-chardev's frontend-open)."""
+    name = f"unix:{socket_file},"
+    return any(c.get("frontend-open") is True and str(c.get("filename", "")).startswith(name)
+               for c in qemu.cmd("query-chardev"))
+
+
 class AgentSession(Channel):
     """A build's channel to a Linux guest over its agent, with the surface of
     ``ssh.Session`` (run, check, close)."""
@@ -230,11 +386,31 @@ class AgentSession(Channel):
         # copy: QEMU saves no state with a 9p mount), so the wrapper does
         # not look; None: unknown.
         self.stream_mounted: Optional[bool] = None
+        # The resident runner of a revived copy, for its first streamed
+        # command; until then the agent has not been asked anything.
+        self.runner: Optional[Runner] = None
+        # (timeout, setting) of the sync put off while the runner is armed:
+        # done before anything else than the runner's command asks the agent.
+        self.sync_later: "tuple[float, str] | None" = None
         # How the wrapper calls mount (the guest kind's ``program``).
         self.mount = "mount"
 
     def close(self) -> None:
         self.agent.close()
+        self.drop_runner()
+
+    def drop_runner(self) -> None:
+        if self.runner is not None:
+            runner, self.runner = self.runner, None
+            runner.close()
+
+    def _synced(self) -> None:
+        """The first command is not the runner's: it goes unused (it waits
+        on, harmless) and the put-off sync is done now."""
+        self.drop_runner()
+        if self.sync_later is not None:
+            (timeout, setting), self.sync_later = self.sync_later, None
+            self.agent.sync(timeout, setting)
 
     def sync(self, timeout: float, setting: str = "[timeouts] revive") -> None:
         self.agent.sync(timeout, setting)
@@ -271,6 +447,7 @@ class AgentSession(Channel):
         to ``sink``; stop at ``timeout`` (exit_code None, the command killed)."""
         if sink is not None and self.stream_dir is not None:
             return self._run_streamed(command, timeout, sink)
+        self._synced()
         self.run_prelude()
         return self._run_captured(command, timeout, sink)
 
@@ -278,6 +455,7 @@ class AgentSession(Channel):
         """Run the pending prelude on its own (a caller that needs the
         guest prepared before it runs anything)."""
         if self.prelude is not None:
+            self._synced()
             script, self.prelude = self.prelude(), None
             result = self._run_captured(script, timeout, None)
             if result.exit_code != 0:
@@ -337,8 +515,16 @@ class AgentSession(Channel):
         self.prelude, self.stream_mounted = None, None
         output = bytearray()
         watch = DirWatch(self.stream_dir)
+        runner, self.runner = self.runner, None
+        if runner is None:
+            self._synced()
+        # The agent stays unasked on the runner's path unless the end needs
+        # confirming: it was synced before the save, and nothing since.
+        self.sync_later = None
         try:
-            pid = self._spawn(script, capture=False)
+            # The runner's shell sources the wrapper: BASE_ENV is its own
+            # (the agent started it), as the agent would pass it.
+            pid = runner.send(script) if runner else self._spawn(script, capture=False)
             last_poll = time.monotonic()
             next_poll = last_poll + SAFETY_POLL
             interval = CONFIRM_FIRST
@@ -384,6 +570,11 @@ class AgentSession(Channel):
                 next_poll = last_poll + (interval if suspect else SAFETY_POLL)
             _drain(follower, output, sink, limit=1 << 62)
             phases = _guest_phases(_small_file(done))
+            if runner is not None and status.get("exitcode") == RUNNER_GONE \
+                    and follower.fd is None and not os.path.lexists(done):
+                raise AgentError(f"the resident runner in the revived guest ended before it "
+                                 f"ran the command (exit {RUNNER_GONE}: its port read an end); "
+                                 "rerun `doit snapshot`", log=self.agent.log)
             if phases is None:
                 raise _prelude_failed(self.prelude_what, _exit_code(status),
                                       _small_file(prelude_file, 4096))
@@ -396,6 +587,8 @@ class AgentSession(Channel):
             return CommandResult(command, None, output.decode(errors="replace"),
                                  time.monotonic() - start, dead)
         finally:
+            if runner is not None:
+                runner.close()
             watch.close()
             follower.close()
             for leftover in (done, prelude_file):
@@ -571,18 +764,8 @@ def connect(socket_file: "str | Path", *, timeout: float, alive: Callable[[], Op
     """Connect to QEMU's chardev socket for the agent and (``sync``) make sure
     the agent answers, within ``timeout``, else one line naming ``log``."""
     deadline = time.monotonic() + timeout
-
-    def attempt():
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(str(socket_file))
-        except OSError:
-            sock.close()
-            return None
-        return sock
-
-    sock = wait_for(attempt, timeout=timeout, what="connecting to the guest agent's socket",
-                    alive=alive, interval=0.01, log=log)
+    sock = connect_socket(socket_file, timeout=timeout, alive=alive, log=log,
+                          what="connecting to the guest agent's socket")
     agent = Agent(sock, alive=alive, log=log)
     session = AgentSession(agent, stream_dir=stream_dir)
     if sync:

@@ -189,9 +189,26 @@ class Machine:
             if self.channel_kind == "agent":
                 self.channel = self._agent(sync=False)
                 self.channel.stream_mounted = False     # QEMU saves no 9p mount
+                self._runner()
             saved.incoming(self.qemu, self.state, self.meta["save_method"], self.timeout,
                            media=self.media, timer_csr=arch.timer_csr)
         return self
+
+    def _runner(self) -> None:
+        """Connect the resident runner's socket (before the state loads, as
+        the agent's) when the saved guest has one waiting: the first
+        streamed command goes to it (``agent``'s docstring)."""
+        pid = agent.runner_pid(self.meta)
+        if pid is None:
+            return
+        try:
+            sock = agent.connect_socket(
+                self.values["agent-socket"] + agent.RUNNER_SUFFIX, timeout=self.timeout,
+                alive=self.dead, log=str(self.qemu.serial_log),
+                what="connecting to the resident runner's socket")
+        except UserError as err:
+            raise self.qemu.error(str(err)) from None
+        self.channel.runner = agent.Runner(sock, pid, log=str(self.qemu.serial_log))
 
     def _tree_images(self) -> None:
         """A read-only share with a CD drive in the snapshot and a big folder
@@ -225,7 +242,11 @@ class Machine:
         channel = channel or self.channel_kind
         with self.watch.phase(phase):
             if channel == "agent" and isinstance(self.channel, agent.AgentSession):
-                self.channel.sync(self.timeout, setting=self.setting)
+                if self.channel.runner is not None:
+                    # The runner's command asks the agent nothing first.
+                    self.channel.sync_later = (self.timeout, self.setting)
+                else:
+                    self.channel.sync(self.timeout, setting=self.setting)
                 return self.channel
             self.disconnect()
             self.channel = self._agent(sync=True) if channel == "agent" else self.ssh()

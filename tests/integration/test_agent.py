@@ -56,6 +56,9 @@ def test_first_command_over_the_agent_after_revive(project):
     assert meta["channel"]["kind"] == "agent"
     assert "guest-sync" not in json.dumps(meta)      # channel info, not a transcript
     assert any("name=org.qemu.guest_agent.0" in a for a in meta["argv"])
+    # The resident runner waits in the saved guest for a copy's first command.
+    assert any("name=org.revive.run.0" in a for a in meta["argv"])
+    assert meta["channel"]["runner"]["pid"] > 1 and "arm_runner" in meta["timings"]
     assert "agent_sync" in meta["timings"]           # the snapshot's readiness
     result = project.result("hello")
     assert result["exit_code"] == 0 and result["outputs"] == ["hello", "hello.txt"]
@@ -171,6 +174,87 @@ def test_the_guest_is_not_asked_while_a_command_runs(project):
     assert [t for t in status if t < start + 3.5] == [], asked
     assert len(status) <= 4, asked
     assert hidden.exit_code == 5 and hidden.seconds < 4, hidden
+
+
+def _copy(project, name: str, drop_runner: bool = False):
+    """A revived copy, connected and prepared as a build's; ``drop_runner``:
+    as if its snapshot had no runner (made before it)."""
+    from revive.machine import Machine
+    artifacts = project.artifacts
+    work = artifacts / "work" / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    machine = Machine.revive(artifacts / "snapshot", artifacts=artifacts, name=name,
+                             shares={"src": project.root / "hello"},
+                             key=artifacts / "keys" / "id_ed25519", work=work,
+                             logs=artifacts / "logs", timeout=20)
+    if drop_runner:
+        machine.meta = {**machine.meta, "channel": {
+            k: v for k, v in machine.meta["channel"].items() if k != "runner"}}
+    return machine, work
+
+
+def _streamed(machine, command: str, timeout: float = 60):
+    chunks = []
+    result = machine.run(command, timeout=timeout, sink=chunks.append)
+    return result, b"".join(chunks).decode()
+
+
+def test_the_first_command_runs_in_the_resident_runner_and_later_ones_over_the_agent(project):
+    """The runner's shell runs the first command's wrapper as itself (its
+    pid, recorded at the snapshot, is `$$`); the next command is one the
+    agent starts; a copy whose snapshot has no runner (made before it) runs
+    its first command through the agent too."""
+    machine, work = _copy(project, "runner-first")
+    pid = machine.meta["channel"]["runner"]["pid"]
+    try:
+        with machine:
+            machine.launch()
+            machine.connect()
+            assert machine.channel.runner is not None
+            machine.after_revive(with_command=True)
+            first, out1 = _streamed(machine, "echo $$; date +%s; exit 9")
+            second, out2 = _streamed(machine, "echo $$; exit 4")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert first.exit_code == 9 and out1.split()[0] == str(pid)
+    assert abs(int(out1.split()[1]) - time.time()) < 30          # the prelude ran
+    assert set(first.phases) == {"prepare", "command"}
+    assert second.exit_code == 4 and out2.strip() != str(pid)
+
+    machine, work = _copy(project, "runner-none", drop_runner=True)
+    try:
+        with machine:
+            machine.launch()
+            machine.connect()
+            assert machine.channel.runner is None
+            machine.after_revive(with_command=True)
+            old, out = _streamed(machine, "echo $$; date +%s; exit 5")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert old.exit_code == 5 and out.split()[0] != str(pid)
+    assert abs(int(out.split()[1]) - time.time()) < 30
+    assert qemu_processes(str(project.root)) == []
+
+
+def test_the_runner_s_command_past_its_deadline_is_killed_with_its_group(project):
+    machine, work = _copy(project, "runner-deadline")
+    try:
+        with machine:
+            machine.launch()
+            machine.connect()
+            machine.after_revive(with_command=True)
+            start = time.monotonic()
+            result, out = _streamed(machine, "echo started; sleep 60 & wait; echo finished",
+                                    timeout=3)
+            assert time.monotonic() - start < 20
+            # The whole group went: no `sleep 60` is left in the guest.
+            left = machine.check("ps -o comm 2>/dev/null || ps", timeout=30)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert result.exit_code is None and result.failure == "timeout"
+    assert out == "started\n"
+    assert "sleep" not in left
 
 
 def test_a_command_past_its_deadline_is_stopped(project):

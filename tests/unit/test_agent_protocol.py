@@ -217,3 +217,139 @@ def test_a_missing_or_garbled_done_file_gives_no_timings(done):
                                   "1 2 3 0 0"])
 def test_an_incomplete_done_file_leaves_the_exit_code_to_the_agent(done):
     assert agent._done_exit(done) is None
+
+
+def run_sourced(tmp_path, monkeypatch, command, shell):
+    """The wrapper as the resident runner runs it: its shell sources the
+    port (here a FIFO) with `.` and execs `sh` for what the host wrote; the
+    host keeps its side open, so no end of input comes."""
+    import os
+    import subprocess
+    monkeypatch.setattr(agent, "STREAM_GUEST", str(tmp_path))
+    monkeypatch.setattr(agent, "mount_stream_command", lambda fresh=False, mount="mount": "true")
+    port = tmp_path / "port"
+    os.mkfifo(port)
+    proc = subprocess.Popen([*shell, "-c", f". {port}; exit {agent.RUNNER_GONE}"])
+    with open(port, "wb") as host:
+        host.write(agent.runner_input(agent._wrapper(command, "out-1", "echo prepared")))
+        host.flush()
+        try:
+            rc = proc.wait(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait()
+    done = agent._small_file(tmp_path / "out-1.done")
+    return rc, (tmp_path / "out-1").read_bytes(), done
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("command, code, output", [
+    ("echo hi; exit 3", 3, b"hi\n"),
+    ("exec sh -c 'echo replaced; exit 4'", 4, b"replaced\n"),
+    ("echo err >&2 # a comment at the end", 0, b"err\n"),
+])
+def test_the_runner_s_shell_runs_the_wrapper_as_sh_c_does(tmp_path, monkeypatch, shell,
+                                                          command, code, output):
+    rc, out, done = run_sourced(tmp_path, monkeypatch, command, shell)
+    assert (rc, out) == (code, output)
+    assert agent._done_exit(done) == code
+    assert (tmp_path / "out-1.prepare").read_bytes() == b"prepared\n"
+
+
+def runner_pair(alive=lambda: None):
+    ours, theirs = socket.socketpair()
+    return agent.Runner(ours, 7, log="/logs/build-x-serial.log"), theirs
+
+
+class Spawner:
+    """The agent session's two calls arm_runner makes (qemu-ga's answers)."""
+
+    def __init__(self, statuses):
+        self.statuses = list(statuses)
+
+    def _spawn(self, script, capture):
+        assert "echo" not in script         # the port is opened once, by `.`
+        return 153
+
+    def _status(self, pid):
+        assert pid == 153
+        return self.statuses.pop(0) if self.statuses else {"exited": False}
+
+
+def arm(tmp_path, session, port_open, timeout=5, alive=lambda: None):
+    import socket as socket_module
+    path = tmp_path / "agent.sock.run"
+    path.unlink(missing_ok=True)
+    server = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    try:
+        return agent.arm_runner(session, path, timeout=timeout, alive=alive,
+                                log="/logs/snapshot-serial.log", port_open=port_open)
+    finally:
+        server.close()
+
+
+def test_the_runner_is_armed_once_its_port_is_open(tmp_path):
+    opens = iter([False, False, True])
+    runner = arm(tmp_path, Spawner([]), lambda: next(opens))
+    assert runner.pid == 153
+    runner.close()
+
+
+def test_a_runner_that_ends_before_it_opens_its_port_is_one_line(tmp_path):
+    with pytest.raises(UserError) as err:
+        arm(tmp_path, Spawner([{"exited": False}, {"exited": True, "exitcode": 126}]),
+            lambda: False)
+    assert "ended (exit 126) before it opened its port" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_runner_that_never_opens_its_port_ends_at_its_deadline_and_a_dead_qemu_at_once(
+        tmp_path):
+    start = time.monotonic()
+    with pytest.raises(UserError, match="opening its port .* no answer within 1 s"):
+        arm(tmp_path, Spawner([]), lambda: False, timeout=1)
+    assert 1 <= time.monotonic() - start < 3
+    start = time.monotonic()
+    with pytest.raises(UserError, match="QEMU exited"):
+        arm(tmp_path, Spawner([]), lambda: False, timeout=30,
+            alive=lambda: "QEMU exited (code 1)")
+    assert time.monotonic() - start < 2
+
+
+def test_the_port_counts_as_open_only_for_the_runner_s_own_chardev():
+    class Qemu:
+        def __init__(self, chardevs):
+            self.chardevs = chardevs
+
+        def cmd(self, name):
+            assert name == "query-chardev"
+            return self.chardevs
+    path = "/p/agent/agent.sock.run"
+    agent_open = {"label": "ch0", "filename": "unix:/p/agent/agent.sock,server=on",
+                  "frontend-open": True}
+    runner_closed = {"label": "ch1", "filename": f"unix:{path},server=on",
+                     "frontend-open": False}
+    assert not agent.port_opened(Qemu([agent_open, runner_closed]), path)
+    assert agent.port_opened(Qemu([agent_open, {**runner_closed, "frontend-open": True}]), path)
+
+
+def test_the_runner_takes_the_first_command_only_when_armed_in_a_fresh_snapshot():
+    armed = {"channel": agent.meta("agent", 153)}
+    assert agent.runner_pid(armed) == 153
+    assert agent.runner_pid({"channel": agent.meta("agent")}) is None     # made before it
+    assert agent.runner_pid({**armed, "kept": {"build": "x"}}) is None    # its runner ran
+    assert agent.runner_pid({"channel": agent.meta("ssh")}) is None
+    for pid in ("153", 1, 0, -5, None, 1.5):
+        assert agent.runner_pid({"channel": {**armed["channel"],
+                                             "runner": {"pid": pid}}}) is None
+
+
+def test_a_runner_that_does_not_take_a_long_command_fails_at_its_deadline():
+    runner, _guest = runner_pair()          # the guest side never reads
+    start = time.monotonic()
+    with pytest.raises(UserError, match="did not take the command within 1 s"):
+        runner.send("x" * (8 << 20), timeout=1)
+    assert time.monotonic() - start < 3
+    runner.close()

@@ -185,12 +185,14 @@ class LinuxKind(GuestKind):
     def revive_files(self) -> "tuple[str, ...]":
         return (BOOT_KERNEL, BOOT_INITRD)
 
-    # [vm] channel = "agent" (issue 9): qemu-ga's virtio-serial port, and the
-    # hidden read-write share a command's output streams through.
+    # [vm] channel = "agent" (issue 9): qemu-ga's virtio-serial port, the
+    # resident runner's (a revived copy's first command), and the hidden
+    # read-write share a command's output streams through.
     def _agent_port(self, inputs) -> "tuple[SerialPort, ...]":
         if inputs["vm.channel"] != "agent":
             return ()
-        return (SerialPort(agent.PORT_NAME, "@agent-socket@"),)
+        return (SerialPort(agent.PORT_NAME, "@agent-socket@"),
+                SerialPort(agent.RUNNER_PORT, agent.RUNNER_SOCKET))
 
     def _agent_share(self, inputs) -> "tuple[NinePShare, ...]":
         if inputs["vm.channel"] != "agent":
