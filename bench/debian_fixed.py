@@ -12,9 +12,10 @@ command over the agent (bench/debian_side.py). Medians and every value.
         [--build uname] [--runs 7]
 
 Both sides may name the same project: each then runs its own code for
-the build and the revive against one snapshot (made by either tree; the
-other tree's payload code is marked up to date with `doit reset-dep
-payload`, so the snapshot is not remade). A tree's venv is TREE/.venv;
+the build and the revive against one snapshot (made by either tree). The
+build runs as `doit -s build:NAME` (the build task alone): the other
+tree's stages may read other inputs (its payload code, the snapshot's
+resident runner), and doit would remake them. A tree's venv is TREE/.venv;
 bench/debian.py --baseline makes both projects from scratch and times
 hello instead.
 """
@@ -45,11 +46,10 @@ def doit(tree: Path, project: Path, *args: str) -> float:
 
 def one_round(tree: Path, project: Path, build: str) -> dict:
     # Sides may share one project (one snapshot for both: two snapshots of
-    # the same recipe differ by 0.1-0.25 s). The payload's code is another
-    # side's: doit is told it is up to date, so it is not remade.
-    doit(tree, project, "reset-dep", "payload")
+    # the same recipe differ by 0.1-0.25 s), whose stages another side's
+    # code made: the build task runs alone (-s), so they are not remade.
     doit(tree, project, "forget", f"build:{build}")
-    wall = doit(tree, project, f"build:{build}")
+    wall = doit(tree, project, "-s", f"build:{build}")
     timings = json.loads((project / "artifacts" / "builds" / build / "result.json")
                          .read_text())["timings"]
     revive = subprocess.run([str(tree / ".venv" / "bin" / "python"),
