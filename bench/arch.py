@@ -94,7 +94,12 @@ def one(arch: str, runs: int, root: Path, kind: str = "tiny", hello: bool = Fals
     cfg = load(project / "config.toml")
     assert cfg.guest_settings.arch == arch, cfg.guest_settings
     paths = Paths(cfg)
-    meta = json.loads((paths.snapshot / "meta.json").read_text())
+    # A project another tree built (its code at other paths) is remade up
+    # to its snapshot by this tree's doit: before the first cold boot, not
+    # by the first build below, so the host key read here stays the guest's.
+    doit(project, "snapshot")
+    meta_text = (paths.snapshot / "meta.json").read_text()
+    meta = json.loads(meta_text)
     work = root / f"{arch}-work"
     cold, agent, ssh, fixed = [], [], [], []
     for _ in range(runs):
@@ -107,6 +112,9 @@ def one(arch: str, runs: int, root: Path, kind: str = "tiny", hello: bool = Fals
         assert answer == ARCHES[arch].uname, answer
         t = json.loads((paths.builds / "uname/result.json").read_text())["timings"]
         fixed.append(t["total"] - t["command"])
+        if (paths.snapshot / "meta.json").read_text() != meta_text:
+            sys.exit(f"{arch}: `doit build:uname` remade the snapshot during the bench; "
+                     f"rerun it (see {paths.logs})")
     values = (("cold", cold), ("agent", agent), ("ssh", ssh), ("fixed", fixed))
     return {"arch": arch, "kind": kind, "first_build": first,
             **{k: statistics.median(v) for k, v in values},
