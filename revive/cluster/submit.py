@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -242,11 +243,16 @@ def _wait(client, future, build, cluster, needs) -> dict:
     from distributed.scheduler import KilledWorker
     watch = _Watch(client, future, build, cluster, needs)
     next_look = 0.0
+    # Not future.result(timeout=POLL): distributed's sync() raises
+    # UnboundLocalError ('result') when the wait it times is cancelled
+    # under it (a build on a cluster failed so); the answer is asked for
+    # once the future says it is done.
+    done = threading.Event()
+    future.add_done_callback(lambda _future: done.set())
     while True:
         try:
-            return future.result(timeout=POLL)
-        except TimeoutError:
-            pass
+            if done.wait(POLL) or future.done():
+                return future.result()
         except KilledWorker:
             raise UserError(f"build {build.name}: the workers running it died too often "
                             "(Dask's distributed.scheduler.allowed-failures); see the "
