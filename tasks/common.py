@@ -14,7 +14,7 @@ from doit.exceptions import TaskFailed
 from revive import config as config_mod
 from revive.core import interrupts, tree, treeimage
 from revive.core.errors import UserError, for_people
-from revive.core.files import matches_sha256, sweep_stale
+from revive.core.files import matches_sha256, sha256_file, sweep_stale
 from revive.core.space import is_nospace, nospace_message
 
 
@@ -146,6 +146,54 @@ class config_slice:
     def __str__(self) -> str:
         what = "; ".join(self.changes) or "unchanged"
         return f"config.toml ({self.name}) changed: {what}"
+
+    __repr__ = __str__
+
+
+class code_files:
+    """doit uptodate check on the repository files that shape a stage (the
+    payload's ``GuestKind.source_files``): each file's sha256 under its
+    path relative to the package's root. As file_dep, their absolute paths
+    made another clone, or a venv made again elsewhere, a change, and the
+    stage (a Debian root, then the install) was made again from the same
+    code; ``doit info`` names the files that changed."""
+
+    ROOT = Path(__file__).resolve().parents[1]
+
+    def __init__(self, name: str, files):
+        self.name = name
+        self.files = [Path(f) for f in files]
+        self.changes: "list[str]" = []
+        self._digests: "dict[str, str] | None" = None
+
+    def _name(self, path: Path) -> str:
+        try:
+            return path.resolve().relative_to(self.ROOT).as_posix()
+        except ValueError:
+            return str(path)
+
+    def digests(self) -> "dict[str, str]":
+        if self._digests is None:
+            self._digests = {self._name(f): sha256_file(f) for f in self.files}
+        return self._digests
+
+    def configure_task(self, task) -> None:
+        task.value_savers.append(lambda: {f"_code_{self.name}": self.digests()})
+
+    def __call__(self, task, values) -> bool:
+        before = values.get(f"_code_{self.name}")
+        if before is None:
+            self.changes = ["no successful run recorded"]
+        else:
+            now = self.digests()
+            self.changes = [f"{name} {'added' if name not in before else 'removed' if name not in now else 'changed'}"
+                            for name in sorted(set(before) | set(now))
+                            if before.get(name) != now.get(name)]
+        return not self.changes
+
+    def __str__(self) -> str:
+        what = "; ".join(self.changes) or "unchanged"
+        return f"revive's files that shape the {self.name} changed: {what}"
 
     __repr__ = __str__
 

@@ -52,7 +52,7 @@ def _quote(text: str) -> str:
 
 def to_dot(tasks: list, root: Path) -> str:
     """The graph as DOT text, sorted so that the same graph gives the same text."""
-    from .common import config_slice, shared_folder
+    from .common import code_files, config_slice, shared_folder
     roots = [root, REPO]
     producer = {}
     for task in tasks:
@@ -82,6 +82,11 @@ def to_dot(tasks: list, root: Path) -> str:
         for check, _args, _kwargs in task.uptodate:
             if isinstance(check, config_slice):
                 edges.add(("config.toml", task.name, f"[{check.name}]"))
+            elif isinstance(check, code_files):
+                # revive's own files, hashed by relative path (no file_dep).
+                for path in check.files:
+                    parts = Path(_relative(str(path), roots)).parent.parts[:2]
+                    folders["/".join(parts) + "/"].add(task.name)
             elif isinstance(check, shared_folder):
                 # A shared folder is checked as a whole (one digest).
                 parts = Path(_relative(str(check.folder / "x"), roots)).parent.parts[:2]

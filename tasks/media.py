@@ -5,7 +5,7 @@ import json
 
 from doit.tools import run_once
 
-from .common import Paths, action, say, settings, stage_inputs, uptodate
+from .common import Paths, action, code_files, say, settings, stage_inputs, uptodate
 from revive.core.files import atomic_path, remove, sha256_file
 from revive.core.space import writing
 from revive.formats.fat12 import write_floppy
@@ -72,9 +72,9 @@ def task_payload():
     kind = inputs.guest_kind()
     key = [paths.public_key] if kind.payload_needs_key() else []
     return {"actions": [(make_payload, [inputs, paths])],
-            "file_dep": [str(p) for p in kind.source_files()] + key,
+            "file_dep": key,
             "targets": [paths.payload_manifest],
-            "uptodate": [uptodate(inputs)]}
+            "uptodate": [uptodate(inputs), code_files("payload", kind.source_files())]}
 
 
 def task_iso():

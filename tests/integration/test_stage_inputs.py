@@ -8,6 +8,11 @@ file_deps; changing a key that no record holds makes nothing out of date.
 """
 
 import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -19,7 +24,7 @@ from revive.guests import KINDS
 from revive.qemu.devices import ARCHES
 from tests import configs
 
-from .conftest import stale
+from .conftest import REPO, stale
 
 pytestmark = pytest.mark.integration
 # The sections whose keys hold one value each (Config.value), from the table.
@@ -131,3 +136,36 @@ def test_a_bigger_disk_reinstalls_and_the_guest_sees_it(built):
         assert int(sectors.read_text()) * 512 == 3 << 30
     finally:
         built.config.write_text(original)
+
+
+def test_the_same_code_elsewhere_remakes_nothing_and_a_changed_file_is_named(built, tmp_path):
+    """Another clone (or a venv made again at another path) with the same
+    code: no stage is out of date, the payload's included (its code is
+    hashed by relative path, not listed as file_deps by absolute path);
+    a change to a file that shapes the payload is named by doit info."""
+    clone = tmp_path / "elsewhere"
+    shutil.copytree(REPO, clone, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "artifacts", "__pycache__", ".pytest_cache", "*.egg-info"))
+    doit = [sys.executable, "-m", "doit", "-f", str(clone / "dodo.py"), "-d", str(built.root)]
+    env = dict(os.environ, REVIVE_CACHE=str(REPO / "artifacts" / "cache"))
+
+    def run(*args):
+        proc = subprocess.run([*doit, *args], env=env, capture_output=True, text=True,
+                              timeout=300, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    def stale_from_copy():
+        return {m.group(1) for m in re.finditer(r"^R (\S+)", run("list", "--all", "--status"),
+                                                re.M)} - {"build"}
+
+    before = stale(built)
+    assert "payload" not in before
+    assert stale_from_copy() == before
+    inittab = clone / "revive" / "guests" / "tiny" / "etc" / "inittab"
+    assert inittab.is_file()
+    inittab.write_text(inittab.read_text() + "# changed\n")
+    assert "payload" in stale_from_copy()
+    info = run("info", "payload")
+    assert "revive/guests/tiny/etc/inittab changed" in info, info
+    assert stale(built) == before
