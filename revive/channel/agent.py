@@ -159,7 +159,10 @@ def runner_script() -> str:
 
 
 def socket_path(folder: Path) -> str:
-    path = str(Path(folder).resolve() / "agent.sock")
+    # Short: the runner's socket beside it (RUNNER_SUFFIX) must fit a unix
+    # socket's 107 bytes below a project's work folder (it made a build
+    # named post-mortem in a pytest folder too long as "agent.sock.run").
+    path = str(Path(folder).resolve() / "qga")
     if len((path + RUNNER_SUFFIX).encode()) > 107:
         raise UserError(f"the guest agent's socket path {path}{RUNNER_SUFFIX} is longer than "
                         "a unix socket allows (107 bytes); move the project to a shorter path")

@@ -149,10 +149,10 @@ def test_the_same_code_elsewhere_remakes_nothing_and_a_changed_file_is_named(bui
     doit = [sys.executable, "-m", "doit", "-f", str(clone / "dodo.py"), "-d", str(built.root)]
     env = dict(os.environ, REVIVE_CACHE=str(REPO / "artifacts" / "cache"))
 
-    def run(*args):
+    def run(*args, ok=(0,)):
         proc = subprocess.run([*doit, *args], env=env, capture_output=True, text=True,
                               timeout=300, stdin=subprocess.DEVNULL)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.returncode in ok, proc.stdout + proc.stderr
         return proc.stdout
 
     def stale_from_copy():
@@ -166,6 +166,6 @@ def test_the_same_code_elsewhere_remakes_nothing_and_a_changed_file_is_named(bui
     assert inittab.is_file()
     inittab.write_text(inittab.read_text() + "# changed\n")
     assert "payload" in stale_from_copy()
-    info = run("info", "payload")
+    info = run("info", "payload", ok=(1,))         # doit info: 1 for a task to run
     assert "revive/guests/tiny/etc/inittab changed" in info, info
     assert stale(built) == before
