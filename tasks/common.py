@@ -158,7 +158,9 @@ class code_files:
     stage (a Debian root, then the install) was made again from the same
     code; ``doit info`` names the files that changed."""
 
-    ROOT = Path(__file__).resolve().parents[1]
+    # revive's parent: the repository in a clone, site-packages installed
+    # (where tasks/ is revive.tasks), so names read revive/... in both.
+    ROOT = Path(config_mod.__file__).resolve().parents[2]
 
     def __init__(self, name: str, files):
         self.name = name
