@@ -11,12 +11,21 @@ For each of --runs rounds, interleaved (the order of A and B alternates):
   in both);
 - the same commands in a copy the host never talks to while they run:
   started through the agent, the host waits for a file on the stream share
-  (inotify, no guest work) — the floor a channel can reach;
+  (inotify, no guest work) — the floor a channel can reach — and over an
+  SSH session into that same copy (the SSH channel's own cost, apart from
+  the copy's);
 - a build of `true` by each tree: its fixed cost (result.json total − the
   command's time inside the guest), beside the floor (QEMU start + state load, the agent's first
   answer, one first process in the guest; and, when the snapshot has a
   resident runner, the same through it: QEMU start + state load, its shell
-  running /bin/true, then a line on the serial console the host watches).
+  running /bin/true, then a line on the serial console the host watches;
+  and, in another copy, a build's whole guest side for `true` the same
+  way: what the fixed cost adds to the floor in the guest, the rest being
+  the host's).
+
+Both trees are byte-compiled first: each build is a process of its own,
+as `doit build:NAME` is, and where PYTHONDONTWRITEBYTECODE is set its
+lazy imports would otherwise be compiled inside the build's time.
 
 Every command's own time is read inside the guest (/proc/uptime before and
 after), so the channel's work during the command is what differs.
@@ -79,6 +88,16 @@ def baseline_tree(rev: str, into: Path) -> "tuple[Path, str]":
     return into, commit
 
 
+def compiled(tree: Path) -> None:
+    """Byte-compile a tree's Python files, as an install or a first run does:
+    each bench build is a fresh process, and where PYTHONDONTWRITEBYTECODE
+    is set (this sandbox sets it) it would otherwise compile every module a
+    build imports lazily (the guest kind's, ~0.1 s) inside the build's time."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q",
+                    str(tree / "revive"), str(tree / "tasks")], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
 def build_with(tree: Path, artifacts: Path, name: str, command: str, src: Path,
                tmp: Path) -> dict:
     out = tmp / "out"
@@ -123,9 +142,13 @@ def over_ssh(paths, meta, cfg, work: Path, command: str) -> float:
                              f"ssh {command!r}")
 
 
-def unwatched(paths, meta, cfg, work: Path, command: str) -> float:
+def unwatched(paths, meta, cfg, work: Path, command: str,
+              ssh_first: bool) -> "tuple[float, float]":
     """The command in a revived copy that nothing asks while it runs: one
-    guest-exec, then the host waits on its own side of the stream share."""
+    guest-exec, then the host waits on its own side of the stream share;
+    and the same command over an SSH session into that same copy (before
+    or after, alternating by round): what the SSH channel itself costs,
+    apart from the copy. Seconds inside the guest, unwatched and over SSH."""
     from revive.core.dirwatch import DirWatch
     from revive.channel import agent
     from revive_vs_boot import revive
@@ -138,14 +161,28 @@ def unwatched(paths, meta, cfg, work: Path, command: str) -> float:
         script = (f"{agent.mount_stream_command()} || exit 125; ( {command} ) "
                   f">{agent.STREAM_GUEST}/log 2>&1; mv {agent.STREAM_GUEST}/log "
                   f"{agent.STREAM_GUEST}/done")
-        with DirWatch(stream) as watch:
-            machine.channel.agent.call("guest-exec", path="/bin/sh", arg=["-c", script])
-            deadline = time.monotonic() + 600
-            while not done.exists():
-                if machine.dead() or time.monotonic() > deadline:
-                    raise SystemExit(f"unwatched command did not finish: {machine.dead()}")
-                watch.wait(0.5)
-        return guest_seconds(done.read_text(errors="replace"), f"unwatched {command!r}")
+
+        def alone() -> float:
+            with DirWatch(stream) as watch:
+                machine.channel.agent.call("guest-exec", path="/bin/sh", arg=["-c", script])
+                deadline = time.monotonic() + 600
+                while not done.exists():
+                    if machine.dead() or time.monotonic() > deadline:
+                        raise SystemExit(f"unwatched command did not finish: "
+                                         f"{machine.dead() or 'not within 600 s'}")
+                    watch.wait(0.5)
+            return guest_seconds(done.read_text(errors="replace"), f"unwatched {command!r}")
+
+        with machine.ssh() as session:
+            def over(session=session) -> float:
+                result = session.run(command, timeout=600)
+                if result.exit_code != 0:
+                    raise SystemExit(f"ssh in the unwatched copy: {result}")
+                return guest_seconds(result.output, f"ssh in the unwatched copy {command!r}")
+            if ssh_first:
+                by_ssh = over()
+                return alone(), by_ssh
+            return alone(), over()
 
 
 def floor(paths, meta, cfg, work: Path) -> "dict[str, float]":
@@ -188,26 +225,51 @@ def runner_floor(paths, meta, cfg, work: Path, shares) -> "dict[str, float]":
     shell runs one first process (/bin/true: fork and exec, as the agent's
     `sh` is) and then writes a line on the serial console, which the host
     watches in the console's log file (no guest work: QEMU's VSERPORT_CHANGE
-    event of the port's close is held back up to 1 s). {} for a snapshot
-    without a runner."""
+    event of the port's close is held back up to 1 s). And in a second copy
+    a build's whole guest side for `true` (the wrapper a build sends: the
+    stream share's mount, the clock, the randomness, the shares' mounts,
+    the command's subshell, its files on the share), ended by the same
+    line: what the fixed cost adds to the floor inside the guest, apart
+    from the host's side (noticing NAME.done, collecting, QEMU's end).
+    {} for a snapshot without a runner."""
     from revive.channel import agent
-    from revive.machine import Stopwatch
     if agent.runner_pid(meta) is None:
         return {}
+    floor = _through_runner(paths, cfg, work, shares, lambda machine: "/bin/true")
+    build = _through_runner(paths, cfg, work, shares, lambda machine: _marked(agent._wrapper(
+        "true", "bench", machine.kind.after_revive(machine.shares, time.time(), machine.trees),
+        fresh=True, mount=machine.kind.program("mount"))))
+    return {"runner: qemu start + state load": floor["revive"],
+            "runner: first process": floor["first"], "runner: floor": floor["all"],
+            "runner: a build's guest side for `true`": build["first"],
+            "runner: floor + a build's guest side": build["all"]}
+
+
+def _marked(wrapper: str) -> str:
+    """The wrapper with the runner's line on the console before its last
+    `exit` (not an EXIT trap: the wrapper sets and clears its own)."""
+    last = "; exit $rc"
+    if not wrapper.endswith(last):
+        raise SystemExit(f"the build's wrapper no longer ends with {last!r}: {wrapper[-200:]!r}")
+    return wrapper[:-len(last)] + f"; echo {RUNNER_MARK} >/dev/console{last}"
+
+
+def _through_runner(paths, cfg, work: Path, shares, script) -> "dict[str, float]":
+    from revive.machine import Stopwatch
     watch = Stopwatch()
     with _copy(paths, cfg, work, shares, "bench-floor-runner", watch) as machine:
         start = time.monotonic()
         machine.launch()
+        script = script(machine)   # after launch: a big share's image is known then
         first = time.monotonic()
-        machine.channel.runner.send(f"/bin/true; echo {RUNNER_MARK} >/dev/console; exit 0")
+        machine.channel.runner.send(f"{script}; echo {RUNNER_MARK} >/dev/console; exit 0")
         deadline = first + 60
         while RUNNER_MARK not in machine.qemu.serial_log.read_text(errors="replace"):
             if machine.dead() or time.monotonic() > deadline:
-                raise SystemExit(f"the runner's /bin/true did not end: {machine.dead()}")
+                raise SystemExit(f"the runner's {script!r} did not end: {machine.dead()}")
             time.sleep(0.002)
         end = time.monotonic()
-    return {"runner: qemu start + state load": watch.phases["revive"],
-            "runner: first process": end - first, "runner: floor": end - start}
+    return {"revive": watch.phases["revive"], "first": end - first, "all": end - start}
 
 
 def guest_speed(paths, meta, cfg, runs: int, baseline: str, project: Path) -> str:
@@ -224,6 +286,8 @@ def guest_speed(paths, meta, cfg, runs: int, baseline: str, project: Path) -> st
         tmp = Path(tmp)
         old, commit = baseline_tree(baseline, tmp / "baseline")
         trees = {f"agent, {commit} (baseline)": old, "agent, this tree": REPO}
+        for tree in trees.values():
+            compiled(tree)
         work = paths.work / "bench" / "speed"
         for i in range(runs):
             order = list(trees.items()) if i % 2 == 0 else list(reversed(trees.items()))
@@ -242,16 +306,19 @@ def guest_speed(paths, meta, cfg, runs: int, baseline: str, project: Path) -> st
                 if label == "true":
                     continue
                 add((label, "ssh"), over_ssh(paths, meta, cfg, work, timed))
-                add((label, "unwatched (floor)"), unwatched(paths, meta, cfg, work, timed))
+                alone, by_ssh = unwatched(paths, meta, cfg, work, timed, ssh_first=i % 2 == 1)
+                add((label, "unwatched (floor)"), alone)
+                add((label, "ssh into the unwatched copy"), by_ssh)
             floors.append(floor(paths, meta, cfg, work))
     lines = [f"\n| command, seconds inside the guest (median of {runs}) | "
-             + " | ".join(k for k in (trees.keys()) ) + " | ssh | unwatched (floor) |",
-             "|---|---|---|---|---|"]
+             + " | ".join(k for k in (trees.keys()) ) + " | ssh | ssh into the unwatched copy"
+             " | unwatched (floor) |",
+             "|---|---|---|---|---|---|"]
     for label in COMMANDS:
         if label == "true":
             continue
         cells = [statistics.median(rows[(label, who)])
-                 for who in [*trees, "ssh", "unwatched (floor)"]]
+                 for who in [*trees, "ssh", "ssh into the unwatched copy", "unwatched (floor)"]]
         base = cells[-1]
         lines.append(f"| {label} | " + " | ".join(f"{c:.2f} ({c / base:.2f}×)" for c in cells)
                      + " |")
