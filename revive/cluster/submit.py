@@ -31,23 +31,24 @@ SLACK = 120.0                # seconds for a worker to start, prepare, collect, 
 SAY_AFTER = 10.0             # a build not placed by then says what it waits for
 POLL = 0.3
 LOOK = 2.0                   # seconds between looks at the scheduler's state
+CLIENT_LOG = "cluster-client.log"   # artifacts/logs: Dask's own messages
+CLIENT_LOG_MAX = 1 << 20             # bytes; past it the next client empties the log
 
 _clients: dict = {}
 
 
-def client_for(cluster):
+def client_for(cluster, logs: Path):
     """This process's client of ``cluster`` (config's Cluster); an
-    unreachable scheduler is one line."""
+    unreachable scheduler is one line. Dask's own messages go to
+    ``logs``/CLIENT_LOG, not the terminal."""
     scheduler = cluster.scheduler
     if scheduler in _clients:
         return _clients[scheduler]
-    import logging
     from distributed import Client
     security = None
     if cluster.certs is not None:
         security = certs.security(cluster.certs, "client", "config.toml: [cluster] certs")
-    # The client logs its own retries at length; our one line says it all.
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    libraries_log(logs / CLIENT_LOG)
     try:
         client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False,
                         security=security)
@@ -59,6 +60,45 @@ def client_for(cluster):
                         "to build on this host") from None
     _clients[scheduler] = client
     return client
+
+
+def libraries_log(log: Path) -> None:
+    """Send what Dask, tornado and asyncio log in this process to ``log``
+    (appended to, emptied once past CLIENT_LOG_MAX), and nothing to the
+    terminal. The client logs its retries
+    and a lost scheduler at length, tracebacks included, and not only
+    through the "distributed" logger: distributed.client and
+    tornado.application keep levels of their own. revive's one line says
+    what happened and names this file. Call it after ``import
+    distributed``, which sets up handlers of its own."""
+    import logging
+    path = os.path.abspath(log)
+    tops = ("distributed", "tornado", "asyncio")
+    if any(getattr(h, "baseFilename", None) == path for h in logging.getLogger(tops[0]).handlers):
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Appended to (each of doit's -n processes writes it), kept small.
+        if log.stat().st_size > CLIENT_LOG_MAX:
+            os.truncate(log, 0)
+    except FileNotFoundError:
+        pass
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    # distributed gives some of its loggers (distributed.client,
+    # tornado.application) stderr handlers of their own.
+    names = [n for n in list(logging.root.manager.loggerDict)
+             if n in tops or n.startswith(tuple(f"{t}." for t in tops))]
+    for name in sorted(set(names) | set(tops)):
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+            if isinstance(old, logging.FileHandler):
+                old.close()
+        logger.propagate = name not in tops
+        if name in tops:
+            logger.addHandler(handler)
+    logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
 def _workers(client) -> dict:
@@ -131,7 +171,7 @@ def run_remote_build(cluster, paths, request) -> "tuple[Path, dict]":
     (artifacts/builds/NAME, result)."""
     meta = saved.read_meta(paths.snapshot)
     needs = res.for_snapshot(meta)
-    client = client_for(cluster)
+    client = client_for(cluster, paths.logs)
     announce_dashboard(client, cluster, paths.work)
     t0 = time.monotonic()
     store, bundle, sources, sent = publish(cluster, paths, request, meta)
@@ -143,7 +183,7 @@ def run_remote_build(cluster, paths, request) -> "tuple[Path, dict]":
     future = client.submit(thunk.task(), job, resources=needs, pure=False,
                            key=f"revive-build-{request.name}-{uuid.uuid4().hex[:8]}")
     try:
-        answer = _wait(client, future, request, cluster, needs)
+        answer = _wait(client, future, request, cluster, needs, paths.logs / CLIENT_LOG)
     except BaseException:
         future.cancel()     # Ctrl-C, a deadline, a lost scheduler: stop it there too
         raise
@@ -237,7 +277,7 @@ class _Watch:
                 f"{FETCH_RATE >> 20} MiB/s while fetching); see that worker's log")
 
 
-def _wait(client, future, build, cluster, needs) -> dict:
+def _wait(client, future, build, cluster, needs, log: Path) -> dict:
     """Wait for the build, saying where it is placed (again, if its worker
     died) and what it waits for while no worker can take it."""
     from distributed.scheduler import KilledWorker
@@ -260,14 +300,16 @@ def _wait(client, future, build, cluster, needs) -> dict:
         except (asyncio.CancelledError, concurrent.futures.CancelledError) as err:
             why = getattr(err, "reason", None) or "no reason given"
             raise UserError(f"build {build.name}: the scheduler {cluster.scheduler} dropped it "
-                            f"({why}: was the scheduler restarted?); run it again") from None
+                            f"({why}: was the scheduler restarted?); run it again (Dask's "
+                            f"messages: {log})") from None
         except Exception as err:     # e.g. a worker without revive's code or dependencies
             raise UserError(f"build {build.name}: the cluster could not run it: "
                             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
                             ) from None
         if client.status not in ("running", "connecting"):
             raise UserError(f"config.toml: [cluster] scheduler: lost the connection to "
-                            f"{cluster.scheduler} during build {build.name}")
+                            f"{cluster.scheduler} during build {build.name} (Dask's messages: "
+                            f"{log})")
         if time.monotonic() >= next_look:
             next_look = time.monotonic() + LOOK
             watch.look()

@@ -237,10 +237,12 @@ def test_the_scheduler_restarted_mid_run_is_one_line_and_the_workers_come_back(h
         doit.wait(timeout=120)
     out = "".join(lines)
     assert doit.returncode != 0
+    log = hosts.root / "project/artifacts/logs/cluster-client.log"
     assert (f"revive: build restart: the scheduler tls://{hosts.net.addr('sched')}:8786 dropped "
-            "it (scheduler-connection-lost: was the scheduler restarted?); run it again\n"
-            in out), out
-    assert "Traceback" not in out
+            "it (scheduler-connection-lost: was the scheduler restarted?); run it again "
+            f"(Dask's messages: {log})\n" in out), out
+    assert "Traceback" not in out, out
+    assert log.is_file()
     wait_until(lambda: not hosts.qemu_on(victim), 30, "the lost build's QEMU still runs")
     hosts.wait_workers(["wa", "wb"], timeout=120)
 

@@ -41,13 +41,13 @@ def _waiting(cluster, monkeypatch, look: float, accelerator: str):
 
 
 def test_a_build_no_worker_can_take_says_so_then_fails_in_one_line(local_cluster, monkeypatch,
-                                                                   capsys):
+                                                                   capsys, tmp_path):
     cluster, client = local_cluster
     build, config, needs = _waiting(cluster, monkeypatch, look=0.2, accelerator="kvm")
     future = client.submit(lambda: 1, resources=needs, pure=False)
     t0 = time.monotonic()
     with pytest.raises(UserError) as err:
-        submit._wait(client, future, build, config, needs)
+        submit._wait(client, future, build, config, needs, tmp_path / "client.log")
     future.cancel()
     assert 3 <= time.monotonic() - t0 < 10
     said = capsys.readouterr().out.splitlines()
@@ -61,11 +61,11 @@ def test_a_build_no_worker_can_take_says_so_then_fails_in_one_line(local_cluster
     assert "\n" not in str(err.value)
 
 
-def test_a_placed_build_says_where(local_cluster, monkeypatch, capsys):
+def test_a_placed_build_says_where(local_cluster, monkeypatch, capsys, tmp_path):
     cluster, client = local_cluster
     build, config, needs = _waiting(cluster, monkeypatch, look=0.1, accelerator="tcg")
     future = client.submit(time.sleep, 1.5, resources=needs, pure=False)
-    submit._wait(client, future, build, config, needs)
+    submit._wait(client, future, build, config, needs, tmp_path / "client.log")
     worker = next(iter(cluster.scheduler.workers.values()))
     assert capsys.readouterr().out.splitlines() == [
         f"revive: build b: placed on {worker.name} ({worker.address})"]
@@ -80,7 +80,7 @@ def _builds_silently():
 
 
 def test_a_placed_build_s_deadline_is_its_timeout_and_revive_after_the_fetch(
-        local_cluster, monkeypatch):
+        local_cluster, monkeypatch, tmp_path):
     from revive.config import Cluster
     from revive.machine.job import BuildRequest
     monkeypatch.setattr(submit, "LOOK", 0.1)
@@ -93,12 +93,12 @@ def test_a_placed_build_s_deadline_is_its_timeout_and_revive_after_the_fetch(
     future = client.submit(_builds_silently, resources=needs, pure=False)
     t0 = time.monotonic()
     with pytest.raises(UserError, match=r"^build b: no answer from 0 \(inproc://.*\) in time"):
-        submit._wait(client, future, build, config, needs)
+        submit._wait(client, future, build, config, needs, tmp_path / "client.log")
     future.cancel()
     assert 3.0 <= time.monotonic() - t0 < 8
 
 
-def test_an_unreachable_scheduler_names_the_config_key(monkeypatch):
+def test_an_unreachable_scheduler_names_the_config_key(monkeypatch, tmp_path):
     from revive.config import Cluster
     monkeypatch.setattr(submit, "CONNECT_TIMEOUT", 2.0)
     with socket.socket() as s:          # a port nobody listens on
@@ -107,7 +107,40 @@ def test_an_unreachable_scheduler_names_the_config_key(monkeypatch):
     with pytest.raises(UserError, match=r"^config.toml: \[cluster\] scheduler: cannot reach "
                        rf"tcp://127.0.0.1:{port} within 2 s"):
         submit.client_for(Cluster(scheduler=f"tcp://127.0.0.1:{port}", store="file:///x",
-                                  insecure=True))
+                                  insecure=True), tmp_path)
+
+
+LOGS_A_LOST_SCHEDULER = """
+import logging, sys
+from pathlib import Path
+import distributed  # sets up handlers of its own
+from revive.cluster import submit
+log = Path(sys.argv[1])
+submit.libraries_log(log)
+try:
+    raise ConnectionError("Stream is closed")
+except ConnectionError:
+    logging.getLogger("distributed.client").exception("Error in callback")
+    logging.getLogger("tornado.application").exception("Exception in callback")
+    logging.getLogger("asyncio").exception("Task exception was never retrieved")
+logging.getLogger("distributed.comm").info("below WARNING")
+text = log.read_text()
+submit.libraries_log(log)        # again: the same file, not emptied
+assert log.read_text() == text
+"""
+
+
+def test_dask_s_messages_go_to_the_client_log_not_the_terminal(tmp_path):
+    # distributed.client and tornado.application keep levels of their own:
+    # a level on "distributed" alone let a lost scheduler's traceback through.
+    log = tmp_path / "logs" / submit.CLIENT_LOG
+    proc = subprocess.run([sys.executable, "-c", LOGS_A_LOST_SCHEDULER, str(log)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout + proc.stderr == ""
+    text = log.read_text()
+    assert text.count("Traceback") == 3 and "Stream is closed" in text, text
+    assert "below WARNING" not in text
 
 
 def test_the_task_unpickles_where_revive_is_not_installed():
