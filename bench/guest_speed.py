@@ -173,16 +173,18 @@ def unwatched(paths, meta, cfg, work: Path, command: str,
                     watch.wait(0.5)
             return guest_seconds(done.read_text(errors="replace"), f"unwatched {command!r}")
 
-        with machine.ssh() as session:
-            def over(session=session) -> float:
+        def over() -> float:
+            # Its own connection: none is open while the unwatched one runs.
+            with machine.ssh() as session:
                 result = session.run(command, timeout=600)
-                if result.exit_code != 0:
-                    raise SystemExit(f"ssh in the unwatched copy: {result}")
-                return guest_seconds(result.output, f"ssh in the unwatched copy {command!r}")
-            if ssh_first:
-                by_ssh = over()
-                return alone(), by_ssh
-            return alone(), over()
+            if result.exit_code != 0:
+                raise SystemExit(f"ssh in the unwatched copy: {result}")
+            return guest_seconds(result.output, f"ssh in the unwatched copy {command!r}")
+
+        if ssh_first:
+            by_ssh = over()
+            return alone(), by_ssh
+        return alone(), over()
 
 
 def floor(paths, meta, cfg, work: Path) -> "dict[str, float]":
@@ -254,13 +256,13 @@ def _marked(wrapper: str) -> str:
     return wrapper[:-len(last)] + f"; echo {RUNNER_MARK} >/dev/console{last}"
 
 
-def _through_runner(paths, cfg, work: Path, shares, script) -> "dict[str, float]":
+def _through_runner(paths, cfg, work: Path, shares, script_for) -> "dict[str, float]":
     from revive.machine import Stopwatch
     watch = Stopwatch()
     with _copy(paths, cfg, work, shares, "bench-floor-runner", watch) as machine:
         start = time.monotonic()
         machine.launch()
-        script = script(machine)   # after launch: a big share's image is known then
+        script = script_for(machine)   # after launch: a big share's image is known then
         first = time.monotonic()
         machine.channel.runner.send(f"{script}; echo {RUNNER_MARK} >/dev/console; exit 0")
         deadline = first + 60

@@ -37,10 +37,10 @@ CLIENT_LOG_MAX = 1 << 20             # bytes; past it the next client empties th
 _clients: dict = {}
 
 
-def client_for(cluster, logs: Path):
+def client_for(cluster, log: Path):
     """This process's client of ``cluster`` (config's Cluster); an
-    unreachable scheduler is one line. Dask's own messages go to
-    ``logs``/CLIENT_LOG, not the terminal."""
+    unreachable scheduler is one line. Dask's own messages go to ``log``
+    (artifacts/logs/CLIENT_LOG), not the terminal."""
     scheduler = cluster.scheduler
     if scheduler in _clients:
         return _clients[scheduler]
@@ -48,7 +48,7 @@ def client_for(cluster, logs: Path):
     security = None
     if cluster.certs is not None:
         security = certs.security(cluster.certs, "client", "config.toml: [cluster] certs")
-    libraries_log(logs / CLIENT_LOG)
+    libraries_log(log)
     try:
         client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False,
                         security=security)
@@ -171,7 +171,8 @@ def run_remote_build(cluster, paths, request) -> "tuple[Path, dict]":
     (artifacts/builds/NAME, result)."""
     meta = saved.read_meta(paths.snapshot)
     needs = res.for_snapshot(meta)
-    client = client_for(cluster, paths.logs)
+    log = paths.logs / CLIENT_LOG
+    client = client_for(cluster, log)
     announce_dashboard(client, cluster, paths.work)
     t0 = time.monotonic()
     store, bundle, sources, sent = publish(cluster, paths, request, meta)
@@ -183,7 +184,7 @@ def run_remote_build(cluster, paths, request) -> "tuple[Path, dict]":
     future = client.submit(thunk.task(), job, resources=needs, pure=False,
                            key=f"revive-build-{request.name}-{uuid.uuid4().hex[:8]}")
     try:
-        answer = _wait(client, future, request, cluster, needs, paths.logs / CLIENT_LOG)
+        answer = _wait(client, future, request, cluster, needs, log)
     except BaseException:
         future.cancel()     # Ctrl-C, a deadline, a lost scheduler: stop it there too
         raise

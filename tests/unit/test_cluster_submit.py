@@ -107,7 +107,7 @@ def test_an_unreachable_scheduler_names_the_config_key(monkeypatch, tmp_path):
     with pytest.raises(UserError, match=r"^config.toml: \[cluster\] scheduler: cannot reach "
                        rf"tcp://127.0.0.1:{port} within 2 s"):
         submit.client_for(Cluster(scheduler=f"tcp://127.0.0.1:{port}", store="file:///x",
-                                  insecure=True), tmp_path)
+                                  insecure=True), tmp_path / "client.log")
 
 
 LOGS_A_LOST_SCHEDULER = """
